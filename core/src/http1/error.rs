@@ -1,1 +1,3 @@
 //! TODO
+#[derive(Debug)]
+pub struct CodecError;
