@@ -1,0 +1,134 @@
+//! Allocations per proxied request, counted on the worker threads in steady state.
+//!
+//! The proxy runs in this process with a counting global allocator; only allocations made on
+//! ringway's worker threads are counted (the test's own client and origin threads are not).
+//! The figure is stated in docs/architecture.md; this test keeps it from growing.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+struct Counting;
+
+static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
+
+thread_local! {
+    static COUNTED: Cell<bool> = const { Cell::new(false) };
+}
+
+// SAFETY: defers to the system allocator; the counter has no effect on memory.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        if COUNTED.try_with(Cell::get).unwrap_or(false) {
+            ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        }
+        System.alloc(layout)
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        System.dealloc(ptr, layout)
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        if COUNTED.try_with(Cell::get).unwrap_or(false) {
+            ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        }
+        System.realloc(ptr, layout, new_size)
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+/// A keep-alive origin answering every request with a 16-byte body.
+fn origin() -> std::net::SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let stream = stream.unwrap();
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut writer = stream;
+                let mut line = String::new();
+                loop {
+                    // Read one head (GETs only: no body).
+                    let mut empty_head = true;
+                    loop {
+                        line.clear();
+                        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                            return;
+                        }
+                        if line == "\r\n" {
+                            break;
+                        }
+                        empty_head = false;
+                    }
+                    if empty_head {
+                        return;
+                    }
+                    let reply = b"HTTP/1.1 200 OK\r\ncontent-length: 16\r\ncontent-type: text/plain\r\n\r\n0123456789abcdef";
+                    if writer.write_all(reply).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+fn get(stream: &mut TcpStream, reader: &mut BufReader<TcpStream>) {
+    stream
+        .write_all(b"GET /hello HTTP/1.1\r\nhost: example.test\r\nuser-agent: alloc-test\r\naccept: */*\r\n\r\n")
+        .unwrap();
+    let mut line = String::new();
+    let mut length = 0usize;
+    reader.read_line(&mut line).unwrap();
+    assert!(line.starts_with("HTTP/1.1 200"), "{line}");
+    loop {
+        line.clear();
+        reader.read_line(&mut line).unwrap();
+        if line == "\r\n" {
+            break;
+        }
+        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+            length = v.trim().parse().unwrap();
+        }
+    }
+    let mut body = vec![0u8; length];
+    reader.read_exact(&mut body).unwrap();
+}
+
+#[test]
+fn allocations_per_proxied_get() {
+    let origin = origin();
+    let yaml = format!(
+        "workers: 1\nlisteners:\n  - address: 127.0.0.1:0\nbackends:\n  - name: b\n    targets:\n      - url: http://{origin}\nroutes:\n  - backend: b\n"
+    );
+    let config = ringway::config::load_str(&yaml, "alloc.yaml", &|_| None).unwrap();
+    let snapshot = ringway::snapshot::Snapshot::build(config).unwrap();
+    let hook: ringway::server::ThreadHook = Arc::new(|_| COUNTED.with(|c| c.set(true)));
+    let server = ringway::server::Server::start(snapshot, Some(hook)).unwrap();
+    let addr = server.listeners[0].1;
+
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream.set_nodelay(true).unwrap();
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    for _ in 0..2_000 {
+        get(&mut stream, &mut reader);
+    }
+    const N: u64 = 20_000;
+    let before = ALLOCATIONS.load(Ordering::Relaxed);
+    for _ in 0..N {
+        get(&mut stream, &mut reader);
+    }
+    let per_request = (ALLOCATIONS.load(Ordering::Relaxed) - before) as f64 / N as f64;
+    println!("allocations per proxied GET on the worker: {per_request:.3}");
+    server.control.drain();
+    drop(stream);
+    assert!(per_request <= 1.0, "{per_request} allocations per request");
+}
