@@ -222,8 +222,12 @@ pub fn encode_last_chunk(out: &mut Vec<u8>) {
 /// Fails early on an incomplete size line that can already not be valid or is too long.
 fn check_partial_size_line(rest: &[u8]) -> Result<(), K> {
     let digits = rest.iter().take_while(|b| b.is_ascii_hexdigit()).count();
-    if digits > 16 {
-        return Err(K::BadChunkSize);
+    let after = rest.get(digits).copied();
+    if digits > 16 || (digits == 0 && after.is_some()) {
+        return Err(forbidden_or(after, K::BadChunkSize));
+    }
+    if after.is_some_and(|b| !matches!(b, b' ' | b'\t' | b';' | b'\r')) {
+        return Err(forbidden_or(after, K::BadChunkSize));
     }
     if rest.len() > MAX_SIZE_LINE + 1 {
         return Err(K::BadChunkExtension);

@@ -35,6 +35,8 @@ pub enum CodecErrorKind {
     MissingHost,
     /// More than one Host header.
     RepeatedHost,
+    /// A Host value with characters no `uri-host [":" port]` has (RFC 9112 3.2: 400).
+    InvalidHost,
     /// Both Content-Length and Transfer-Encoding present.
     ContentLengthWithTransferEncoding,
     /// Content-Length values that differ (across headers or within a comma list).
@@ -97,6 +99,7 @@ impl CodecErrorKind {
             Nul => "NUL byte in message head",
             MissingHost => "HTTP/1.1 request without Host header",
             RepeatedHost => "more than one Host header",
+            InvalidHost => "invalid Host header value",
             ContentLengthWithTransferEncoding => {
                 "Content-Length and Transfer-Encoding both present"
             }

@@ -377,8 +377,12 @@ fn fill_request(
     if fields.host_repeated {
         return Err(K::RepeatedHost);
     }
-    if fields.host.is_none() && head.version == Version::Http11 {
-        return Err(K::MissingHost);
+    match fields.host {
+        None if head.version == Version::Http11 => return Err(K::MissingHost),
+        Some(host) if !host.of(window).iter().all(|&b| is_host_byte(b)) => {
+            return Err(K::InvalidHost)
+        }
+        _ => {}
     }
     if !head.absolute_form {
         head.host = fields.host;
@@ -797,6 +801,12 @@ impl Fields {
             lists_other: self.lists_other,
         }
     }
+}
+
+/// Bytes of `uri-host [":" port]`: unreserved, sub-delims, pct-encoded, IP-literal brackets.
+#[inline]
+fn is_host_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:[]%".contains(&b)
 }
 
 /// The non-empty elements of a comma-separated list, without surrounding whitespace.

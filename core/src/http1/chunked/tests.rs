@@ -99,8 +99,12 @@ fn bad_chunk_sizes() {
         dec.decode(b"ffffffffffffffff\r\n", &mut Vec::new(), false),
         Ok(18)
     );
-    // Too many digits is refused before the line is complete.
+    // Refused before the line is complete.
     assert_eq!(err(b"00000000000000000"), CodecErrorKind::BadChunkSize);
+    assert_eq!(err(b"z"), CodecErrorKind::BadChunkSize);
+    assert_eq!(err(b"12x"), CodecErrorKind::BadChunkSize);
+    assert_eq!(decode(b"12;", false), Ok((0, Vec::new(), false)));
+    assert_eq!(decode(b"12 ", false), Ok((0, Vec::new(), false)));
 }
 
 #[test]
@@ -300,4 +304,57 @@ fn whitespace_only_before_semicolon() {
     assert_eq!(err(b"1;a \r\n"), CodecErrorKind::BadChunkExtension);
     assert_eq!(err(b"1;a=b\t\r\n"), CodecErrorKind::BadChunkExtension);
     assert_eq!(err(b"1;a=b c\r\n"), CodecErrorKind::BadChunkExtension);
+}
+
+proptest! {
+    /// Whatever the input, feeding it in pieces agrees with feeding it whole: the same
+    /// payload and consumption when it is accepted, an error when it is refused.
+    #[test]
+    fn piecewise_agrees_with_whole(
+        pieces in prop::collection::vec(prop::collection::vec(any::<u8>(), 1..40), 0..4),
+        edits in prop::collection::vec((any::<prop::sample::Index>(), prop::sample::select(b"0aF;= \t\r\n\"\\:x\0".to_vec()), any::<bool>()), 0..3),
+        cuts in prop::collection::vec(any::<prop::sample::Index>(), 0..12),
+    ) {
+        let mut wire = Vec::new();
+        for p in &pieces {
+            encode_chunk(p.len(), &mut wire);
+            wire.extend_from_slice(p);
+            wire.extend_from_slice(b"\r\n");
+        }
+        wire.extend_from_slice(b"0;e=\"v\"\r\nT: v\r\n\r\nNEXT");
+        for (at, byte, insert) in edits {
+            let i = at.index(wire.len());
+            if insert { wire.insert(i, byte) } else { wire[i] = byte }
+        }
+        let whole = decode(&wire, false);
+
+        let mut cuts: Vec<usize> = cuts.iter().map(|i| i.index(wire.len() + 1)).collect();
+        cuts.push(wire.len());
+        cuts.sort_unstable();
+        let mut dec = ChunkedDecoder::new();
+        let mut out = Vec::new();
+        let mut start = 0;
+        let mut failed = false;
+        for &end in &cuts {
+            if end <= start {
+                continue;
+            }
+            match dec.decode(&wire[start..end], &mut out, false) {
+                Ok(n) => start += n,
+                Err(_) => {
+                    failed = true;
+                    break;
+                }
+            }
+        }
+        match whole {
+            Ok((n, payload, done)) => {
+                prop_assert!(!failed);
+                prop_assert_eq!(start, n);
+                prop_assert_eq!(out, payload);
+                prop_assert_eq!(dec.is_done(), done);
+            }
+            Err(_) => prop_assert!(failed),
+        }
+    }
 }

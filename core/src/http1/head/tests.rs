@@ -444,6 +444,26 @@ fn host_rules() {
         req_err(b"GET http://a/ HTTP/1.1\r\n\r\n"),
         CodecErrorKind::MissingHost
     );
+    for bad in ["a b", "a/b", "a@b", "a\"b", "h\u{e9}"] {
+        let raw = format!("GET / HTTP/1.1\r\nHost: {bad}\r\n\r\n");
+        assert_eq!(
+            req_err(raw.as_bytes()),
+            CodecErrorKind::InvalidHost,
+            "{bad:?}"
+        );
+    }
+    for good in [
+        "a.example:8080",
+        "[::1]:80",
+        "xn--bcher-kva.example",
+        "127.0.0.1",
+    ] {
+        let raw = format!("GET / HTTP/1.1\r\nHost: {good}\r\n\r\n");
+        assert_eq!(
+            req(raw.as_bytes()).unwrap().0.host(raw.as_bytes()),
+            Some(good.as_bytes())
+        );
+    }
     // An empty Host is allowed (RFC 9110 7.2).
     let raw = b"GET / HTTP/1.1\r\nHost:\r\n\r\n";
     assert_eq!(req(raw).unwrap().0.host(raw), Some(&b""[..]));
@@ -943,6 +963,48 @@ mod props {
             let mut as_response = b"HTTP/1.1 200 OK\r\n".to_vec();
             as_response.extend_from_slice(&raw[body_at.min(raw.len()).min(20)..]);
             let _ = parse_response(&as_response, &limits, &mut ResponseHead::new());
+        }
+    }
+}
+
+mod response_props {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn split_reads_give_the_same_response_head(
+            status in 100u16..600,
+            headers in prop::collection::vec(("X-[A-Za-z0-9-]{1,12}", "[!-~]([ -~]{0,20}[!-~])?"), 0..10),
+            cut in any::<prop::sample::Index>(),
+        ) {
+            let mut raw = format!("HTTP/1.1 {status} Some Reason\r\n");
+            for (n, v) in &headers {
+                raw.push_str(&format!("{n}: {v}\r\n"));
+            }
+            raw.push_str("\r\nbody");
+            let raw = raw.as_bytes();
+            let limits = Limits::default();
+            let mut whole = ResponseHead::new();
+            let n = parse_response(raw, &limits, &mut whole).unwrap().unwrap();
+            prop_assert_eq!(n, raw.len() - 4);
+            prop_assert_eq!(whole.status(), status);
+            prop_assert_eq!(whole.reason_span().of(raw), b"Some Reason");
+            prop_assert_eq!(whole.headers().len(), headers.len());
+            for (h, (name, value)) in whole.headers().iter().zip(&headers) {
+                prop_assert_eq!(h.name.of(raw), name.as_bytes());
+                prop_assert_eq!(h.value.of(raw), value.as_bytes());
+            }
+            let at = cut.index(raw.len() + 1);
+            let mut part = ResponseHead::new();
+            let r = parse_response(&raw[..at], &limits, &mut part);
+            if at < n {
+                prop_assert_eq!(r, Ok(None));
+            } else {
+                prop_assert_eq!(r, Ok(Some(n)));
+                prop_assert_eq!(part.headers(), whole.headers());
+                prop_assert_eq!(part.framing(false), whole.framing(false));
+            }
         }
     }
 }
