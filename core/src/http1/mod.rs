@@ -13,9 +13,11 @@ mod chunked;
 mod error;
 mod head;
 
-pub use chunked::{encode_chunk, encode_last_chunk, ChunkedDecoder};
-pub use error::CodecError;
-pub use head::{parse_request, parse_response, RequestHead, ResponseHead};
+pub use chunked::{
+    encode_chunk, encode_last_chunk, ChunkedDecoder, MAX_SIZE_LINE, MAX_TRAILER_BYTES,
+};
+pub use error::{CodecError, CodecErrorKind};
+pub use head::{parse_request, parse_response, RequestHead, ResponseHead, MAX_HEADERS_CAP};
 
 /// A byte range of the buffer a head was parsed from.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
