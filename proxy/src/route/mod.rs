@@ -56,13 +56,16 @@ pub enum Action {
     Respond(DirectResponse),
 }
 
+/// A header name (lowercase) and value.
+pub type HeaderPair = (Box<[u8]>, Box<[u8]>);
+
 /// Header edits, applied in the order remove, set, add. Names are lowercase.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct HeaderEdits {
     /// Replace every value of the header with this one (or add it).
-    pub set: Vec<(Box<[u8]>, Box<[u8]>)>,
+    pub set: Vec<HeaderPair>,
     /// Append another value.
-    pub add: Vec<(Box<[u8]>, Box<[u8]>)>,
+    pub add: Vec<HeaderPair>,
     pub remove: Vec<Box<[u8]>>,
 }
 
@@ -286,7 +289,7 @@ impl Router {
         for (_, group) in wildcard_hosts.iter_mut() {
             group.sort();
         }
-        wildcard_hosts.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+        wildcard_hosts.sort_by_key(|(suffix, _)| std::cmp::Reverse(suffix.len()));
         any_host.sort();
         Ok(Router {
             routes,
