@@ -248,7 +248,10 @@ impl<'de> Deserialize<'de> for Text {
                 Ok(Text(v.to_string()))
             }
             fn visit_f64<E: de::Error>(self, v: f64) -> Result<Text, E> {
-                Ok(Text(v.to_string()))
+                // YAML already turned `1.0` into a float; its spelling is lost, so ask for quotes.
+                Err(E::custom(format!(
+                    "write this number in quotes (\"{v}\"): an unquoted decimal is read as a float and its spelling lost"
+                )))
             }
             fn visit_bool<E: de::Error>(self, v: bool) -> Result<Text, E> {
                 Ok(Text(v.to_string()))
@@ -363,6 +366,9 @@ mod tests {
         assert_eq!(c.0, vec![0, 1, 3]);
         let t: Text = serde_yaml_ng::from_str("2").unwrap();
         assert_eq!(t.0, "2");
+        let t: Text = serde_yaml_ng::from_str("'1.0'").unwrap();
+        assert_eq!(t.0, "1.0");
+        assert!(serde_yaml_ng::from_str::<Text>("1.0").is_err());
         let m: TextMap = serde_yaml_ng::from_str("{b: 1, a: x}").unwrap();
         assert_eq!(
             m.0,

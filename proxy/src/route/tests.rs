@@ -303,3 +303,70 @@ fn rewrites() {
     Rewrite::Path((*b"/new").into()).apply(b"/old/x", 4, &mut out);
     assert_eq!(out, b"/new");
 }
+
+/// Counts allocations made by the current thread, to check that `find` allocates nothing.
+/// (The only global allocator of the library's test binary.)
+mod counting {
+    use std::alloc::{GlobalAlloc, Layout, System};
+    use std::cell::Cell;
+
+    pub struct CountingAlloc;
+
+    thread_local! {
+        static COUNT: Cell<usize> = const { Cell::new(0) };
+    }
+
+    // SAFETY: forwards to the system allocator unchanged; only counts calls.
+    unsafe impl GlobalAlloc for CountingAlloc {
+        unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+            let _ = COUNT.try_with(|c| c.set(c.get() + 1));
+            // SAFETY: same contract as the caller's.
+            unsafe { System.alloc(layout) }
+        }
+        unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+            // SAFETY: same contract as the caller's.
+            unsafe { System.dealloc(ptr, layout) }
+        }
+        unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+            let _ = COUNT.try_with(|c| c.set(c.get() + 1));
+            // SAFETY: same contract as the caller's.
+            unsafe { System.realloc(ptr, layout, new_size) }
+        }
+    }
+
+    #[global_allocator]
+    static ALLOC: CountingAlloc = CountingAlloc;
+
+    pub fn allocations() -> usize {
+        COUNT.with(Cell::get)
+    }
+}
+
+#[test]
+fn find_does_not_allocate() {
+    let r = router(
+        "  - {name: e, backend: a, hosts: [api.example.com], matches: [{path: {type: exact, value: /e}, method: GET}]}\n  - {name: w, backend: a, hosts: ['*.example.com'], matches: [{path: {type: template, value: '/u/{id}'}}]}\n  - {name: q, backend: b, matches: [{path: {value: /q}, query: [{name: a, type: regex, value: '[0-9]+'}], headers: [{name: x, value: '1'}]}]}\n  - {name: re, backend: c, matches: [{path: {type: regex, value: '/r/.*'}}]}\n",
+    );
+    let requests = [
+        get("/e").host("API.example.com:80"),
+        get("/u/5").host("www.example.com"),
+        get("/q/1").query("b&a=12").header("x", "1"),
+        get("/r/x"),
+        get("/nothing"),
+    ];
+    let expected = ["e", "w", "q", "re", "none"];
+    // Warm up: a regex's matching state is created on its first use by a thread.
+    for req in &requests {
+        find(&r, req);
+    }
+    let before = counting::allocations();
+    let mut found = [None; 5];
+    for (slot, req) in found.iter_mut().zip(&requests) {
+        *slot = find(&r, req).map(|m| m.route as *const Route);
+    }
+    assert_eq!(counting::allocations(), before);
+    for ((f, name), req) in found.iter().zip(expected).zip(&requests) {
+        assert_eq!(f.is_some(), name != "none");
+        assert_eq!(pick(&r, req), name);
+    }
+}
