@@ -1,1 +1,228 @@
-//! TODO
+//! The configuration: one YAML file, loaded into a validated [`Config`].
+//!
+//! Loading runs in three steps: `${VAR}` substitution on the text ([`env`]), deserialization
+//! into the document's shape ([`model`], unknown keys refused, units parsed), then validation
+//! ([`validate`]) which collects every semantic error with its document path rather than
+//! stopping at the first. `docs/configuration.md` is the contract for the format.
+
+mod env;
+mod model;
+mod units;
+mod validate;
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use ringway_core::http1::Limits;
+use ringway_core::runtime::RuntimeSettings;
+
+use crate::route::{DirectResponse, HeaderEdits, HostPattern, Redirect, Rewrite, RouteMatch};
+
+pub use units::{parse_cpu_list, parse_duration, parse_size};
+
+/// A loaded, validated configuration.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// The file name, for messages.
+    pub source: String,
+    /// None = one worker per allowed CPU (or per entry of `cpus`).
+    pub workers: Option<usize>,
+    /// CPUs to pin workers to, in order.
+    pub cpus: Option<Vec<usize>>,
+    pub runtime: RuntimeSettings,
+    pub limits: Limits,
+    pub timeouts: Timeouts,
+    pub listeners: Vec<Listener>,
+    pub backends: Vec<Backend>,
+    /// Validated; [`crate::route::Router::build`] compiles them.
+    pub routes: Vec<RouteConfig>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Timeouts {
+    pub header: Duration,
+    pub idle: Duration,
+    pub upstream_connect: Duration,
+    pub upstream_response: Duration,
+    /// None = no limit on the whole exchange.
+    pub request: Option<Duration>,
+    pub drain: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            header: Duration::from_secs(10),
+            idle: Duration::from_secs(60),
+            upstream_connect: Duration::from_secs(3),
+            upstream_response: Duration::from_secs(30),
+            request: None,
+            drain: Duration::from_secs(10),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Listener {
+    pub name: String,
+    pub address: SocketAddr,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Backend {
+    pub name: String,
+    pub balance: Balance,
+    pub targets: Vec<Target>,
+    pub pool: PoolSettings,
+    /// How long a target is skipped after a connect failure.
+    pub unavailable_for: Duration,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Balance {
+    RoundRobin,
+    Weighted,
+    Priority,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Target {
+    /// The URL as written.
+    pub url: String,
+    /// Resolved when the configuration loads.
+    pub addr: SocketAddr,
+    /// The authority as written (`host:port`, or `host` when the URL has no port), for the
+    /// Host header and logs.
+    pub authority: String,
+    /// 1..=1000.
+    pub weight: u32,
+    /// Lower is preferred.
+    pub priority: u32,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PoolSettings {
+    pub max_idle_per_target: usize,
+    pub idle_timeout: Duration,
+}
+
+impl Default for PoolSettings {
+    fn default() -> Self {
+        PoolSettings {
+            max_idle_per_target: 64,
+            idle_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// A validated route, with its matchers compiled; the router resolves its backend name.
+#[derive(Clone, Debug)]
+pub struct RouteConfig {
+    pub name: String,
+    /// Empty: any host.
+    pub hosts: Vec<HostPattern>,
+    /// At least one (a route written without `matches` gets prefix `/`).
+    pub matches: Vec<RouteMatch>,
+    pub action: RouteAction,
+    pub request_headers: HeaderEdits,
+    pub response_headers: HeaderEdits,
+    pub rewrite: Option<Rewrite>,
+}
+
+#[derive(Clone, Debug)]
+pub enum RouteAction {
+    /// A backend name, known to exist in `Config::backends`.
+    Backend(String),
+    Redirect(Redirect),
+    Respond(DirectResponse),
+}
+
+/// Everything wrong with a configuration, one message per problem, each starting with the
+/// source name: `SOURCE: [line L column C: ]PATH: what is wrong`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigError {
+    pub errors: Vec<String>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, error) in self.errors.iter().enumerate() {
+            if i > 0 {
+                f.write_str("\n")?;
+            }
+            f.write_str(error)?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Reads and validates the file at `path`, taking variables from the process environment.
+pub fn load_file(path: &Path) -> Result<Config, ConfigError> {
+    let source = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+        errors: vec![format!("{source}: cannot read the file: {e}")],
+    })?;
+    load_str(&text, &source, &|name| std::env::var(name).ok())
+}
+
+/// Validates configuration `text`; `source` names it in messages and `env` looks up variables.
+pub fn load_str(
+    text: &str,
+    source: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Config, ConfigError> {
+    let prefix = |errors: Vec<String>| ConfigError {
+        errors: errors
+            .into_iter()
+            .map(|e| format!("{source}: {e}"))
+            .collect(),
+    };
+    let text = env::substitute(text, env).map_err(prefix)?;
+    let document = parse_document(&text).map_err(|e| prefix(vec![e]))?;
+    validate::validate(document, source).map_err(prefix)
+}
+
+fn parse_document(text: &str) -> Result<model::Document, String> {
+    let blank = text
+        .lines()
+        .all(|l| l.trim().is_empty() || l.trim_start().starts_with('#'));
+    if blank {
+        // An empty document is a document without keys; validation says what is missing.
+        return Ok(model::Document::default());
+    }
+    serde_yaml_ng::from_str(text).map_err(|e| yaml_error(&e))
+}
+
+/// `line L column C: PATH: message`, from serde_yaml_ng's `PATH: message at line L column C`.
+fn yaml_error(e: &serde_yaml_ng::Error) -> String {
+    let message = e.to_string();
+    match e.location() {
+        Some(at) => {
+            let suffix = format!(" at line {} column {}", at.line(), at.column());
+            let message = message.strip_suffix(&suffix).unwrap_or(&message);
+            format!("line {} column {}: {message}", at.line(), at.column())
+        }
+        None => message,
+    }
+}
+
+/// `no backend named "x" (known: a, b)`.
+pub(crate) fn unknown_backend(name: &str, backends: &[Backend]) -> String {
+    let known: Vec<&str> = backends.iter().map(|b| b.name.as_str()).collect();
+    unknown_backend_among(name, &known)
+}
+
+pub(crate) fn unknown_backend_among(name: &str, known: &[&str]) -> String {
+    if known.is_empty() {
+        format!("no backend named {name:?} (no backends are defined)")
+    } else {
+        format!("no backend named {name:?} (known: {})", known.join(", "))
+    }
+}
+
+#[cfg(test)]
+mod tests;

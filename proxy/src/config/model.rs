@@ -1,0 +1,228 @@
+//! The YAML document as written: serde types mirroring `docs/configuration.md` key for key.
+//!
+//! Every struct denies unknown fields. Only shapes and units are checked here; meaning
+//! (references, ranges, regexes) is checked in `validate`, which collects every error.
+
+use serde::Deserialize;
+
+use super::units::{CpuList, Dur, Size, Text, TextMap, Workers};
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Document {
+    #[serde(default)]
+    pub workers: Workers,
+    pub cpus: Option<CpuList>,
+    #[serde(default)]
+    pub runtime: Runtime,
+    #[serde(default)]
+    pub limits: Limits,
+    #[serde(default)]
+    pub timeouts: Timeouts,
+    #[serde(default)]
+    pub listeners: Vec<Listener>,
+    #[serde(default)]
+    pub backends: Vec<Backend>,
+    #[serde(default)]
+    pub routes: Vec<Route>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Runtime {
+    #[serde(default)]
+    pub driver: Driver,
+    pub ring_entries: Option<u32>,
+    #[serde(default)]
+    pub ring_flags: RingFlags,
+}
+
+#[derive(Debug, Default, Clone, Copy, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Driver {
+    #[default]
+    Auto,
+    IoUring,
+    Epoll,
+}
+
+#[derive(Debug, Default, Clone, Copy, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RingFlags {
+    None,
+    #[default]
+    CoopTaskrun,
+    DeferTaskrun,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    pub max_header_bytes: Option<Size>,
+    pub max_headers: Option<usize>,
+    pub max_uri_bytes: Option<Size>,
+    pub max_body_bytes: Option<Size>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Timeouts {
+    pub header: Option<Dur>,
+    pub idle: Option<Dur>,
+    pub upstream_connect: Option<Dur>,
+    pub upstream_response: Option<Dur>,
+    pub request: Option<Dur>,
+    pub drain: Option<Dur>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Listener {
+    pub name: Option<String>,
+    pub address: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Backend {
+    pub name: String,
+    #[serde(default)]
+    pub balance: Balance,
+    #[serde(default)]
+    pub targets: Vec<Target>,
+    #[serde(default)]
+    pub pool: Pool,
+    pub unavailable_for: Option<Dur>,
+}
+
+#[derive(Debug, Default, Clone, Copy, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Balance {
+    #[default]
+    RoundRobin,
+    Weighted,
+    Priority,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Target {
+    pub url: String,
+    pub weight: Option<u32>,
+    pub priority: Option<u32>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Pool {
+    pub max_idle_per_target: Option<usize>,
+    pub idle_timeout: Option<Dur>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Route {
+    pub name: Option<String>,
+    #[serde(default)]
+    pub hosts: Vec<String>,
+    pub matches: Option<Vec<Match>>,
+    #[serde(default)]
+    pub filters: Filters,
+    pub backend: Option<String>,
+    pub redirect: Option<Redirect>,
+    pub return_response: Option<ReturnResponse>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Match {
+    pub path: Option<PathMatch>,
+    pub method: Option<String>,
+    #[serde(default)]
+    pub headers: Vec<ValueMatch>,
+    #[serde(default)]
+    pub query: Vec<ValueMatch>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PathMatch {
+    #[serde(rename = "type", default)]
+    pub kind: PathKind,
+    pub value: String,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PathKind {
+    Exact,
+    #[default]
+    Prefix,
+    Template,
+    Regex,
+}
+
+/// A header or query parameter match.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ValueMatch {
+    pub name: String,
+    #[serde(rename = "type", default)]
+    pub kind: ValueKind,
+    pub value: Text,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ValueKind {
+    #[default]
+    Exact,
+    Regex,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Filters {
+    #[serde(default)]
+    pub request_headers: HeaderFilter,
+    #[serde(default)]
+    pub response_headers: HeaderFilter,
+    pub rewrite: Option<Rewrite>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeaderFilter {
+    #[serde(default)]
+    pub set: TextMap,
+    #[serde(default)]
+    pub add: TextMap,
+    #[serde(default)]
+    pub remove: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rewrite {
+    pub path: Option<String>,
+    pub prefix: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Redirect {
+    pub scheme: Option<String>,
+    pub host: Option<String>,
+    pub port: Option<u16>,
+    pub path: Option<String>,
+    pub status: Option<u16>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReturnResponse {
+    pub status: u16,
+    #[serde(default)]
+    pub headers: TextMap,
+    pub body: Option<String>,
+}
