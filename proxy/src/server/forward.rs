@@ -145,7 +145,7 @@ impl Conn {
             let up_fd = up.fd();
             self.up_deadline.arm(up_fd, timeouts.upstream_response);
             let sent = write_keep(&mut up.stream, &mut self.wbuf).await.is_ok();
-            let mut result = if sent { Ok(()) } else { Err(Failure::NoResponse) };
+            let mut failed = if sent { None } else { Some(Failure::NoResponse) };
             if sent && !whole {
                 // Stream the rest of the request body.
                 self.wbuf.clear();
@@ -166,7 +166,7 @@ impl Conn {
                 let relayed = relay_body(client, &mut self.rbuf, upstream, &mut self.wbuf, mode, &mut decoder, max).await;
                 match relayed {
                     Ok(_) => {}
-                    Err(RelayError::Destination) => result = Err(Failure::NoResponse),
+                    Err(RelayError::Destination) => failed = Some(Failure::NoResponse),
                     Err(RelayError::TooLarge) => {
                         self.up_deadline.disarm();
                         return local::upstream_error(self, facts, 413, "body_too_large", "request body exceeds limits.max_body_bytes", false).await;
@@ -182,10 +182,13 @@ impl Conn {
                     }
                 }
             }
-            if result.is_ok() {
-                self.up_deadline.arm(up_fd, timeouts.upstream_response);
-                result = read_response_head(&mut up, &mut response, &limits, facts.is_head, &self.up_deadline).await;
-            }
+            let result = match failed {
+                Some(failure) => Err(failure),
+                None => {
+                    self.up_deadline.arm(up_fd, timeouts.upstream_response);
+                    read_response_head(&mut up, &mut response, &limits, &self.up_deadline).await
+                }
+            };
             match result {
                 Ok(len) => break (up, len),
                 Err(Failure::NoResponse) if up.reused && whole && facts.idempotent => {
@@ -321,10 +324,8 @@ async fn read_response_head(
     up: &mut UpstreamConn,
     head: &mut ResponseHead,
     limits: &ringway_core::http1::Limits,
-    request_was_head: bool,
     deadline: &ringway_core::timer::Deadline,
 ) -> Result<usize, Failure> {
-    let _ = request_was_head;
     let mut got_any = false;
     loop {
         if !up.buf.is_empty() {
