@@ -19,6 +19,8 @@ const MAX_ECHO: u64 = 64 * 1024 * 1024;
 /// Starts the demo origin on its own thread; returns the address it listens on.
 pub fn start(addr: SocketAddr) -> std::io::Result<SocketAddr> {
     let listener = std::net::TcpListener::bind(addr)?;
+    // monoio's epoll driver expects non-blocking sockets.
+    listener.set_nonblocking(true)?;
     let local = listener.local_addr()?;
     std::thread::Builder::new()
         .name("ringway-demo-origin".into())

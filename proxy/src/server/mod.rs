@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use monoio::net::{ListenerOpts, TcpListener};
+use monoio::net::TcpListener;
 use ringway_core::metrics::{MetricsSnapshot, WorkerMetrics};
 use ringway_core::runtime::{self, Placement, WorkerContext};
 use ringway_core::timer::TimerWheel;
@@ -113,12 +113,11 @@ impl Server {
 
         // Bind every worker's listeners on this thread first, so that a bad address fails the
         // start with a clear error instead of a worker dying quietly.
-        let opts = ListenerOpts::new().reuse_port(true).reuse_addr(true).backlog(4096);
         let mut std_listeners = Vec::new();
         for _ in 0..placement.workers {
             let mut mine = Vec::new();
             for addr in &addrs {
-                let l = bind_std(*addr, &opts).map_err(|e| {
+                let l = bind_std(*addr).map_err(|e| {
                     std::io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}"))
                 })?;
                 mine.push(l);
@@ -183,14 +182,15 @@ fn resolve_port(addr: SocketAddr) -> std::io::Result<(SocketAddr, Option<socket2
     Ok((bound, Some(socket)))
 }
 
-fn bind_std(addr: SocketAddr, opts: &ListenerOpts) -> std::io::Result<std::net::TcpListener> {
-    let _ = opts;
+fn bind_std(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
     let socket = socket2::Socket::new(socket2::Domain::for_address(addr), socket2::Type::STREAM, None)?;
     socket.set_reuse_port(true)?;
     socket.set_reuse_address(true)?;
     socket.set_nodelay(true)?;
     socket.bind(&addr.into())?;
     socket.listen(4096)?;
+    // monoio's epoll driver expects non-blocking sockets (io_uring does not mind).
+    socket.set_nonblocking(true)?;
     Ok(socket.into())
 }
 
