@@ -130,5 +130,6 @@ fn allocations_per_proxied_get() {
     println!("allocations per proxied GET on the worker: {per_request:.3}");
     server.control.drain();
     drop(stream);
-    assert!(per_request <= 1.0, "{per_request} allocations per request");
+    // Steady state allocates nothing per request; the tick timer accounts for the rest.
+    assert!(per_request < 0.1, "{per_request} allocations per request");
 }

@@ -10,7 +10,7 @@ use std::rc::Rc;
 use std::time::Instant;
 
 use monoio::net::TcpStream;
-use ringway_core::http1::{parse_response, BodyFraming, ChunkedDecoder, ResponseHead};
+use ringway_core::http1::{parse_response, BodyFraming, ChunkedDecoder};
 
 use super::conn::{Conn, Facts, Next};
 use super::head::{write_request_head, write_response_head, ClientFraming, Forwarded};
@@ -113,7 +113,6 @@ impl Conn {
         let mut tried = Tried::default();
         let mut fresh_only = false;
         let mut last_status = (502u16, "bad_gateway", "could not connect to any target");
-        let mut response = ResponseHead::default();
         let (mut up, resp_len) = loop {
             let now = Instant::now();
             let Some(target) = w.upstreams.choose(snap, backend, &tried, now) else {
@@ -186,7 +185,7 @@ impl Conn {
                 Some(failure) => Err(failure),
                 None => {
                     self.up_deadline.arm(up_fd, timeouts.upstream_response);
-                    read_response_head(&mut up, &mut response, &limits, &self.up_deadline).await
+                    read_response_head(&mut up, &limits, &self.up_deadline).await
                 }
             };
             match result {
@@ -210,6 +209,7 @@ impl Conn {
         w.upstreams.mark_up(up.target);
 
         // 3. The response.
+        let response = &up.head;
         let status = response.status();
         let upgrade = status == 101 && facts.upgrade;
         let up_framing = response.framing(facts.is_head);
@@ -246,7 +246,7 @@ impl Conn {
         write_response_head(
             &mut self.wbuf,
             up.buf.data(),
-            &response,
+            response,
             client_framing,
             &route.response_headers,
             keep_alive,
@@ -322,7 +322,6 @@ async fn connect(w: &super::Worker, snap: &crate::snapshot::Snapshot, target: us
 /// 101. Returns the head's length.
 async fn read_response_head(
     up: &mut UpstreamConn,
-    head: &mut ResponseHead,
     limits: &ringway_core::http1::Limits,
     deadline: &ringway_core::timer::Deadline,
 ) -> Result<usize, Failure> {
@@ -330,9 +329,9 @@ async fn read_response_head(
     loop {
         if !up.buf.is_empty() {
             got_any = true;
-            match parse_response(up.buf.data(), limits, head) {
+            match parse_response(up.buf.data(), limits, &mut up.head) {
                 Ok(Some(n)) => {
-                    let status = head.status();
+                    let status = up.head.status();
                     if (100..200).contains(&status) && status != 101 {
                         up.buf.consume(n);
                         continue;

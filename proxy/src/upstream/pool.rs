@@ -9,6 +9,7 @@ use std::os::fd::{AsRawFd, RawFd};
 use std::time::{Duration, Instant};
 
 use monoio::net::TcpStream;
+use ringway_core::http1::ResponseHead;
 
 use crate::server::RecvBuf;
 use crate::snapshot::Snapshot;
@@ -17,6 +18,9 @@ use crate::snapshot::Snapshot;
 pub struct UpstreamConn {
     pub stream: TcpStream,
     pub buf: RecvBuf,
+    /// The last response head read on this connection (its spans index `buf`); kept with the
+    /// connection so that its header vector is reused.
+    pub head: ResponseHead,
     pub target: usize,
     /// Whether it came out of the pool (so a failure before any response byte may be stale).
     pub reused: bool,
@@ -28,6 +32,7 @@ impl UpstreamConn {
         UpstreamConn {
             stream,
             buf: RecvBuf::with_capacity(8 * 1024),
+            head: ResponseHead::default(),
             target,
             reused: false,
             idle_since: Instant::now(),
