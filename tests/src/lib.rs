@@ -67,6 +67,23 @@ pub fn pattern_bytes(len: usize) -> Vec<u8> {
     (0..len).map(|i| (i % 251) as u8).collect()
 }
 
+/// A config with one listener on `127.0.0.1:0`, one backend `origin` with `targets`, and a
+/// catch-all route to it. `extra` is appended at top level (limits, timeouts, more routes
+/// must not be given twice).
+pub fn forward_all_config(workers: usize, targets: &[&str], extra: &str) -> String {
+    let mut yaml = format!(
+        "workers: {workers}\n\
+         listeners:\n  - name: main\n    address: 127.0.0.1:0\n\
+         backends:\n  - name: origin\n    targets:\n"
+    );
+    for url in targets {
+        yaml.push_str(&format!("      - url: {url}\n"));
+    }
+    yaml.push_str("routes:\n  - backend: origin\n");
+    yaml.push_str(extra);
+    yaml
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
