@@ -1,4 +1,9 @@
 //! Ringway, the gateway: configuration, routing, upstream pools and the proxy server.
 
 pub mod config;
+pub mod demo;
+pub mod logging;
 pub mod route;
+pub mod server;
+pub mod snapshot;
+pub mod upstream;

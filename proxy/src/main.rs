@@ -1,1 +1,155 @@
-fn main() {}
+//! The `ringway` command: `run --config FILE`, `check FILE`, and with no arguments the demo.
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ringway::config::{self, Config};
+use ringway::server::Server;
+use ringway::snapshot::Snapshot;
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+const USAGE: &str = "\
+usage:
+  ringway                      run the demo: a gateway on 127.0.0.1:8080 in front of a built-in origin
+  ringway run --config FILE    serve FILE
+  ringway check FILE           validate FILE and print every error
+  ringway --version
+
+environment: RINGWAY_LOG=error|warn|info|debug (default info)";
+
+fn main() -> ExitCode {
+    ringway::logging::init();
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    match args.as_slice() {
+        [] | ["demo"] => demo(),
+        ["run", "--config", file] | ["run", "-c", file] => match config::load_file(Path::new(file)) {
+            Ok(config) => serve(config, None),
+            Err(e) => {
+                eprintln!("{e}");
+                ExitCode::from(1)
+            }
+        },
+        ["check", file] => check(file),
+        ["--version" | "-V"] => {
+            println!("ringway {}", env!("CARGO_PKG_VERSION"));
+            ExitCode::SUCCESS
+        }
+        ["--help" | "-h" | "help"] => {
+            println!("{USAGE}");
+            ExitCode::SUCCESS
+        }
+        _ => {
+            eprintln!("ringway: unrecognised arguments: {}\n{USAGE}", args.join(" "));
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn check(file: &str) -> ExitCode {
+    let loaded = config::load_file(Path::new(file)).and_then(Snapshot::build);
+    match loaded {
+        Ok(snapshot) => {
+            let c = &snapshot.config;
+            println!(
+                "{file}: ok ({} listeners, {} backends, {} routes)",
+                c.listeners.len(),
+                c.backends.len(),
+                c.routes.len()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn demo() -> ExitCode {
+    let origin = match ringway::demo::start("127.0.0.1:0".parse().expect("loopback")) {
+        Ok(addr) => addr,
+        Err(e) => {
+            eprintln!("ringway: cannot start the demo origin: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let origin_text = origin.to_string();
+    let env = |name: &str| {
+        if name == "DEMO_ORIGIN" {
+            Some(origin_text.clone())
+        } else {
+            std::env::var(name).ok()
+        }
+    };
+    let config = match config::load_str(include_str!("../../examples/demo.yaml"), "examples/demo.yaml", &env) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(1);
+        }
+    };
+    serve(config, Some(origin))
+}
+
+fn serve(config: Config, demo_origin: Option<std::net::SocketAddr>) -> ExitCode {
+    let drain = config.timeouts.drain;
+    let snapshot = match Snapshot::build(config) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(1);
+        }
+    };
+    // Signals are caught before any worker starts, so that none is lost.
+    let mut signals = match signal_hook::iterator::Signals::new([signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT]) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("ringway: cannot install signal handlers: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let server = match Server::start(snapshot, None) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("ringway: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    for (name, addr) in &server.listeners {
+        eprintln!("ringway: listening on http://{addr} (listener {name})");
+    }
+    eprintln!("ringway: ready ({} workers)", server.workers.len());
+    if let Some(origin) = demo_origin {
+        let (_, addr) = &server.listeners[0];
+        println!("Ringway demo: a gateway on http://{addr} in front of a demo origin on http://{origin}\nTry:");
+        for path in ["/hello", "/status/418", "/delay/200", "/bytes/64", "/healthz", "/hi"] {
+            println!("  curl -i http://{addr}{path}");
+        }
+        println!("  curl -i http://{addr}/echo --data 'hello'");
+        println!("Stop with Ctrl-C.");
+    }
+    let control = Arc::clone(&server.control);
+    if let Some(signal) = signals.forever().next() {
+        eprintln!("ringway: signal {signal}: draining (up to {drain:?})");
+    }
+    control.drain();
+    let exit = match server.wait(drain + Duration::from_millis(500)) {
+        Some(finished) => {
+            for (index, metrics) in finished {
+                eprintln!("ringway: worker {index} served {} requests", metrics.requests);
+            }
+            ExitCode::SUCCESS
+        }
+        None => {
+            eprintln!("ringway: drain deadline passed with requests in flight; exiting");
+            ExitCode::SUCCESS
+        }
+    };
+    eprintln!("ringway: stopped");
+    exit
+}

@@ -4,5 +4,17 @@ use super::{CodecError, Limits};
 pub struct RequestHead;
 #[derive(Debug, Default)]
 pub struct ResponseHead;
-pub fn parse_request(_buf: &[u8], _limits: &Limits, _head: &mut RequestHead) -> Result<Option<usize>, CodecError> { todo!() }
-pub fn parse_response(_buf: &[u8], _limits: &Limits, _head: &mut ResponseHead) -> Result<Option<usize>, CodecError> { todo!() }
+pub fn parse_request(
+    _buf: &[u8],
+    _limits: &Limits,
+    _head: &mut RequestHead,
+) -> Result<Option<usize>, CodecError> {
+    todo!()
+}
+pub fn parse_response(
+    _buf: &[u8],
+    _limits: &Limits,
+    _head: &mut ResponseHead,
+) -> Result<Option<usize>, CodecError> {
+    todo!()
+}

@@ -1,0 +1,290 @@
+//! The downstream connection loop: read a head, route it, answer it (locally or through an
+//! upstream), and go round again for the next request on the connection.
+//!
+//! This is the hot path. Per request it parses in place, routes without allocating, and writes
+//! each head in one piece with the first body bytes; the buffers, heads and deadlines it uses
+//! are allocated once per connection. Pipelined requests are simply the bytes left in the read
+//! buffer after a response, so responses go out in order by construction.
+
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, RawFd};
+use std::rc::Rc;
+use std::time::Instant;
+
+use monoio::io::{AsyncReadRent, AsyncWriteRent, Splitable};
+use monoio::net::TcpStream;
+use ringway_core::http1::{parse_request, BodyFraming, CodecError, RequestHead, Version};
+use ringway_core::timer::Deadline;
+
+use super::io::{write_out, RecvBuf};
+use super::local::{self, Local};
+use super::Worker;
+use crate::route::{Action, HeaderLookup, RouteRequest};
+use crate::upstream::UpstreamConn;
+
+/// What the connection does after a request.
+pub(super) enum Next {
+    KeepAlive,
+    Close,
+    /// The upstream answered 101: tunnel bytes both ways.
+    Upgrade(UpstreamConn),
+}
+
+/// Facts about the current request that outlive its head's bytes.
+#[derive(Clone, Copy)]
+pub(super) struct Facts {
+    pub is_head: bool,
+    pub idempotent: bool,
+    pub keep_alive: bool,
+    pub http10: bool,
+    pub framing: BodyFraming,
+    pub expect_continue: bool,
+    pub upgrade: bool,
+}
+
+pub(super) struct Conn {
+    pub w: Rc<Worker>,
+    pub stream: TcpStream,
+    pub fd: RawFd,
+    pub rbuf: RecvBuf,
+    pub wbuf: Vec<u8>,
+    pub head: RequestHead,
+    pub deadline: Deadline,
+    pub up_deadline: Deadline,
+    client_ip: [u8; 46],
+    client_ip_len: u8,
+}
+
+struct HeadView<'a> {
+    head: &'a RequestHead,
+    buf: &'a [u8],
+}
+
+impl HeaderLookup for HeadView<'_> {
+    #[inline]
+    fn get(&self, name: &[u8]) -> Option<&[u8]> {
+        self.head.header(self.buf, name)
+    }
+}
+
+enum HeadRead {
+    Ready(usize),
+    Closed,
+    Bad(CodecError),
+}
+
+impl Conn {
+    pub fn new(w: Rc<Worker>, stream: TcpStream, peer: SocketAddr) -> Conn {
+        let mut client_ip = [0u8; 46];
+        let mut cursor = std::io::Cursor::new(&mut client_ip[..]);
+        let _ = write!(cursor, "{}", peer.ip());
+        let client_ip_len = cursor.position() as u8;
+        let fd = stream.as_raw_fd();
+        Conn {
+            deadline: w.wheel.deadline(),
+            up_deadline: w.wheel.deadline(),
+            w,
+            stream,
+            fd,
+            rbuf: RecvBuf::with_capacity(8 * 1024),
+            wbuf: Vec::with_capacity(8 * 1024),
+            head: RequestHead::default(),
+            client_ip,
+            client_ip_len,
+        }
+    }
+
+    /// The client's address as text (a copy, so that it can be used while `self` is borrowed).
+    pub fn client_ip_raw(&self) -> ([u8; 46], usize) {
+        (self.client_ip, self.client_ip_len as usize)
+    }
+
+    pub async fn run(mut self) {
+        loop {
+            let head_len = match self.read_head().await {
+                HeadRead::Ready(n) => n,
+                HeadRead::Closed => break,
+                HeadRead::Bad(e) => {
+                    self.w.metrics.bad_request();
+                    let status = e.status();
+                    let message = e.to_string();
+                    let answer = Local::Error {
+                        status,
+                        code: "bad_request",
+                        message: &message,
+                    };
+                    local::reject(&mut self, answer).await;
+                    self.w.metrics.record_request(status, std::time::Duration::ZERO);
+                    break;
+                }
+            };
+            let started = Instant::now();
+            let (next, status) = self.handle(head_len).await;
+            self.w.metrics.record_request(status, started.elapsed());
+            match next {
+                Next::KeepAlive if !self.w.draining.get() => continue,
+                Next::KeepAlive | Next::Close => break,
+                Next::Upgrade(up) => {
+                    self.deadline.disarm();
+                    self.up_deadline.disarm();
+                    tunnel(self, up).await;
+                    return;
+                }
+            }
+        }
+        self.deadline.disarm();
+        self.up_deadline.disarm();
+    }
+
+    /// Waits for a whole request head: idle between requests, then under the header timeout
+    /// from its first byte.
+    async fn read_head(&mut self) -> HeadRead {
+        let snap = &self.w.snapshot;
+        let limits = snap.config.limits;
+        let timeouts = snap.config.timeouts;
+        let mut header_clock_started = false;
+        loop {
+            if !self.rbuf.is_empty() {
+                match parse_request(self.rbuf.data(), &limits, &mut self.head) {
+                    Ok(Some(n)) => return HeadRead::Ready(n),
+                    Ok(None) => {}
+                    Err(e) => return HeadRead::Bad(e),
+                }
+                if !header_clock_started {
+                    header_clock_started = true;
+                    self.deadline.arm(self.fd, timeouts.header);
+                }
+            } else {
+                if self.w.draining.get() {
+                    return HeadRead::Closed;
+                }
+                self.deadline.arm_idle(self.fd, timeouts.idle);
+            }
+            match self
+                .rbuf
+                .fill(&mut self.stream, limits.max_head_bytes + 1024)
+                .await
+            {
+                Ok(n) if n > 0 => {}
+                _ => return HeadRead::Closed,
+            }
+        }
+    }
+
+    /// Answers one request whose head is the first `head_len` bytes of the read buffer.
+    /// Returns what to do next and the status sent.
+    async fn handle(&mut self, head_len: usize) -> (Next, u16) {
+        let w = Rc::clone(&self.w);
+        let snap = &*w.snapshot;
+        let buf = self.rbuf.data();
+        let head = &self.head;
+        let facts = Facts {
+            is_head: head.is_head(buf),
+            idempotent: head.is_idempotent(buf),
+            keep_alive: head.keep_alive(),
+            http10: head.version() == Version::Http10,
+            framing: head.framing(),
+            expect_continue: head.expect_continue(),
+            upgrade: head.connection().upgrade,
+        };
+        // The request phase runs under the whole-request timeout, or the idle one.
+        let phase_timeout = snap.config.timeouts.request.unwrap_or(snap.config.timeouts.idle);
+        self.deadline.arm(self.fd, phase_timeout);
+
+        let request = RouteRequest {
+            host: head.host(buf).unwrap_or_default(),
+            method: head.method(buf),
+            path: head.path(buf),
+            query: head.query(buf),
+            headers: &HeadView { head, buf },
+        };
+        let Some(matched) = snap.router.find(&request) else {
+            let message = format!(
+                "no route matches {} {}",
+                String::from_utf8_lossy(request.method),
+                String::from_utf8_lossy(request.path)
+            );
+            let answer = Local::Error {
+                status: 404,
+                code: "no_route",
+                message: &message,
+            };
+            return local::answer(self, head_len, facts, answer).await;
+        };
+        let route = matched.route;
+        match &route.action {
+            Action::Backend(backend) => {
+                self.forward(head_len, facts, route, matched.prefix_len, *backend)
+                    .await
+            }
+            Action::Respond(response) => {
+                let answer = Local::Direct(response, &route.response_headers);
+                local::answer(self, head_len, facts, answer).await
+            }
+            Action::Redirect(redirect) => {
+                let location = local::location(redirect, buf, head);
+                let answer = Local::Redirect {
+                    status: redirect.status,
+                    location: &location,
+                };
+                local::answer(self, head_len, facts, answer).await
+            }
+        }
+    }
+
+    /// A fresh request id, as hex text into `out`.
+    pub fn next_request_id(&self, out: &mut [u8; 32]) {
+        let id = self.w.ids.next();
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        for (i, byte) in id.to_be_bytes().iter().enumerate() {
+            out[2 * i] = HEX[(byte >> 4) as usize];
+            out[2 * i + 1] = HEX[(byte & 15) as usize];
+        }
+    }
+}
+
+/// Copies bytes both ways between the client and the upstream after a 101, until either side
+/// is done; a side that ends has its peer's write half shut down so the close propagates.
+async fn tunnel(conn: Conn, up: UpstreamConn) {
+    let Conn {
+        stream: client,
+        rbuf,
+        ..
+    } = conn;
+    let UpstreamConn {
+        stream: upstream,
+        buf: up_buf,
+        ..
+    } = up;
+    let (mut client_rd, mut client_wr) = client.into_split();
+    let (mut up_rd, mut up_wr) = upstream.into_split();
+    let to_upstream = async move {
+        let _ = copy(&mut client_rd, &mut up_wr, rbuf).await;
+        let _ = up_wr.shutdown().await;
+    };
+    let to_client = async move {
+        let _ = copy(&mut up_rd, &mut client_wr, up_buf).await;
+        let _ = client_wr.shutdown().await;
+    };
+    monoio::join!(to_upstream, to_client);
+}
+
+async fn copy<R: AsyncReadRent, W: AsyncWriteRent>(
+    src: &mut R,
+    dst: &mut W,
+    pending: RecvBuf,
+) -> std::io::Result<()> {
+    let mut buf = Vec::with_capacity(16 * 1024);
+    buf.extend_from_slice(pending.data());
+    loop {
+        if !buf.is_empty() {
+            write_out(dst, &mut buf).await?;
+        }
+        let (res, b) = src.read(buf).await;
+        buf = b;
+        if res? == 0 {
+            return Ok(());
+        }
+    }
+}

@@ -1,0 +1,208 @@
+//! Writing the heads a proxied exchange sends on: the request to the upstream and the response
+//! to the client.
+//!
+//! Unchanged header lines are copied out of the read buffer as they came (runs of them in one
+//! copy); only what the proxy changes is formatted. The head goes out in the same write as the
+//! first body bytes, so a small exchange costs one write each way.
+
+use ringway_core::http1::{is_hop_by_hop, Header, RequestHead, ResponseHead, Version};
+
+use crate::route::{HeaderEdits, Rewrite};
+
+/// What the request head to the upstream carries besides the client's own headers.
+pub struct Forwarded<'a> {
+    pub client_ip: &'a [u8],
+    pub request_id: &'a [u8],
+    /// The request had an `X-Request-Id` already.
+    pub had_request_id: bool,
+    pub rewrite: Option<&'a Rewrite>,
+    pub prefix_len: usize,
+    pub edits: &'a HeaderEdits,
+    /// The body goes out chunked.
+    pub chunked: bool,
+    /// Pass `Connection: upgrade` and `Upgrade` through.
+    pub upgrade: bool,
+}
+
+/// Whether a header named `name` is listed in any `Connection` header of the message.
+fn listed_in_connection(buf: &[u8], headers: &[Header], name: &[u8]) -> bool {
+    headers
+        .iter()
+        .filter(|h| h.name.of(buf).eq_ignore_ascii_case(b"connection"))
+        .flat_map(|h| h.value.of(buf).split(|&b| b == b','))
+        .any(|token| token.trim_ascii().eq_ignore_ascii_case(name))
+}
+
+fn write_header(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    out.extend_from_slice(name);
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Copies every header line `keep` accepts, merging adjacent kept lines into one copy.
+fn copy_headers(out: &mut Vec<u8>, buf: &[u8], headers: &[Header], mut keep: impl FnMut(&[u8]) -> bool) {
+    let mut run: Option<(usize, usize)> = None;
+    for h in headers {
+        if keep(h.name.of(buf)) {
+            let (s, e) = (h.line.start as usize, h.line.end as usize);
+            run = match run {
+                Some((rs, re)) if re == s => Some((rs, e)),
+                Some((rs, re)) => {
+                    out.extend_from_slice(&buf[rs..re]);
+                    Some((s, e))
+                }
+                None => Some((s, e)),
+            };
+        }
+    }
+    if let Some((rs, re)) = run {
+        out.extend_from_slice(&buf[rs..re]);
+    }
+}
+
+fn apply_edits(out: &mut Vec<u8>, edits: &HeaderEdits) {
+    for (name, value) in edits.set.iter().chain(edits.add.iter()) {
+        write_header(out, name, value);
+    }
+}
+
+/// Writes the request head for the upstream.
+pub fn write_request_head(out: &mut Vec<u8>, buf: &[u8], head: &RequestHead, f: &Forwarded<'_>) {
+    let headers = head.headers();
+    let lists_other = head.connection().lists_other;
+    out.extend_from_slice(head.method(buf));
+    out.push(b' ');
+    let path = head.path(buf);
+    match f.rewrite {
+        None => out.extend_from_slice(path),
+        Some(Rewrite::Path(p)) => out.extend_from_slice(p),
+        Some(Rewrite::Prefix(p)) => {
+            // Gateway API ReplacePrefixMatch: `/foo/bar` with `/foo` -> `/xyz` is `/xyz/bar`.
+            let rest = &path[f.prefix_len.min(path.len())..];
+            match (p.ends_with(b"/"), rest.first()) {
+                (true, Some(b'/')) => {
+                    out.extend_from_slice(p);
+                    out.extend_from_slice(&rest[1..]);
+                }
+                _ if p.is_empty() && rest.is_empty() => out.push(b'/'),
+                _ => {
+                    out.extend_from_slice(p);
+                    out.extend_from_slice(rest);
+                }
+            }
+        }
+    }
+    let query = head.query(buf);
+    if !query.is_empty() {
+        out.push(b'?');
+        out.extend_from_slice(query);
+    }
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+
+    copy_headers(out, buf, headers, |name| {
+        !(is_hop_by_hop(name)
+            || name.eq_ignore_ascii_case(b"x-forwarded-for")
+            || name.eq_ignore_ascii_case(b"x-forwarded-proto")
+            || name.eq_ignore_ascii_case(b"x-forwarded-host")
+            || name.eq_ignore_ascii_case(b"via")
+            || name.eq_ignore_ascii_case(b"expect")
+            || (f.chunked && name.eq_ignore_ascii_case(b"content-length"))
+            || f.edits.touches(name)
+            || (lists_other && listed_in_connection(buf, headers, name)))
+    });
+
+    // X-Forwarded-For: what earlier proxies said, then the client.
+    out.extend_from_slice(b"x-forwarded-for: ");
+    for h in headers {
+        if h.name.of(buf).eq_ignore_ascii_case(b"x-forwarded-for") {
+            out.extend_from_slice(h.value.of(buf));
+            out.extend_from_slice(b", ");
+        }
+    }
+    out.extend_from_slice(f.client_ip);
+    out.extend_from_slice(b"\r\nx-forwarded-proto: http\r\n");
+    if let Some(host) = head.host(buf) {
+        write_header(out, b"x-forwarded-host", host);
+    }
+    out.extend_from_slice(b"via: ");
+    for h in headers {
+        if h.name.of(buf).eq_ignore_ascii_case(b"via") {
+            out.extend_from_slice(h.value.of(buf));
+            out.extend_from_slice(b", ");
+        }
+    }
+    out.extend_from_slice(if head.version() == Version::Http10 {
+        b"1.0 ringway\r\n"
+    } else {
+        b"1.1 ringway\r\n"
+    });
+    if !f.had_request_id {
+        write_header(out, b"x-request-id", f.request_id);
+    }
+    if f.chunked {
+        out.extend_from_slice(b"transfer-encoding: chunked\r\n");
+    }
+    if f.upgrade {
+        out.extend_from_slice(b"connection: upgrade\r\n");
+        if let Some(up) = head.header(buf, b"upgrade") {
+            write_header(out, b"upgrade", up);
+        }
+    }
+    apply_edits(out, f.edits);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// How the response body goes to the client.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ClientFraming {
+    /// As the upstream framed it (Content-Length kept, or no body).
+    AsIs,
+    /// Chunked towards the client.
+    Chunked,
+    /// Raw bytes, then close.
+    Close,
+}
+
+/// Writes the response head for the client.
+pub fn write_response_head(
+    out: &mut Vec<u8>,
+    buf: &[u8],
+    head: &ResponseHead,
+    framing: ClientFraming,
+    edits: &HeaderEdits,
+    keep_alive: bool,
+    client_http10: bool,
+    upgrade: bool,
+) {
+    let headers = head.headers();
+    let lists_other = head.connection().lists_other;
+    // The status line as sent, under our version.
+    let status_line_end = headers
+        .first()
+        .map_or(head.head_len() - 2, |h| h.line.start as usize);
+    out.extend_from_slice(b"HTTP/1.1");
+    out.extend_from_slice(&buf[8..status_line_end]);
+    copy_headers(out, buf, headers, |name| {
+        !(is_hop_by_hop(name)
+            || (framing != ClientFraming::AsIs && name.eq_ignore_ascii_case(b"content-length"))
+            || edits.touches(name)
+            || (lists_other && listed_in_connection(buf, headers, name)))
+    });
+    match framing {
+        ClientFraming::Chunked => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
+        ClientFraming::AsIs | ClientFraming::Close => {}
+    }
+    if upgrade {
+        out.extend_from_slice(b"connection: upgrade\r\n");
+        if let Some(up) = head.header(buf, b"upgrade") {
+            write_header(out, b"upgrade", up);
+        }
+    } else if !keep_alive {
+        out.extend_from_slice(b"connection: close\r\n");
+    } else if client_http10 {
+        out.extend_from_slice(b"connection: keep-alive\r\n");
+    }
+    apply_edits(out, edits);
+    out.extend_from_slice(b"\r\n");
+}

@@ -1,0 +1,50 @@
+//! The compiled, immutable form of a configuration that workers serve from.
+//!
+//! Built once per (re)load on the control thread and shared read-only by every worker; nothing
+//! in it changes while it serves, so workers read it without locks.
+
+use std::net::SocketAddr;
+use std::ops::Range;
+
+use crate::config::{Config, ConfigError};
+use crate::route::Router;
+
+/// One target of one backend, flattened so that per-core tables index it directly.
+#[derive(Clone, Debug)]
+pub struct TargetInfo {
+    pub backend: usize,
+    pub addr: SocketAddr,
+    pub authority: String,
+}
+
+pub struct Snapshot {
+    pub config: Config,
+    pub router: Router,
+    /// Every backend's targets, backend after backend.
+    pub targets: Vec<TargetInfo>,
+    /// For each backend, its targets' range in `targets`.
+    pub backend_targets: Vec<Range<usize>>,
+}
+
+impl Snapshot {
+    pub fn build(config: Config) -> Result<Snapshot, ConfigError> {
+        let router = Router::build(&config)?;
+        let mut targets = Vec::new();
+        let mut backend_targets = Vec::with_capacity(config.backends.len());
+        for (backend, b) in config.backends.iter().enumerate() {
+            let start = targets.len();
+            targets.extend(b.targets.iter().map(|t| TargetInfo {
+                backend,
+                addr: t.addr,
+                authority: t.authority.clone(),
+            }));
+            backend_targets.push(start..targets.len());
+        }
+        Ok(Snapshot {
+            config,
+            router,
+            targets,
+            backend_targets,
+        })
+    }
+}

@@ -1,0 +1,100 @@
+//! A worker's keep-alive pool of upstream connections: LIFO per target, bounded, aged out.
+//!
+//! LIFO keeps the hottest connections in use and lets the others age out, which is what makes
+//! `idle_timeout` effective. A connection taken from the pool may have been closed by the origin
+//! in the meantime; the caller detects that on first use and retries idempotent requests once.
+
+use std::cell::RefCell;
+use std::os::fd::{AsRawFd, RawFd};
+use std::time::{Duration, Instant};
+
+use monoio::net::TcpStream;
+
+use crate::server::RecvBuf;
+use crate::snapshot::Snapshot;
+
+/// A connection to one target, with its own read buffer.
+pub struct UpstreamConn {
+    pub stream: TcpStream,
+    pub buf: RecvBuf,
+    pub target: usize,
+    /// Whether it came out of the pool (so a failure before any response byte may be stale).
+    pub reused: bool,
+    idle_since: Instant,
+}
+
+impl UpstreamConn {
+    pub fn new(stream: TcpStream, target: usize) -> UpstreamConn {
+        UpstreamConn {
+            stream,
+            buf: RecvBuf::with_capacity(8 * 1024),
+            target,
+            reused: false,
+            idle_since: Instant::now(),
+        }
+    }
+
+    pub fn fd(&self) -> RawFd {
+        self.stream.as_raw_fd()
+    }
+}
+
+pub struct UpstreamPool {
+    idle: RefCell<Vec<Vec<UpstreamConn>>>,
+    limits: Vec<(usize, Duration)>,
+}
+
+impl UpstreamPool {
+    pub fn new(snapshot: &Snapshot) -> UpstreamPool {
+        let limits = snapshot
+            .targets
+            .iter()
+            .map(|t| {
+                let pool = &snapshot.config.backends[t.backend].pool;
+                (pool.max_idle_per_target, pool.idle_timeout)
+            })
+            .collect::<Vec<_>>();
+        UpstreamPool {
+            idle: RefCell::new(limits.iter().map(|&(max, _)| Vec::with_capacity(max.min(64))).collect()),
+            limits,
+        }
+    }
+
+    /// The most recently returned live connection to `target`, if any.
+    pub fn take(&self, target: usize, now: Instant) -> Option<UpstreamConn> {
+        let mut idle = self.idle.borrow_mut();
+        let conns = &mut idle[target];
+        let mut conn = conns.pop()?;
+        if now.duration_since(conn.idle_since) >= self.limits[target].1 {
+            // This one and every older one below it have aged out.
+            conns.clear();
+            return None;
+        }
+        conn.reused = true;
+        Some(conn)
+    }
+
+    /// Returns a connection whose last exchange ended cleanly.
+    pub fn put(&self, mut conn: UpstreamConn, now: Instant) {
+        let (max, _) = self.limits[conn.target];
+        if max == 0 || !conn.buf.is_empty() {
+            return;
+        }
+        let mut idle = self.idle.borrow_mut();
+        let conns = &mut idle[conn.target];
+        if conns.len() >= max {
+            conns.remove(0); // the oldest
+        }
+        conn.idle_since = now;
+        conns.push(conn);
+    }
+
+    pub fn idle_count(&self, target: usize) -> usize {
+        self.idle.borrow()[target].len()
+    }
+
+    /// Closes every idle connection (drain).
+    pub fn clear(&self) {
+        self.idle.borrow_mut().iter_mut().for_each(Vec::clear);
+    }
+}
