@@ -156,7 +156,9 @@ fn demo_address(output: &str) -> Option<std::net::SocketAddr> {
 
 #[test]
 fn demo_serves_and_prints_curl_commands() {
-    let mut demo = Ringway::spawn(&[], &[], None);
+    // No arguments. RINGWAY_LISTEN only moves the demo off its default port (8080) so a busy
+    // port on the test machine cannot fail the test; the curl lines must show the real one.
+    let mut demo = Ringway::spawn(&[], &[("RINGWAY_LISTEN", "127.0.0.1:0")], None);
     demo.wait_for_output(Duration::from_secs(10), "curl commands", |text| {
         demo_address(text).is_some() && text.contains("ringway: ready")
     });
