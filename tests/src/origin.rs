@@ -1,0 +1,481 @@
+//! A real HTTP/1.1 origin on loopback for the proxy to forward to.
+//!
+//! One thread accepts, one thread serves each connection, keep-alive by default. It counts
+//! connections and requests and records every request head, so tests can assert what the
+//! proxy forwarded. Endpoints:
+//!
+//! - `/hello`: a 16-byte body.
+//! - `/echo`: the request body back; chunked if the request was chunked (with the request's
+//!   trailers), else with Content-Length.
+//! - `/chunked/{n}`: `n` pattern bytes as a chunked body with the trailer `X-Trailer: done`.
+//! - `/bytes/{n}`: `n` pattern bytes with Content-Length (see [`crate::pattern_bytes`]).
+//! - `/delay/{ms}`: answers after sleeping.
+//! - `/status/{code}`: that status; 204 and 304 without a body.
+//! - `/name`: the origin's name.
+//! - `/hop`: a response carrying hop-by-hop headers the proxy must remove.
+//! - `/ws`: a WebSocket echo (RFC 6455 handshake, then frames echoed unmasked).
+//! - anything else: `200` with the body `METHOD TARGET`.
+//!
+//! Every response carries `X-Origin: NAME` and `Server: ringway-test-origin`; HEAD gets GET's
+//! headers without the body.
+
+use std::io;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crate::websocket;
+use crate::wire::{self, Headers, Wire};
+
+/// The body of `/hello`: 16 bytes.
+pub const HELLO: &[u8; 16] = b"Hello, Ringway!\n";
+
+const MAX_BODY: usize = 64 << 20;
+
+/// A request as the origin received it.
+#[derive(Debug, Clone)]
+pub struct RequestHead {
+    pub method: String,
+    pub target: String,
+    pub version: String,
+    pub headers: Headers,
+    /// Whether the body came with `Transfer-Encoding: chunked`.
+    pub chunked: bool,
+    pub body_len: usize,
+    pub trailers: Headers,
+    /// Which accepted connection (1-based) carried it.
+    pub connection: usize,
+}
+
+impl RequestHead {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        wire::header(&self.headers, name)
+    }
+
+    pub fn header_all(&self, name: &str) -> Vec<&str> {
+        wire::header_all(&self.headers, name)
+    }
+
+    /// All values of `name` joined with ", ".
+    pub fn header_joined(&self, name: &str) -> Option<String> {
+        wire::header_joined(&self.headers, name)
+    }
+
+    pub fn path(&self) -> &str {
+        self.target.split('?').next().unwrap_or("")
+    }
+}
+
+struct Shared {
+    name: String,
+    connections: AtomicUsize,
+    requests: AtomicUsize,
+    heads: Mutex<Vec<RequestHead>>,
+    stopped: AtomicBool,
+}
+
+/// A running origin; stops accepting when dropped.
+pub struct Origin {
+    shared: Arc<Shared>,
+    addr: SocketAddr,
+}
+
+impl Origin {
+    pub fn start(name: &str) -> Origin {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind the origin");
+        let addr = listener.local_addr().expect("origin address");
+        let shared = Arc::new(Shared {
+            name: name.to_string(),
+            connections: AtomicUsize::new(0),
+            requests: AtomicUsize::new(0),
+            heads: Mutex::new(Vec::new()),
+            stopped: AtomicBool::new(false),
+        });
+        let accept_shared = Arc::clone(&shared);
+        thread::Builder::new()
+            .name(format!("origin-{name}"))
+            .spawn(move || accept_loop(listener, accept_shared))
+            .expect("spawn the origin");
+        Origin { shared, addr }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.shared.name
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://127.0.0.1:PORT`, for a backend target.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Connections accepted so far.
+    pub fn connections(&self) -> usize {
+        self.shared.connections.load(Ordering::SeqCst)
+    }
+
+    /// Request heads received so far (counted as soon as a head is read, before its body).
+    pub fn requests(&self) -> usize {
+        self.shared.requests.load(Ordering::SeqCst)
+    }
+
+    /// The most recent request whose body was read completely.
+    pub fn last_request(&self) -> Option<RequestHead> {
+        self.shared.heads.lock().unwrap().last().cloned()
+    }
+
+    /// Every request whose body was read completely, in order.
+    pub fn request_log(&self) -> Vec<RequestHead> {
+        self.shared.heads.lock().unwrap().clone()
+    }
+
+    /// Waits until at least `n` request heads arrived; panics after `timeout`.
+    pub fn wait_requests(&self, n: usize, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while self.requests() < n {
+            assert!(
+                Instant::now() < deadline,
+                "origin {} saw {} requests, expected {n} within {timeout:?}",
+                self.name(),
+                self.requests()
+            );
+            thread::sleep(Duration::from_millis(5));
+        }
+    }
+}
+
+impl Drop for Origin {
+    fn drop(&mut self) {
+        self.shared.stopped.store(true, Ordering::SeqCst);
+        // Wake the accept loop so it sees the flag and releases the port.
+        let _ = TcpStream::connect_timeout(&self.addr, Duration::from_millis(200));
+    }
+}
+
+fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
+    for stream in listener.incoming() {
+        if shared.stopped.load(Ordering::SeqCst) {
+            return;
+        }
+        let Ok(stream) = stream else { continue };
+        let id = shared.connections.fetch_add(1, Ordering::SeqCst) + 1;
+        let conn_shared = Arc::clone(&shared);
+        let _ = thread::Builder::new()
+            .name(format!("origin-{}-conn{id}", shared.name))
+            .spawn(move || {
+                let _ = serve_connection(stream, &conn_shared, id);
+            });
+    }
+}
+
+fn serve_connection(stream: TcpStream, shared: &Shared, id: usize) -> io::Result<()> {
+    // Idle connections are kept long enough for any test, but never forever.
+    stream.set_read_timeout(Some(Duration::from_secs(60)))?;
+    stream.set_write_timeout(Some(Duration::from_secs(30)))?;
+    stream.set_nodelay(true)?;
+    let mut wire = Wire::new(stream);
+    loop {
+        let Some(head) = wire.read_head(1 << 20)? else {
+            return Ok(());
+        };
+        shared.requests.fetch_add(1, Ordering::SeqCst);
+        let (start, headers) = wire::parse_head(&head)?;
+        let mut parts = start.split(' ');
+        let (Some(method), Some(target), Some(version), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            wire.write_all(
+                b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+            )?;
+            return Ok(());
+        };
+        let mut request = RequestHead {
+            method: method.to_string(),
+            target: target.to_string(),
+            version: version.to_string(),
+            headers,
+            chunked: false,
+            body_len: 0,
+            trailers: Headers::new(),
+            connection: id,
+        };
+        let body = if wire::header_has_token(&request.headers, "transfer-encoding", "chunked") {
+            request.chunked = true;
+            let (body, trailers) = wire.read_chunked(MAX_BODY)?;
+            request.trailers = trailers;
+            body
+        } else if let Some(len) = request.header("content-length") {
+            let len: usize = len
+                .parse()
+                .map_err(|_| wire::invalid("bad Content-Length"))?;
+            if len > MAX_BODY {
+                return Err(wire::invalid("request body too large for the origin"));
+            }
+            wire.read_exact_vec(len)?
+        } else {
+            Vec::new()
+        };
+        request.body_len = body.len();
+        shared.heads.lock().unwrap().push(request.clone());
+
+        let keep_alive = request.version == "HTTP/1.1"
+            && !wire::header_has_token(&request.headers, "connection", "close");
+        match respond(&mut wire, shared, &request, body)? {
+            After::KeepAlive if keep_alive => {}
+            _ => return Ok(()),
+        }
+    }
+}
+
+enum After {
+    KeepAlive,
+    Close,
+}
+
+struct Reply {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+    chunked: bool,
+    trailers: Headers,
+}
+
+impl Reply {
+    fn new(status: u16, body: impl Into<Vec<u8>>) -> Reply {
+        Reply {
+            status,
+            headers: Vec::new(),
+            body: body.into(),
+            chunked: false,
+            trailers: Headers::new(),
+        }
+    }
+
+    fn header(mut self, name: &str, value: &str) -> Reply {
+        self.headers.push((name.to_string(), value.to_string()));
+        self
+    }
+}
+
+fn respond(
+    wire: &mut Wire,
+    shared: &Shared,
+    request: &RequestHead,
+    body: Vec<u8>,
+) -> io::Result<After> {
+    let path = request.path();
+    let mut segments = path.trim_start_matches('/').splitn(2, '/');
+    let first = segments.next().unwrap_or("");
+    let arg = segments.next().unwrap_or("");
+    let number = || arg.parse::<usize>().ok();
+
+    let reply = match (first, number()) {
+        ("hello", _) if arg.is_empty() => {
+            Reply::new(200, HELLO.to_vec()).header("Content-Type", "text/plain")
+        }
+        ("echo", _) => {
+            let mut reply = Reply::new(200, body);
+            reply.chunked = request.chunked;
+            reply.trailers = request.trailers.clone();
+            reply.header("Content-Type", "application/octet-stream")
+        }
+        ("chunked", Some(n)) => {
+            let mut reply = Reply::new(200, crate::pattern_bytes(n));
+            reply.chunked = true;
+            reply
+                .trailers
+                .push(("X-Trailer".to_string(), "done".to_string()));
+            reply.header("Trailer", "X-Trailer")
+        }
+        ("bytes", Some(n)) => Reply::new(200, crate::pattern_bytes(n)),
+        ("delay", Some(ms)) => {
+            thread::sleep(Duration::from_millis(ms as u64));
+            Reply::new(200, format!("delayed {ms}ms\n"))
+        }
+        ("status", Some(code)) => {
+            if code == 204 || code == 304 {
+                Reply::new(code as u16, Vec::new())
+            } else {
+                Reply::new(code as u16, format!("status {code}\n"))
+            }
+        }
+        ("name", _) => Reply::new(200, shared.name.clone()),
+        ("hop", _) => Reply::new(200, "hop\n")
+            .header("Connection", "keep-alive, x-bar")
+            .header("X-Bar", "secret")
+            .header("Keep-Alive", "timeout=5")
+            .header("Proxy-Connection", "keep-alive")
+            .header("X-Kept", "yes"),
+        ("ws", _) if wire::header_has_token(&request.headers, "upgrade", "websocket") => {
+            return websocket_echo(wire, shared, request);
+        }
+        _ => Reply::new(200, format!("{} {}", request.method, request.target)),
+    };
+    write_reply(wire, shared, request, reply)?;
+    Ok(After::KeepAlive)
+}
+
+fn write_reply(
+    wire: &mut Wire,
+    shared: &Shared,
+    request: &RequestHead,
+    reply: Reply,
+) -> io::Result<()> {
+    let mut head = format!("HTTP/1.1 {} {}\r\n", reply.status, reason(reply.status));
+    head.push_str("Server: ringway-test-origin\r\n");
+    head.push_str(&format!("X-Origin: {}\r\n", shared.name));
+    for (name, value) in &reply.headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    let bodyless = reply.status == 204 || reply.status == 304;
+    if !bodyless {
+        if reply.chunked {
+            head.push_str("Transfer-Encoding: chunked\r\n");
+        } else {
+            head.push_str(&format!("Content-Length: {}\r\n", reply.body.len()));
+        }
+    }
+    head.push_str("\r\n");
+    let mut bytes = head.into_bytes();
+    if !bodyless && request.method != "HEAD" {
+        if reply.chunked {
+            let trailers: Vec<(&str, &str)> = reply
+                .trailers
+                .iter()
+                .map(|(n, v)| (n.as_str(), v.as_str()))
+                .collect();
+            bytes.extend_from_slice(&wire::encode_chunked(&reply.body, 4096, &trailers));
+        } else {
+            bytes.extend_from_slice(&reply.body);
+        }
+    }
+    wire.write_all(&bytes)
+}
+
+fn websocket_echo(wire: &mut Wire, shared: &Shared, request: &RequestHead) -> io::Result<After> {
+    let key = request.header("sec-websocket-key").unwrap_or_default();
+    let head = format!(
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Accept: {}\r\nX-Origin: {}\r\n\r\n",
+        websocket::accept_key(key),
+        shared.name
+    );
+    wire.write_all(head.as_bytes())?;
+    loop {
+        let frame = websocket::read_frame(wire)?;
+        match frame.opcode {
+            websocket::OP_CLOSE => {
+                wire.write_all(&websocket::encode_frame(
+                    websocket::OP_CLOSE,
+                    &frame.payload,
+                    None,
+                ))?;
+                return Ok(After::Close);
+            }
+            websocket::OP_PING => {
+                wire.write_all(&websocket::encode_frame(
+                    websocket::OP_PONG,
+                    &frame.payload,
+                    None,
+                ))?;
+            }
+            opcode => {
+                wire.write_all(&websocket::encode_frame(opcode, &frame.payload, None))?;
+            }
+        }
+    }
+}
+
+fn reason(status: u16) -> &'static str {
+    match status {
+        101 => "Switching Protocols",
+        200 => "OK",
+        201 => "Created",
+        204 => "No Content",
+        301 => "Moved Permanently",
+        302 => "Found",
+        304 => "Not Modified",
+        400 => "Bad Request",
+        404 => "Not Found",
+        418 => "I'm a teapot",
+        500 => "Internal Server Error",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        _ => "Status",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The origin and the client checked against each other, without a proxy, so a failure in
+    //! a black-box test points at the proxy rather than the harness.
+
+    use super::*;
+    use crate::client::Client;
+    use crate::websocket::{WsClient, OP_TEXT};
+
+    #[test]
+    fn serves_every_endpoint_with_keep_alive_and_pipelining() {
+        let origin = Origin::start("self");
+        let mut client = Client::connect(origin.addr());
+        let hello = client.get("/hello");
+        assert_eq!((hello.status, hello.body.as_slice()), (200, &HELLO[..]));
+        assert_eq!(hello.header("x-origin"), Some("self"));
+
+        for n in 1..=5 {
+            client.send_request("GET", &format!("/bytes/{n}"), &[], b"");
+        }
+        for n in 1..=5 {
+            assert_eq!(client.read_response().body, crate::pattern_bytes(n));
+        }
+
+        let chunked = client.get("/chunked/10000");
+        assert!(chunked.chunked);
+        assert_eq!(chunked.body, crate::pattern_bytes(10000));
+        assert_eq!(chunked.trailer("x-trailer"), Some("done"));
+
+        let body = wire::encode_chunked(b"hello chunked world", 5, &[("x-t", "1")]);
+        let echo = client.request("POST", "/echo", &[("Transfer-Encoding", "chunked")], &body);
+        assert!(echo.chunked);
+        assert_eq!(echo.body, b"hello chunked world");
+        assert!(origin.last_request().unwrap().chunked);
+
+        let head = client.request("HEAD", "/bytes/100", &[], b"");
+        assert_eq!(head.header("content-length"), Some("100"));
+        assert!(head.body.is_empty());
+        assert_eq!(client.get("/status/204").status, 204);
+        assert_eq!(client.get("/status/304").status, 304);
+        assert_eq!(client.get("/status/503").status, 503);
+        assert_eq!(client.get("/name").text(), "self");
+        assert_eq!(client.get("/other?x=1").text(), "GET /other?x=1");
+        assert_eq!(origin.connections(), 1);
+        assert_eq!(origin.requests(), 14);
+    }
+
+    #[test]
+    fn echoes_sixteen_mebibytes() {
+        let origin = Origin::start("big");
+        let body = crate::pattern_bytes(16 << 20);
+        let mut client = Client::connect(origin.addr());
+        let echo = client.request("POST", "/echo", &[], &body);
+        assert_eq!(echo.body.len(), body.len());
+        assert!(echo.body == body);
+    }
+
+    #[test]
+    fn echoes_websocket_frames() {
+        let origin = Origin::start("ws");
+        let mut ws = WsClient::connect(origin.addr(), "/ws");
+        ws.send(OP_TEXT, b"ping over websocket");
+        let frame = ws.recv();
+        assert_eq!(
+            (frame.opcode, frame.payload.as_slice()),
+            (OP_TEXT, &b"ping over websocket"[..])
+        );
+    }
+}

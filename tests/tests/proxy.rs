@@ -1,0 +1,490 @@
+//! Proxying through the real binary: connection reuse, framing, large bodies, pooling,
+//! balancing, upstream failures, forwarded and hop-by-hop headers, WebSocket.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use ringway_tests::websocket::{sha1, WsClient, OP_BINARY, OP_TEXT};
+use ringway_tests::wire::encode_chunked;
+use ringway_tests::{
+    closed_port, forward_all_config, pattern_bytes, Client, Origin, Response, Ringway, HELLO,
+};
+
+fn proxy_to(origin: &Origin) -> Ringway {
+    Ringway::start(&forward_all_config(1, &[&origin.url()], ""))
+}
+
+fn assert_hello(response: &Response) {
+    assert_eq!(
+        response.status,
+        200,
+        "{:?} {}",
+        response.headers,
+        response.text()
+    );
+    assert_eq!(response.body, HELLO, "body of /hello");
+}
+
+#[test]
+fn smoke_get_hello() {
+    let origin = Origin::start("a");
+    let proxy = proxy_to(&origin);
+    let response = Client::connect(proxy.addr()).get("/hello");
+    assert_hello(&response);
+    assert_eq!(response.header("x-origin"), Some("a"));
+    assert_eq!(origin.requests(), 1);
+}
+
+#[test]
+fn keep_alive_connection_serves_many_requests() {
+    let origin = Origin::start("a");
+    let proxy = proxy_to(&origin);
+    let mut client = Client::connect(proxy.addr());
+    for _ in 0..20 {
+        let response = client.get("/hello");
+        assert_hello(&response);
+        assert!(!response.closes(), "a keep-alive response asked to close");
+    }
+    assert_eq!(origin.requests(), 20);
+}
+
+#[test]
+fn pipelined_requests_are_answered_in_order() {
+    let origin = Origin::start("a");
+    let proxy = proxy_to(&origin);
+    let mut client = Client::connect(proxy.addr());
+    let mut batch = Vec::new();
+    for n in 1..=10 {
+        batch.extend_from_slice(
+            format!("GET /bytes/{n} HTTP/1.1\r\nHost: ringway.test\r\n\r\n").as_bytes(),
+        );
+    }
+    client.send_raw(&batch);
+    for n in 1..=10 {
+        let response = client.read_response();
+        assert_eq!(response.status, 200, "pipelined response {n}");
+        assert_eq!(
+            response.body,
+            pattern_bytes(n),
+            "pipelined response {n} out of order?"
+        );
+    }
+    // The connection is still usable afterwards.
+    assert_hello(&client.get("/hello"));
+}
+
+#[test]
+fn chunked_request_reaches_the_origin_chunked() {
+    let origin = Origin::start("a");
+    let proxy = proxy_to(&origin);
+    let body = pattern_bytes(100_000);
+    let mut client = Client::connect(proxy.addr());
+    let response = client.request(
+        "POST",
+        "/echo",
+        &[("Transfer-Encoding", "chunked")],
+        &encode_chunked(&body, 7_000, &[]),
+    );
+    assert_eq!(response.status, 200);
+    assert!(response.body == body, "echoed chunked body differs");
+    let seen = origin.last_request().expect("the origin saw the request");
+    assert!(seen.chunked, "origin got {:?}", seen.headers);
+    assert_eq!(seen.header("content-length"), None);
+    assert_eq!(seen.body_len, body.len());
+    // The origin answered chunked, so the client gets it chunked too.
+    assert!(response.chunked, "response headers {:?}", response.headers);
+}
+
+#[test]
+fn chunked_response_reaches_the_client_chunked() {
+    let origin = Origin::start("a");
+    let proxy = proxy_to(&origin);
+    let mut client = Client::connect(proxy.addr());
+    let response = client.get("/chunked/50000");
+    assert_eq!(response.status, 200);
+    assert!(response.chunked, "response headers {:?}", response.headers);
+    assert_eq!(response.header("content-length"), None);
+    assert!(response.body == pattern_bytes(50_000));
+    // And the connection stays usable after the last chunk.
+    assert_hello(&client.get("/hello"));
+}
+
+#[test]
+fn chunked_response_trailers_are_forwarded() {
+    let origin = Origin::start("a");
+    let proxy = proxy_to(&origin);
+    let response =
+        Client::connect(proxy.addr()).request("GET", "/chunked/100", &[("TE", "trailers")], b"");
+    assert_eq!(response.status, 200);
+    assert!(response.chunked);
+    assert_eq!(
+        response.trailer("x-trailer"),
+        Some("done"),
+        "trailers: {:?}",
+        response.trailers
+    );
+}
+
+#[test]
+fn sixteen_mebibyte_body_is_byte_exact_both_ways() {
+    let origin = Origin::start("a");
+    let proxy = proxy_to(&origin);
+    let body = pattern_bytes(16 << 20);
+    // Perturb it so it is not purely periodic.
+    let body: Vec<u8> = body
+        .iter()
+        .enumerate()
+        .map(|(i, b)| b ^ (i >> 16) as u8)
+        .collect();
+    let mut client = Client::connect(proxy.addr());
+    let response = client.request("POST", "/echo", &[], &body);
+    assert_eq!(response.status, 200);
+    assert_eq!(response.body.len(), body.len());
+    assert_eq!(sha1(&response.body), sha1(&body), "echoed body differs");
+    assert_eq!(origin.last_request().unwrap().body_len, body.len());
+
+    let response = client.get(&format!("/bytes/{}", 16 << 20));
+    assert_eq!(response.status, 200);
+    assert_eq!(sha1(&response.body), sha1(&pattern_bytes(16 << 20)));
+
+    let chunked = client.request(
+        "POST",
+        "/echo",
+        &[("Transfer-Encoding", "chunked")],
+        &encode_chunked(&body, 1 << 20, &[]),
+    );
+    assert_eq!(chunked.status, 200);
+    assert_eq!(
+        sha1(&chunked.body),
+        sha1(&body),
+        "echoed chunked body differs"
+    );
+}
+
+#[test]
+fn head_204_and_304_have_no_body_and_keep_the_connection() {
+    let origin = Origin::start("a");
+    let proxy = proxy_to(&origin);
+    let mut client = Client::connect(proxy.addr());
+
+    let head = client.request("HEAD", "/bytes/1000", &[], b"");
+    assert_eq!(head.status, 200);
+    assert_eq!(head.header("content-length"), Some("1000"));
+    assert_hello(&client.get("/hello"));
+
+    let no_content = client.get("/status/204");
+    assert_eq!(no_content.status, 204);
+    assert_hello(&client.get("/hello"));
+
+    let not_modified = client.get("/status/304");
+    assert_eq!(not_modified.status, 304);
+    assert_hello(&client.get("/hello"));
+
+    // Pipelined, so a stray body byte would corrupt the next response.
+    client.send_request("HEAD", "/hello", &[], b"");
+    client.send_request("GET", "/status/204", &[], b"");
+    client.send_request("GET", "/status/304", &[], b"");
+    client.send_request("GET", "/hello", &[], b"");
+    assert_eq!(client.read_response().status, 200);
+    assert_eq!(client.read_response().status, 204);
+    assert_eq!(client.read_response().status, 304);
+    assert_hello(&client.read_response());
+}
+
+#[test]
+fn upstream_connections_are_pooled() {
+    let origin = Origin::start("a");
+    let proxy = Ringway::start(&forward_all_config(2, &[&origin.url()], ""));
+    for i in 0..200 {
+        let response = Client::connect(proxy.addr()).get("/hello");
+        assert_eq!(response.status, 200, "request {i}");
+    }
+    assert_eq!(origin.requests(), 200);
+    assert!(
+        origin.connections() < 20,
+        "200 requests opened {} origin connections",
+        origin.connections()
+    );
+}
+
+#[test]
+fn client_connection_close_does_not_close_the_upstream() {
+    let origin = Origin::start("a");
+    let proxy = proxy_to(&origin);
+    for _ in 0..20 {
+        let mut client = Client::connect(proxy.addr());
+        let response = client.request("GET", "/hello", &[("Connection", "close")], b"");
+        assert_hello(&response);
+        assert!(
+            response.closes(),
+            "answer to Connection: close should close"
+        );
+        ringway_tests::expect_closed(&mut client);
+    }
+    assert!(
+        origin.connections() < 5,
+        "20 requests opened {} origin connections",
+        origin.connections()
+    );
+}
+
+fn count_names(proxy: &Ringway, requests: usize) -> HashMap<String, usize> {
+    let mut client = Client::connect(proxy.addr());
+    let mut counts = HashMap::new();
+    for i in 0..requests {
+        let response = client.get("/name");
+        assert_eq!(response.status, 200, "request {i}: {}", response.text());
+        *counts.entry(response.text()).or_insert(0) += 1;
+    }
+    counts
+}
+
+#[test]
+fn weighted_backend_splits_three_to_one() {
+    let heavy = Origin::start("heavy");
+    let light = Origin::start("light");
+    let yaml = format!(
+        "workers: 1\n\
+         listeners:\n  - address: 127.0.0.1:0\n\
+         backends:\n  - name: split\n    balance: weighted\n    targets:\n\
+         \x20     - {{ url: {}, weight: 3 }}\n\
+         \x20     - {{ url: {}, weight: 1 }}\n\
+         routes:\n  - backend: split\n",
+        heavy.url(),
+        light.url()
+    );
+    let proxy = Ringway::start(&yaml);
+    let counts = count_names(&proxy, 400);
+    let heavy_count = counts.get("heavy").copied().unwrap_or(0);
+    let light_count = counts.get("light").copied().unwrap_or(0);
+    assert_eq!(heavy_count + light_count, 400, "{counts:?}");
+    assert!(
+        (270..=330).contains(&heavy_count),
+        "weights 3:1 over 400 requests gave {counts:?}"
+    );
+}
+
+#[test]
+fn round_robin_alternates_targets() {
+    let a = Origin::start("a");
+    let b = Origin::start("b");
+    let proxy = Ringway::start(&forward_all_config(1, &[&a.url(), &b.url()], ""));
+    let counts = count_names(&proxy, 100);
+    assert_eq!(counts.get("a"), Some(&50), "{counts:?}");
+    assert_eq!(counts.get("b"), Some(&50), "{counts:?}");
+}
+
+#[test]
+fn priority_fails_over_to_the_next_tier() {
+    let backup = Origin::start("backup");
+    let dead = closed_port();
+    let yaml = format!(
+        "workers: 1\n\
+         listeners:\n  - address: 127.0.0.1:0\n\
+         backends:\n  - name: tiers\n    balance: priority\n    unavailable_for: 5s\n    targets:\n\
+         \x20     - {{ url: http://{dead}, priority: 0 }}\n\
+         \x20     - {{ url: {}, priority: 1 }}\n\
+         routes:\n  - backend: tiers\n",
+        backup.url()
+    );
+    let proxy = Ringway::start(&yaml);
+    let counts = count_names(&proxy, 30);
+    assert_eq!(counts.get("backup"), Some(&30), "{counts:?}");
+}
+
+#[test]
+fn dead_target_gives_502_json() {
+    let dead = closed_port();
+    let proxy = Ringway::start(&forward_all_config(1, &[&format!("http://{dead}")], ""));
+    let mut client = Client::connect(proxy.addr());
+    let response = client.get("/hello");
+    assert_eq!(response.status, 502, "{}", response.text());
+    assert!(
+        response.json_error().is_some(),
+        "502 body is not a JSON error: {:?}",
+        response.text()
+    );
+    assert!(
+        response
+            .header("content-type")
+            .is_some_and(|v| v.starts_with("application/json")),
+        "content-type {:?}",
+        response.header("content-type")
+    );
+    // A gateway error on a well-formed request does not cost the client its connection.
+    if !response.closes() {
+        assert_eq!(client.get("/hello").status, 502);
+    }
+}
+
+#[test]
+fn slow_origin_gives_504_after_upstream_response_timeout() {
+    let origin = Origin::start("slow");
+    let proxy = Ringway::start(&forward_all_config(
+        1,
+        &[&origin.url()],
+        "timeouts:\n  upstream_response: 500ms\n",
+    ));
+    let started = Instant::now();
+    let response = Client::connect(proxy.addr()).get("/delay/3000");
+    let elapsed = started.elapsed();
+    assert_eq!(response.status, 504, "{}", response.text());
+    assert!(response.json_error().is_some(), "{:?}", response.text());
+    assert!(
+        elapsed >= Duration::from_millis(400) && elapsed < Duration::from_millis(2500),
+        "504 came after {elapsed:?}"
+    );
+    // Fast requests still pass.
+    assert_hello(&Client::connect(proxy.addr()).get("/hello"));
+}
+
+#[test]
+fn forwarded_headers_are_added() {
+    let origin = Origin::start("a");
+    let proxy = proxy_to(&origin);
+    let mut client = Client::connect(proxy.addr());
+
+    assert_eq!(
+        client
+            .request("GET", "/plain", &[("Host", "shop.example:8080")], b"")
+            .status,
+        200
+    );
+    let seen = origin.last_request().unwrap();
+    assert_eq!(
+        seen.header_joined("x-forwarded-for").as_deref(),
+        Some("127.0.0.1")
+    );
+    assert_eq!(seen.header("x-forwarded-proto"), Some("http"));
+    assert_eq!(seen.header("x-forwarded-host"), Some("shop.example:8080"));
+    assert_eq!(seen.header_joined("via").as_deref(), Some("1.1 ringway"));
+    let generated = seen
+        .header("x-request-id")
+        .expect("X-Request-Id generated")
+        .to_string();
+    assert!(!generated.is_empty());
+
+    client.request(
+        "GET",
+        "/appended",
+        &[
+            ("X-Forwarded-For", "203.0.113.7"),
+            ("Via", "1.0 edge"),
+            ("X-Request-Id", "req-abc-123"),
+        ],
+        b"",
+    );
+    let seen = origin.last_request().unwrap();
+    assert_eq!(
+        seen.header_joined("x-forwarded-for").as_deref(),
+        Some("203.0.113.7, 127.0.0.1")
+    );
+    assert_eq!(
+        seen.header_joined("via").as_deref(),
+        Some("1.0 edge, 1.1 ringway")
+    );
+    assert_eq!(seen.header_all("x-request-id"), vec!["req-abc-123"]);
+
+    client.get("/third");
+    let third = origin.last_request().unwrap();
+    let another = third
+        .header("x-request-id")
+        .expect("X-Request-Id generated");
+    assert_ne!(another, generated, "request ids must differ per request");
+}
+
+#[test]
+fn hop_by_hop_request_headers_are_removed() {
+    let origin = Origin::start("a");
+    let proxy = proxy_to(&origin);
+    let response = Client::connect(proxy.addr()).request(
+        "GET",
+        "/hop-request",
+        &[
+            ("Connection", "keep-alive, x-foo"),
+            ("X-Foo", "secret"),
+            ("Keep-Alive", "timeout=5"),
+            ("Proxy-Connection", "keep-alive"),
+            ("TE", "trailers"),
+            ("X-End-To-End", "kept"),
+        ],
+        b"",
+    );
+    assert_eq!(response.status, 200);
+    let seen = origin.last_request().unwrap();
+    for name in ["x-foo", "keep-alive", "proxy-connection", "te"] {
+        assert_eq!(
+            seen.header(name),
+            None,
+            "{name} reached the origin: {:?}",
+            seen.headers
+        );
+    }
+    // Connection itself may only carry the proxy's own options, never the client's list.
+    for value in seen.header_all("connection") {
+        assert!(
+            !value.to_ascii_lowercase().contains("x-foo"),
+            "Connection: {value} reached the origin"
+        );
+    }
+    assert_eq!(seen.header("x-end-to-end"), Some("kept"));
+}
+
+#[test]
+fn upgrade_header_without_upgrade_connection_is_removed() {
+    let origin = Origin::start("a");
+    let proxy = proxy_to(&origin);
+    let response =
+        Client::connect(proxy.addr()).request("GET", "/no-upgrade", &[("Upgrade", "foo/1")], b"");
+    assert_eq!(response.status, 200);
+    let seen = origin.last_request().unwrap();
+    assert_eq!(seen.header("upgrade"), None, "{:?}", seen.headers);
+}
+
+#[test]
+fn hop_by_hop_response_headers_are_removed() {
+    let origin = Origin::start("a");
+    let proxy = proxy_to(&origin);
+    let mut client = Client::connect(proxy.addr());
+    let response = client.get("/hop");
+    assert_eq!(response.status, 200);
+    for name in ["x-bar", "keep-alive", "proxy-connection"] {
+        assert_eq!(
+            response.header(name),
+            None,
+            "{name} reached the client: {:?}",
+            response.headers
+        );
+    }
+    assert_eq!(response.header("x-kept"), Some("yes"));
+    assert_hello(&client.get("/hello"));
+}
+
+#[test]
+fn websocket_echo_through_the_proxy() {
+    let origin = Origin::start("ws");
+    let proxy = proxy_to(&origin);
+    let mut ws = WsClient::connect(proxy.addr(), "/ws");
+    assert!(ws
+        .handshake
+        .header("upgrade")
+        .is_some_and(|v| v.eq_ignore_ascii_case("websocket")));
+    for i in 0..5 {
+        let text = format!("message {i}");
+        ws.send(OP_TEXT, text.as_bytes());
+        let frame = ws.recv();
+        assert_eq!(frame.opcode, OP_TEXT);
+        assert_eq!(frame.payload, text.as_bytes());
+    }
+    let big = pattern_bytes(200_000);
+    ws.send(OP_BINARY, &big);
+    let frame = ws.recv();
+    assert_eq!(frame.opcode, OP_BINARY);
+    assert!(frame.payload == big, "binary frame differs");
+    let seen = origin.last_request().unwrap();
+    assert!(
+        seen.header("upgrade").is_some(),
+        "Upgrade was not forwarded: {:?}",
+        seen.headers
+    );
+}
