@@ -56,7 +56,7 @@ fn check(file: &str) -> ExitCode {
         Ok(snapshot) => {
             let c = &snapshot.config;
             println!(
-                "{file}: ok ({} listeners, {} backends, {} routes)",
+                "{file}: {} listener(s), {} backend(s), {} route(s): ok",
                 c.listeners.len(),
                 c.backends.len(),
                 c.routes.len()

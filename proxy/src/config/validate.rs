@@ -179,7 +179,11 @@ fn listeners(list: &[model::Listener], errors: &mut Errors) -> Vec<Listener> {
                 continue;
             }
         };
-        if let Some(j) = out.iter().position(|o| o.address == address) {
+        // Port 0 means "any free port", chosen separately for each listener.
+        if let Some(j) = out
+            .iter()
+            .position(|o| o.address == address && address.port() != 0)
+        {
             errors.push(
                 format_args!("listeners[{i}].address"),
                 format!("address {address} is already used by {:?}", out[j].name),

@@ -101,7 +101,14 @@ impl Server {
         let mut listeners = Vec::new();
         let mut holders = Vec::new();
         for l in &config.listeners {
-            let (addr, holder) = resolve_port(l.address)?;
+            // Two port-0 listeners must not be given the same port.
+            let (addr, holder) = loop {
+                let (addr, holder) = resolve_port(l.address)?;
+                if !listeners.iter().any(|(_, a)| *a == addr) {
+                    break (addr, holder);
+                }
+                holders.extend(holder);
+            };
             holders.extend(holder);
             listeners.push((l.name.clone(), addr));
         }
