@@ -52,7 +52,14 @@ async fn serve(mut stream: TcpStream) {
                     Ok(None) => {}
                     Err(e) => {
                         let msg = format!("{e}\n");
-                        let _ = respond(&mut stream, e.status(), "text/plain", msg.into_bytes(), false).await;
+                        let _ = respond(
+                            &mut stream,
+                            e.status(),
+                            "text/plain",
+                            msg.into_bytes(),
+                            false,
+                        )
+                        .await;
                         return;
                     }
                 }
@@ -73,13 +80,21 @@ async fn serve(mut stream: TcpStream) {
         };
         let (status, ctype, payload) = route(&path, body).await;
         let payload = if is_head { Vec::new() } else { payload };
-        if respond(&mut stream, status, ctype, payload, keep_alive).await.is_err() || !keep_alive {
+        if respond(&mut stream, status, ctype, payload, keep_alive)
+            .await
+            .is_err()
+            || !keep_alive
+        {
             return;
         }
     }
 }
 
-async fn read_body(stream: &mut TcpStream, rbuf: &mut RecvBuf, framing: BodyFraming) -> Option<Vec<u8>> {
+async fn read_body(
+    stream: &mut TcpStream,
+    rbuf: &mut RecvBuf,
+    framing: BodyFraming,
+) -> Option<Vec<u8>> {
     let mut body = Vec::new();
     match framing {
         BodyFraming::None | BodyFraming::Close => {}
@@ -131,16 +146,33 @@ async fn route(path: &str, body: Vec<u8>) -> (u16, &'static str, Vec<u8>) {
             _ => (400, "text/plain", b"delay must be 0..=60000 ms\n".to_vec()),
         },
         ("bytes", Some(n)) => match n.parse::<usize>() {
-            Ok(n) if n as u64 <= MAX_ECHO => (200, "application/octet-stream", (0..n).map(|i| b'a' + (i % 26) as u8).collect()),
+            Ok(n) if n as u64 <= MAX_ECHO => (
+                200,
+                "application/octet-stream",
+                (0..n).map(|i| b'a' + (i % 26) as u8).collect(),
+            ),
             _ => (400, "text/plain", b"bytes must be 0..=67108864\n".to_vec()),
         },
-        _ => (404, "text/plain", b"not found: try /hello, /echo, /status/{code}, /delay/{ms}, /bytes/{n}\n".to_vec()),
+        _ => (
+            404,
+            "text/plain",
+            b"not found: try /hello, /echo, /status/{code}, /delay/{ms}, /bytes/{n}\n".to_vec(),
+        ),
     }
 }
 
-async fn respond(stream: &mut TcpStream, status: u16, ctype: &str, body: Vec<u8>, keep_alive: bool) -> std::io::Result<()> {
+async fn respond(
+    stream: &mut TcpStream,
+    status: u16,
+    ctype: &str,
+    body: Vec<u8>,
+    keep_alive: bool,
+) -> std::io::Result<()> {
     let no_body = status == 204 || status == 304;
-    let mut out = format!("HTTP/1.1 {status} {}\r\ncontent-type: {ctype}\r\n", if status < 400 { "OK" } else { "Error" });
+    let mut out = format!(
+        "HTTP/1.1 {status} {}\r\ncontent-type: {ctype}\r\n",
+        if status < 400 { "OK" } else { "Error" }
+    );
     if !no_body {
         out.push_str(&format!("content-length: {}\r\n", body.len()));
     }

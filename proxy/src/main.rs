@@ -27,7 +27,8 @@ fn main() -> ExitCode {
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     match args.as_slice() {
         [] | ["demo"] => demo(),
-        ["run", "--config", file] | ["run", "-c", file] => match config::load_file(Path::new(file)) {
+        ["run", "--config", file] | ["run", "-c", file] => match config::load_file(Path::new(file))
+        {
             Ok(config) => serve(config, None),
             Err(e) => {
                 eprintln!("{e}");
@@ -44,7 +45,10 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         _ => {
-            eprintln!("ringway: unrecognised arguments: {}\n{USAGE}", args.join(" "));
+            eprintln!(
+                "ringway: unrecognised arguments: {}\n{USAGE}",
+                args.join(" ")
+            );
             ExitCode::from(2)
         }
     }
@@ -86,7 +90,11 @@ fn demo() -> ExitCode {
             std::env::var(name).ok()
         }
     };
-    let config = match config::load_str(include_str!("../../examples/demo.yaml"), "examples/demo.yaml", &env) {
+    let config = match config::load_str(
+        include_str!("../../examples/demo.yaml"),
+        "examples/demo.yaml",
+        &env,
+    ) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("{e}");
@@ -106,7 +114,10 @@ fn serve(config: Config, demo_origin: Option<std::net::SocketAddr>) -> ExitCode 
         }
     };
     // Signals are caught before any worker starts, so that none is lost.
-    let mut signals = match signal_hook::iterator::Signals::new([signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT]) {
+    let mut signals = match signal_hook::iterator::Signals::new([
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGINT,
+    ]) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("ringway: cannot install signal handlers: {e}");
@@ -127,7 +138,14 @@ fn serve(config: Config, demo_origin: Option<std::net::SocketAddr>) -> ExitCode 
     if let Some(origin) = demo_origin {
         let (_, addr) = &server.listeners[0];
         println!("Ringway demo: a gateway on http://{addr} in front of a demo origin on http://{origin}\nTry:");
-        for path in ["/hello", "/status/418", "/delay/200", "/bytes/64", "/healthz", "/hi"] {
+        for path in [
+            "/hello",
+            "/status/418",
+            "/delay/200",
+            "/bytes/64",
+            "/healthz",
+            "/hi",
+        ] {
             println!("  curl -i http://{addr}{path}");
         }
         println!("  curl -i http://{addr}/echo --data 'hello'");
@@ -141,7 +159,10 @@ fn serve(config: Config, demo_origin: Option<std::net::SocketAddr>) -> ExitCode 
     let exit = match server.wait(drain + Duration::from_millis(500)) {
         Some(finished) => {
             for (index, metrics) in finished {
-                eprintln!("ringway: worker {index} served {} requests", metrics.requests);
+                eprintln!(
+                    "ringway: worker {index} served {} requests",
+                    metrics.requests
+                );
             }
             ExitCode::SUCCESS
         }

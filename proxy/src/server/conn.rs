@@ -28,7 +28,7 @@ pub(super) enum Next {
     KeepAlive,
     Close,
     /// The upstream answered 101: tunnel bytes both ways.
-    Upgrade(UpstreamConn),
+    Upgrade(Box<UpstreamConn>),
 }
 
 /// Facts about the current request that outlive its head's bytes.
@@ -115,7 +115,9 @@ impl Conn {
                         message: &message,
                     };
                     local::reject(&mut self, answer).await;
-                    self.w.metrics.record_request(status, std::time::Duration::ZERO);
+                    self.w
+                        .metrics
+                        .record_request(status, std::time::Duration::ZERO);
                     break;
                 }
             };
@@ -128,7 +130,7 @@ impl Conn {
                 Next::Upgrade(up) => {
                     self.deadline.disarm();
                     self.up_deadline.disarm();
-                    tunnel(self, up).await;
+                    tunnel(self, *up).await;
                     return;
                 }
             }
@@ -189,7 +191,11 @@ impl Conn {
             upgrade: head.connection().upgrade,
         };
         // The request phase runs under the whole-request timeout, or the idle one.
-        let phase_timeout = snap.config.timeouts.request.unwrap_or(snap.config.timeouts.idle);
+        let phase_timeout = snap
+            .config
+            .timeouts
+            .request
+            .unwrap_or(snap.config.timeouts.idle);
         self.deadline.arm(self.fd, phase_timeout);
 
         let request = RouteRequest {

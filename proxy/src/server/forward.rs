@@ -13,7 +13,9 @@ use monoio::net::TcpStream;
 use ringway_core::http1::{parse_response, BodyFraming, ChunkedDecoder};
 
 use super::conn::{Conn, Facts, Next};
-use super::head::{write_request_head, write_response_head, ClientFraming, Forwarded};
+use super::head::{
+    write_request_head, write_response_head, ClientFraming, Forwarded, ResponseShape,
+};
 use super::io::{relay_body, write_keep, write_out, End, Relay, RelayError};
 use super::local;
 use crate::route::Route;
@@ -82,7 +84,8 @@ impl Conn {
                     body = None;
                 }
             }
-            Some(Relay::Chunked(_)) => match decoder.decode(self.rbuf.data(), &mut self.wbuf, true) {
+            Some(Relay::Chunked(_)) => match decoder.decode(self.rbuf.data(), &mut self.wbuf, true)
+            {
                 Ok(used) => {
                     self.rbuf.consume(used);
                     if decoder.is_done() {
@@ -94,13 +97,29 @@ impl Conn {
                     }
                 }
                 Err(e) => {
-                    return local::upstream_error(self, facts, e.status(), "bad_request", &e.to_string(), false).await;
+                    return local::upstream_error(
+                        self,
+                        facts,
+                        e.status(),
+                        "bad_request",
+                        &e.to_string(),
+                        false,
+                    )
+                    .await;
                 }
             },
             _ => {}
         }
         if limits.max_body_bytes > 0 && decoder.payload_bytes() > limits.max_body_bytes {
-            return local::upstream_error(self, facts, 413, "body_too_large", "request body exceeds limits.max_body_bytes", false).await;
+            return local::upstream_error(
+                self,
+                facts,
+                413,
+                "body_too_large",
+                "request body exceeds limits.max_body_bytes",
+                false,
+            )
+            .await;
         }
         let whole = body.is_none();
         if !whole && facts.expect_continue {
@@ -119,7 +138,11 @@ impl Conn {
                 let (s, c, m) = last_status;
                 return local::upstream_error(self, facts, s, c, m, whole).await;
             };
-            let pooled = if fresh_only { None } else { w.upstreams.pool.take(target, now) };
+            let pooled = if fresh_only {
+                None
+            } else {
+                w.upstreams.pool.take(target, now)
+            };
             let mut up = match pooled {
                 Some(up) => {
                     w.metrics.upstream_reused();
@@ -132,7 +155,11 @@ impl Conn {
                         w.upstreams.mark_down(snap, target, Instant::now());
                         tried.add(target - snap.backend_targets[backend].start);
                         last_status = if timed_out {
-                            (504, "upstream_timeout", "connecting to the upstream timed out")
+                            (
+                                504,
+                                "upstream_timeout",
+                                "connecting to the upstream timed out",
+                            )
                         } else {
                             (502, "bad_gateway", "could not connect to the upstream")
                         };
@@ -144,7 +171,11 @@ impl Conn {
             let up_fd = up.fd();
             self.up_deadline.arm(up_fd, timeouts.upstream_response);
             let sent = write_keep(&mut up.stream, &mut self.wbuf).await.is_ok();
-            let mut failed = if sent { None } else { Some(Failure::NoResponse) };
+            let mut failed = if sent {
+                None
+            } else {
+                Some(Failure::NoResponse)
+            };
             if sent && !whole {
                 // Stream the rest of the request body.
                 self.wbuf.clear();
@@ -162,22 +193,47 @@ impl Conn {
                     timeout: timeouts.upstream_response,
                 };
                 let max = limits.max_body_bytes;
-                let relayed = relay_body(client, &mut self.rbuf, upstream, &mut self.wbuf, mode, &mut decoder, max).await;
+                let relayed = relay_body(
+                    client,
+                    &mut self.rbuf,
+                    upstream,
+                    &mut self.wbuf,
+                    mode,
+                    &mut decoder,
+                    max,
+                )
+                .await;
                 match relayed {
                     Ok(_) => {}
                     Err(RelayError::Destination) => failed = Some(Failure::NoResponse),
                     Err(RelayError::TooLarge) => {
                         self.up_deadline.disarm();
-                        return local::upstream_error(self, facts, 413, "body_too_large", "request body exceeds limits.max_body_bytes", false).await;
+                        return local::upstream_error(
+                            self,
+                            facts,
+                            413,
+                            "body_too_large",
+                            "request body exceeds limits.max_body_bytes",
+                            false,
+                        )
+                        .await;
                     }
                     Err(RelayError::Codec(e)) => {
                         self.up_deadline.disarm();
-                        return local::upstream_error(self, facts, e.status(), "bad_request", &e.to_string(), false).await;
+                        return local::upstream_error(
+                            self,
+                            facts,
+                            e.status(),
+                            "bad_request",
+                            &e.to_string(),
+                            false,
+                        )
+                        .await;
                     }
-                    Err(RelayError::Source { .. }) => {
-                        // The client went away mid-body.
+                    Err(RelayError::Source { timed_out }) => {
+                        // The client went away, or stalled, mid-body.
                         self.up_deadline.disarm();
-                        return (Next::Close, 400);
+                        return (Next::Close, if timed_out { 408 } else { 400 });
                     }
                 }
             }
@@ -198,9 +254,19 @@ impl Conn {
                 Err(failure) => {
                     self.up_deadline.disarm();
                     let (s, c, m) = match failure {
-                        Failure::TimedOut => (504, "upstream_timeout", "the upstream did not answer in time"),
-                        Failure::Protocol => (502, "bad_gateway", "the upstream sent a malformed response"),
-                        Failure::NoResponse => (502, "bad_gateway", "the upstream closed the connection without answering"),
+                        Failure::TimedOut => (
+                            504,
+                            "upstream_timeout",
+                            "the upstream did not answer in time",
+                        ),
+                        Failure::Protocol => {
+                            (502, "bad_gateway", "the upstream sent a malformed response")
+                        }
+                        Failure::NoResponse => (
+                            502,
+                            "bad_gateway",
+                            "the upstream closed the connection without answering",
+                        ),
                     };
                     return local::upstream_error(self, facts, s, c, m, whole).await;
                 }
@@ -243,15 +309,18 @@ impl Conn {
             && client_framing != ClientFraming::Close
             && !w.draining.get();
         self.wbuf.clear();
+        let shape = ResponseShape {
+            framing: client_framing,
+            keep_alive,
+            client_http10: facts.http10,
+            upgrade,
+        };
         write_response_head(
             &mut self.wbuf,
             up.buf.data(),
             response,
-            client_framing,
+            &shape,
             &route.response_headers,
-            keep_alive,
-            facts.http10,
-            upgrade,
         );
         up.buf.consume(resp_len);
         if upgrade {
@@ -260,7 +329,7 @@ impl Conn {
             up.buf.consume(n);
             self.up_deadline.disarm();
             return match write_out(&mut self.stream, &mut self.wbuf).await {
-                Ok(()) => (Next::Upgrade(up), status),
+                Ok(()) => (Next::Upgrade(Box::new(up)), status),
                 Err(_) => (Next::Close, status),
             };
         }
@@ -282,9 +351,17 @@ impl Conn {
                     fd: self.fd,
                     timeout: timeouts.request.unwrap_or(timeouts.idle),
                 };
-                relay_body(upstream, &mut up.buf, client, &mut self.wbuf, mode, &mut ChunkedDecoder::new(), 0)
-                    .await
-                    .map(|_| ())
+                relay_body(
+                    upstream,
+                    &mut up.buf,
+                    client,
+                    &mut self.wbuf,
+                    mode,
+                    &mut ChunkedDecoder::new(),
+                    0,
+                )
+                .await
+                .map(|_| ())
             }
         };
         self.up_deadline.disarm();
@@ -293,20 +370,33 @@ impl Conn {
                 if up_reusable {
                     w.upstreams.pool.put(up, Instant::now());
                 }
-                (if keep_alive { Next::KeepAlive } else { Next::Close }, status)
+                (
+                    if keep_alive {
+                        Next::KeepAlive
+                    } else {
+                        Next::Close
+                    },
+                    status,
+                )
             }
             // The response had begun: all that can be done is to cut the connection.
             Err(_) => (Next::Close, status),
         }
     }
-
 }
 
 /// Connects to a target under the connect timeout. `Err(true)` is a timeout.
-async fn connect(w: &super::Worker, snap: &crate::snapshot::Snapshot, target: usize) -> Result<UpstreamConn, bool> {
+async fn connect(
+    w: &super::Worker,
+    snap: &crate::snapshot::Snapshot,
+    target: usize,
+) -> Result<UpstreamConn, bool> {
     let addr = snap.targets[target].addr;
     // A runtime timer per connect is acceptable: with pooling, connects are rare.
-    let connecting = monoio::time::timeout(snap.config.timeouts.upstream_connect, TcpStream::connect_addr(addr));
+    let connecting = monoio::time::timeout(
+        snap.config.timeouts.upstream_connect,
+        TcpStream::connect_addr(addr),
+    );
     match connecting.await {
         Ok(Ok(stream)) => {
             let _ = stream.set_nodelay(true);
@@ -342,7 +432,11 @@ async fn read_response_head(
                 Err(_) => return Err(Failure::Protocol),
             }
         }
-        match up.buf.fill(&mut up.stream, limits.max_head_bytes + 1024).await {
+        match up
+            .buf
+            .fill(&mut up.stream, limits.max_head_bytes + 1024)
+            .await
+        {
             Ok(n) if n > 0 => {}
             _ if deadline.fired() => return Err(Failure::TimedOut),
             _ if got_any => return Err(Failure::Protocol),

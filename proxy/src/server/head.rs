@@ -41,7 +41,12 @@ fn write_header(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
 }
 
 /// Copies every header line `keep` accepts, merging adjacent kept lines into one copy.
-fn copy_headers(out: &mut Vec<u8>, buf: &[u8], headers: &[Header], mut keep: impl FnMut(&[u8]) -> bool) {
+fn copy_headers(
+    out: &mut Vec<u8>,
+    buf: &[u8],
+    headers: &[Header],
+    mut keep: impl FnMut(&[u8]) -> bool,
+) {
     let mut run: Option<(usize, usize)> = None;
     for h in headers {
         if keep(h.name.of(buf)) {
@@ -164,17 +169,28 @@ pub enum ClientFraming {
     Close,
 }
 
+/// What the proxy decided about the response it sends the client.
+pub struct ResponseShape {
+    pub framing: ClientFraming,
+    pub keep_alive: bool,
+    pub client_http10: bool,
+    pub upgrade: bool,
+}
+
 /// Writes the response head for the client.
 pub fn write_response_head(
     out: &mut Vec<u8>,
     buf: &[u8],
     head: &ResponseHead,
-    framing: ClientFraming,
+    shape: &ResponseShape,
     edits: &HeaderEdits,
-    keep_alive: bool,
-    client_http10: bool,
-    upgrade: bool,
 ) {
+    let ResponseShape {
+        framing,
+        keep_alive,
+        client_http10,
+        upgrade,
+    } = *shape;
     let headers = head.headers();
     let lists_other = head.connection().lists_other;
     // The status line as sent, under our version.

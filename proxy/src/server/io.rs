@@ -63,8 +63,11 @@ impl RecvBuf {
                 self.pos = 0;
             }
             if self.buf.capacity() - self.buf.len() < MIN_READ {
-                let want = (self.buf.capacity() * 2).max(MIN_READ * 2).min(max.max(MIN_READ * 2));
-                self.buf.reserve(want.saturating_sub(self.buf.len()).max(MIN_READ));
+                let want = (self.buf.capacity() * 2)
+                    .max(MIN_READ * 2)
+                    .min(max.max(MIN_READ * 2));
+                self.buf
+                    .reserve(want.saturating_sub(self.buf.len()).max(MIN_READ));
             }
         }
         let buf = std::mem::take(&mut self.buf);
@@ -113,7 +116,9 @@ pub struct End<'a, S> {
 #[derive(Debug)]
 pub enum RelayError {
     /// The source failed, closed early or timed out.
-    Source { timed_out: bool },
+    Source {
+        timed_out: bool,
+    },
     /// The destination failed or timed out.
     Destination,
     /// The source sent a malformed chunked body, or more than the limit.

@@ -32,13 +32,31 @@ impl Local<'_> {
 
 /// Answers a routed request without an upstream. A request body is not read: the connection
 /// is closed after the answer instead, so no unread body is taken for the next request.
-pub(super) async fn answer(c: &mut Conn, head_len: usize, facts: Facts, answer: Local<'_>) -> (Next, u16) {
+pub(super) async fn answer(
+    c: &mut Conn,
+    head_len: usize,
+    facts: Facts,
+    answer: Local<'_>,
+) -> (Next, u16) {
     c.rbuf.consume(head_len);
     let keep_alive = facts.keep_alive && facts.framing == BodyFraming::None && !c.w.draining.get();
     let status = answer.status();
-    write_answer(&mut c.wbuf, &answer, keep_alive, facts.is_head, facts.http10);
+    write_answer(
+        &mut c.wbuf,
+        &answer,
+        keep_alive,
+        facts.is_head,
+        facts.http10,
+    );
     let sent = write_out(&mut c.stream, &mut c.wbuf).await.is_ok();
-    (if sent && keep_alive { Next::KeepAlive } else { Next::Close }, status)
+    (
+        if sent && keep_alive {
+            Next::KeepAlive
+        } else {
+            Next::Close
+        },
+        status,
+    )
 }
 
 /// Answers a request that could not be parsed; the connection closes after it.
@@ -48,13 +66,37 @@ pub(super) async fn reject(c: &mut Conn, answer: Local<'_>) {
 }
 
 /// Answers an upstream failure for a request whose body has been dealt with.
-pub(super) async fn upstream_error(c: &mut Conn, facts: Facts, status: u16, code: &str, message: &str, keep_alive: bool) -> (Next, u16) {
+pub(super) async fn upstream_error(
+    c: &mut Conn,
+    facts: Facts,
+    status: u16,
+    code: &str,
+    message: &str,
+    keep_alive: bool,
+) -> (Next, u16) {
     let keep_alive = keep_alive && facts.keep_alive && !c.w.draining.get();
-    let answer = Local::Error { status, code, message };
+    let answer = Local::Error {
+        status,
+        code,
+        message,
+    };
     c.wbuf.clear();
-    write_answer(&mut c.wbuf, &answer, keep_alive, facts.is_head, facts.http10);
+    write_answer(
+        &mut c.wbuf,
+        &answer,
+        keep_alive,
+        facts.is_head,
+        facts.http10,
+    );
     let sent = write_out(&mut c.stream, &mut c.wbuf).await.is_ok();
-    (if sent && keep_alive { Next::KeepAlive } else { Next::Close }, status)
+    (
+        if sent && keep_alive {
+            Next::KeepAlive
+        } else {
+            Next::Close
+        },
+        status,
+    )
 }
 
 fn reason(status: u16) -> &'static str {
@@ -105,16 +147,26 @@ fn json_escape(out: &mut Vec<u8>, text: &str) {
     }
 }
 
-fn write_answer(out: &mut Vec<u8>, answer: &Local<'_>, keep_alive: bool, is_head: bool, http10: bool) {
+fn write_answer(
+    out: &mut Vec<u8>,
+    answer: &Local<'_>,
+    keep_alive: bool,
+    is_head: bool,
+    http10: bool,
+) {
     let status = answer.status();
     let mut head = String::with_capacity(128);
-    let _ = write!(head, "HTTP/1.1 {status} {}\r\nserver: ringway\r\n", reason(status));
+    let _ = write!(
+        head,
+        "HTTP/1.1 {status} {}\r\nserver: ringway\r\n",
+        reason(status)
+    );
     out.extend_from_slice(head.as_bytes());
     let body_start;
     match answer {
         Local::Error { code, message, .. } => {
             out.extend_from_slice(b"content-type: application/json\r\n");
-            body_start = begin_body(out);
+            body_start = out.len();
             out.extend_from_slice(b"{\"error\":\"");
             json_escape(out, code);
             out.extend_from_slice(b"\",\"message\":\"");
@@ -125,7 +177,7 @@ fn write_answer(out: &mut Vec<u8>, answer: &Local<'_>, keep_alive: bool, is_head
             out.extend_from_slice(b"location: ");
             out.extend_from_slice(location.as_bytes());
             out.extend_from_slice(b"\r\n");
-            body_start = begin_body(out);
+            body_start = out.len();
         }
         Local::Direct(d, edits) => {
             for (name, value) in &d.headers {
@@ -143,18 +195,20 @@ fn write_answer(out: &mut Vec<u8>, answer: &Local<'_>, keep_alive: bool, is_head
                 out.extend_from_slice(value);
                 out.extend_from_slice(b"\r\n");
             }
-            body_start = begin_body(out);
+            body_start = out.len();
             out.extend_from_slice(&d.body);
         }
     }
-    finish(out, body_start, keep_alive, is_head || status == 204 || status == 304, http10);
+    finish(
+        out,
+        body_start,
+        keep_alive,
+        is_head || status == 204 || status == 304,
+        http10,
+    );
 }
 
-/// Marks where the body will start; the framing headers are written in `finish`.
-fn begin_body(out: &mut Vec<u8>) -> usize {
-    out.len()
-}
-
+/// Inserts the framing headers and the blank line before the body that starts at `body_start`.
 fn finish(out: &mut Vec<u8>, body_start: usize, keep_alive: bool, no_body: bool, http10: bool) {
     let body_len = out.len() - body_start;
     let mut framing = String::with_capacity(64);
@@ -176,7 +230,10 @@ fn finish(out: &mut Vec<u8>, body_start: usize, keep_alive: bool, no_body: bool,
 
 /// The `Location` of a redirect: the configured parts over the request's own.
 pub(super) fn location(r: &Redirect, buf: &[u8], head: &RequestHead) -> String {
-    let request_host = head.host(buf).map(String::from_utf8_lossy).unwrap_or_default();
+    let request_host = head
+        .host(buf)
+        .map(String::from_utf8_lossy)
+        .unwrap_or_default();
     let (host_only, request_port) = split_host_port(&request_host);
     let scheme = r.scheme.as_deref().unwrap_or("http");
     let host = r.host.as_deref().unwrap_or(host_only);
@@ -240,7 +297,10 @@ mod tests {
         assert!(text.contains("content-type: application/json\r\n"));
         assert!(text.contains("connection: close\r\n"));
         let body = text.split("\r\n\r\n").nth(1).unwrap();
-        assert_eq!(body, "{\"error\":\"bad_gateway\",\"message\":\"connect to \\\"x\\\" failed\"}\n");
+        assert_eq!(
+            body,
+            "{\"error\":\"bad_gateway\",\"message\":\"connect to \\\"x\\\" failed\"}\n"
+        );
         assert!(text.contains(&format!("content-length: {}\r\n", body.len())));
     }
 

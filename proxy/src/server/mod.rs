@@ -96,7 +96,10 @@ pub type ThreadHook = Arc<dyn Fn(usize) + Send + Sync>;
 impl Server {
     /// Starts the workers. Listener addresses with port 0 get one port chosen here, which every
     /// worker then shares through SO_REUSEPORT.
-    pub fn start(snapshot: Snapshot, on_thread_start: Option<ThreadHook>) -> std::io::Result<Server> {
+    pub fn start(
+        snapshot: Snapshot,
+        on_thread_start: Option<ThreadHook>,
+    ) -> std::io::Result<Server> {
         let config = &snapshot.config;
         let mut listeners = Vec::new();
         let mut holders = Vec::new();
@@ -179,7 +182,11 @@ fn resolve_port(addr: SocketAddr) -> std::io::Result<(SocketAddr, Option<socket2
     if addr.port() != 0 {
         return Ok((addr, None));
     }
-    let socket = socket2::Socket::new(socket2::Domain::for_address(addr), socket2::Type::STREAM, None)?;
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM,
+        None,
+    )?;
     socket.set_reuse_port(true)?;
     socket.bind(&addr.into())?;
     let bound = socket
@@ -190,7 +197,11 @@ fn resolve_port(addr: SocketAddr) -> std::io::Result<(SocketAddr, Option<socket2
 }
 
 fn bind_std(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
-    let socket = socket2::Socket::new(socket2::Domain::for_address(addr), socket2::Type::STREAM, None)?;
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM,
+        None,
+    )?;
     socket.set_reuse_port(true)?;
     socket.set_reuse_address(true)?;
     socket.set_nodelay(true)?;
@@ -219,7 +230,8 @@ async fn worker_main(
     log::info!(
         "worker {} on {} uses {}",
         ctx.index,
-        ctx.cpu.map_or("any CPU".to_string(), |c| format!("CPU {c}")),
+        ctx.cpu
+            .map_or("any CPU".to_string(), |c| format!("CPU {c}")),
         ctx.driver
     );
     let mut listener_fds = Vec::new();

@@ -133,7 +133,10 @@ mod tests {
         let mut b = Balancer::new(Balance::Priority, [(1, 1), (3, 0), (1, 0), (1, 2)]);
         assert_eq!(counts(&mut b, 400, |_| true), vec![0, 300, 100, 0]);
         assert_eq!(counts(&mut b, 100, |i| i != 1), vec![0, 0, 100, 0]);
-        assert_eq!(counts(&mut b, 100, |i| i == 0 || i == 3), vec![100, 0, 0, 0]);
+        assert_eq!(
+            counts(&mut b, 100, |i| i == 0 || i == 3),
+            vec![100, 0, 0, 0]
+        );
         assert_eq!(counts(&mut b, 100, |i| i == 3), vec![0, 0, 0, 100]);
     }
 }

@@ -65,7 +65,13 @@ impl Upstreams {
     /// Chooses a target of `backend` not yet tried, preferring targets that are not down; when
     /// every untried target is down it picks among them anyway (a down mark is a guess, and a
     /// try is better than a certain 503). Returns the flattened target index.
-    pub fn choose(&self, snapshot: &Snapshot, backend: usize, tried: &Tried, now: Instant) -> Option<usize> {
+    pub fn choose(
+        &self,
+        snapshot: &Snapshot,
+        backend: usize,
+        tried: &Tried,
+        now: Instant,
+    ) -> Option<usize> {
         let first = snapshot.backend_targets[backend].start;
         let up = |local: usize| {
             self.down_until[first + local]

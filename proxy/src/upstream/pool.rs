@@ -60,7 +60,12 @@ impl UpstreamPool {
             })
             .collect::<Vec<_>>();
         UpstreamPool {
-            idle: RefCell::new(limits.iter().map(|&(max, _)| Vec::with_capacity(max.min(64))).collect()),
+            idle: RefCell::new(
+                limits
+                    .iter()
+                    .map(|&(max, _)| Vec::with_capacity(max.min(64)))
+                    .collect(),
+            ),
             limits,
         }
     }
