@@ -16,7 +16,7 @@ use super::conn::{Conn, Facts, Next};
 use super::head::{
     write_request_head, write_response_head, ClientFraming, Forwarded, ResponseShape,
 };
-use super::io::{relay_body, write_keep, write_out, End, Relay, RelayError};
+use super::io::{bounded, relay_body, write_keep, write_out, End, Relay, RelayError};
 use super::local;
 use crate::route::Route;
 use crate::upstream::{Tried, UpstreamConn};
@@ -43,6 +43,8 @@ impl Conn {
         let snap = &*w.snapshot;
         let timeouts = snap.config.timeouts;
         let limits = snap.config.limits;
+        let until = timeouts.request.map(|d| Instant::now() + d);
+        let up_timeout = || bounded(timeouts.upstream_response, until);
 
         // 1. The upstream request head, then whatever body bytes have arrived with it.
         let mut id = [0u8; 32];
@@ -169,7 +171,7 @@ impl Conn {
                 },
             };
             let up_fd = up.fd();
-            self.up_deadline.arm(up_fd, timeouts.upstream_response);
+            self.up_deadline.arm(up_fd, up_timeout());
             let sent = write_keep(&mut up.stream, &mut self.wbuf).await.is_ok();
             let mut failed = if sent {
                 None
@@ -184,13 +186,15 @@ impl Conn {
                     stream: &mut self.stream,
                     deadline: &self.deadline,
                     fd: self.fd,
-                    timeout: timeouts.request.unwrap_or(timeouts.idle),
+                    timeout: timeouts.idle,
+                    until,
                 };
                 let upstream = End {
                     stream: &mut up.stream,
                     deadline: &self.up_deadline,
                     fd: up_fd,
                     timeout: timeouts.upstream_response,
+                    until,
                 };
                 let max = limits.max_body_bytes;
                 let relayed = relay_body(
@@ -240,7 +244,7 @@ impl Conn {
             let result = match failed {
                 Some(failure) => Err(failure),
                 None => {
-                    self.up_deadline.arm(up_fd, timeouts.upstream_response);
+                    self.up_deadline.arm(up_fd, up_timeout());
                     read_response_head(&mut up, &limits, &self.up_deadline).await
                 }
             };
@@ -344,12 +348,14 @@ impl Conn {
                     deadline: &self.up_deadline,
                     fd: up_fd,
                     timeout: timeouts.upstream_response,
+                    until,
                 };
                 let client = End {
                     stream: &mut self.stream,
                     deadline: &self.deadline,
                     fd: self.fd,
-                    timeout: timeouts.request.unwrap_or(timeouts.idle),
+                    timeout: timeouts.idle,
+                    until,
                 };
                 relay_body(
                     upstream,

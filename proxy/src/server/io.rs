@@ -3,7 +3,7 @@
 
 use std::io;
 use std::os::fd::RawFd;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
 use ringway_core::http1::{encode_chunk, encode_last_chunk, ChunkedDecoder, CodecError};
@@ -105,12 +105,30 @@ pub enum Relay {
     UntilClose(bool),
 }
 
-/// One end of a relay: a stream, the deadline that guards it, and for how long.
+/// One end of a relay: a stream, the deadline that guards it, for how long each operation
+/// may take, and the instant the whole request must be done by (`timeouts.request`).
 pub struct End<'a, S> {
     pub stream: &'a mut S,
     pub deadline: &'a Deadline,
     pub fd: RawFd,
     pub timeout: Duration,
+    pub until: Option<Instant>,
+}
+
+impl<S> End<'_, S> {
+    fn arm(&self) {
+        self.deadline
+            .arm(self.fd, bounded(self.timeout, self.until));
+    }
+}
+
+/// `timeout`, cut short so as not to pass `until`.
+#[inline]
+pub fn bounded(timeout: Duration, until: Option<Instant>) -> Duration {
+    match until {
+        Some(until) => timeout.min(until.saturating_duration_since(Instant::now())),
+        None => timeout,
+    }
 }
 
 #[derive(Debug)]
@@ -179,7 +197,7 @@ pub async fn relay_body<R: AsyncReadRent, W: AsyncWriteRent>(
             return Err(RelayError::TooLarge);
         }
         if done || out.len() >= FLUSH_AT || (!out.is_empty() && src_buf.is_empty()) {
-            dst.deadline.arm(dst.fd, dst.timeout);
+            dst.arm();
             write_out(dst.stream, out)
                 .await
                 .map_err(|_| RelayError::Destination)?;
@@ -187,7 +205,7 @@ pub async fn relay_body<R: AsyncReadRent, W: AsyncWriteRent>(
         if done {
             return Ok(moved);
         }
-        src.deadline.arm(src.fd, src.timeout);
+        src.arm();
         let n = src_buf.fill(src.stream, FLUSH_AT).await;
         match n {
             Ok(n) if n > 0 => {}
@@ -198,7 +216,7 @@ pub async fn relay_body<R: AsyncReadRent, W: AsyncWriteRent>(
                         encode_last_chunk(out);
                     }
                     if !out.is_empty() {
-                        dst.deadline.arm(dst.fd, dst.timeout);
+                        dst.arm();
                         write_out(dst.stream, out)
                             .await
                             .map_err(|_| RelayError::Destination)?;
