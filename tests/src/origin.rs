@@ -168,7 +168,10 @@ fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
         let _ = thread::Builder::new()
             .name(format!("origin-{}-conn{id}", shared.name))
             .spawn(move || {
-                let _ = serve_connection(stream, &conn_shared, id);
+                // Shown with a failing test's output: says whether the origin saw bad input.
+                if let Err(e) = serve_connection(stream, &conn_shared, id) {
+                    eprintln!("origin {}: connection {id}: {e}", conn_shared.name);
+                }
             });
     }
 }

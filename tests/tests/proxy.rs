@@ -110,6 +110,27 @@ fn chunked_response_reaches_the_client_chunked() {
 }
 
 #[test]
+fn large_chunked_response_is_relayed_whole() {
+    let origin = Origin::start("a");
+    let proxy = proxy_to(&origin);
+    // Fresh connections, so each relay starts with the proxy's buffers in a new alignment.
+    for size in [1usize << 20, 4 << 20] {
+        for attempt in 0..3 {
+            let mut client = Client::connect(proxy.addr());
+            client.send_request("GET", &format!("/chunked/{size}"), &[], b"");
+            let response = client.try_read_response().unwrap_or_else(|e| {
+                panic!("chunked response of {size} bytes (attempt {attempt}) was cut: {e}")
+            });
+            assert_eq!(response.status, 200);
+            assert!(
+                response.body == pattern_bytes(size),
+                "{size}-byte body differs"
+            );
+        }
+    }
+}
+
+#[test]
 fn chunked_response_trailers_are_forwarded() {
     let origin = Origin::start("a");
     let proxy = proxy_to(&origin);
@@ -125,17 +146,20 @@ fn chunked_response_trailers_are_forwarded() {
     );
 }
 
+/// 16 MiB that is not purely periodic.
+fn big_body() -> Vec<u8> {
+    pattern_bytes(16 << 20)
+        .iter()
+        .enumerate()
+        .map(|(i, b)| b ^ (i >> 16) as u8)
+        .collect()
+}
+
 #[test]
 fn sixteen_mebibyte_body_is_byte_exact_both_ways() {
     let origin = Origin::start("a");
     let proxy = proxy_to(&origin);
-    let body = pattern_bytes(16 << 20);
-    // Perturb it so it is not purely periodic.
-    let body: Vec<u8> = body
-        .iter()
-        .enumerate()
-        .map(|(i, b)| b ^ (i >> 16) as u8)
-        .collect();
+    let body = big_body();
     let mut client = Client::connect(proxy.addr());
     let response = client.request("POST", "/echo", &[], &body);
     assert_eq!(response.status, 200);
@@ -146,19 +170,28 @@ fn sixteen_mebibyte_body_is_byte_exact_both_ways() {
     let response = client.get(&format!("/bytes/{}", 16 << 20));
     assert_eq!(response.status, 200);
     assert_eq!(sha1(&response.body), sha1(&pattern_bytes(16 << 20)));
+}
 
-    let chunked = client.request(
+#[test]
+fn sixteen_mebibyte_chunked_body_is_byte_exact_both_ways() {
+    let origin = Origin::start("a");
+    let proxy = proxy_to(&origin);
+    let body = big_body();
+    let mut client = Client::connect(proxy.addr());
+    let response = client.request(
         "POST",
         "/echo",
         &[("Transfer-Encoding", "chunked")],
         &encode_chunked(&body, 1 << 20, &[]),
     );
-    assert_eq!(chunked.status, 200);
+    assert_eq!(response.status, 200);
+    assert!(response.chunked);
     assert_eq!(
-        sha1(&chunked.body),
+        sha1(&response.body),
         sha1(&body),
         "echoed chunked body differs"
     );
+    assert_eq!(origin.last_request().unwrap().body_len, body.len());
 }
 
 #[test]
