@@ -14,6 +14,11 @@
 //! - `/name`: the origin's name.
 //! - `/hop`: a response carrying hop-by-hop headers the proxy must remove.
 //! - `/ws`: a WebSocket echo (RFC 6455 handshake, then frames echoed unmasked).
+//! - `/drop-after`: a normal response, then the connection is closed without warning (as an
+//!   origin whose idle timeout fires), so a pooled connection goes stale.
+//! - `/hangup`: the connection is closed without any response.
+//! - `/garbage`: bytes that are not HTTP, then close.
+//! - `/stall-body`: a head promising 1000 bytes, 10 of them, then silence for 3 s.
 //! - anything else: `200` with the body `METHOD TARGET`.
 //!
 //! Every response carries `X-Origin: NAME` and `Server: ringway-test-origin`; HEAD gets GET's
@@ -316,6 +321,24 @@ fn respond(
             .header("X-Kept", "yes"),
         ("ws", _) if wire::header_has_token(&request.headers, "upgrade", "websocket") => {
             return websocket_echo(wire, shared, request);
+        }
+        ("drop-after", _) => {
+            write_reply(wire, shared, request, Reply::new(200, "dropping\n"))?;
+            return Ok(After::Close);
+        }
+        ("hangup", _) => return Ok(After::Close),
+        ("garbage", _) => {
+            wire.write_all(b"THIS IS NOT HTTP\r\n\r\n")?;
+            return Ok(After::Close);
+        }
+        ("stall-body", _) => {
+            let head = format!(
+                "HTTP/1.1 200 OK\r\nX-Origin: {}\r\nContent-Length: 1000\r\n\r\n0123456789",
+                shared.name
+            );
+            wire.write_all(head.as_bytes())?;
+            thread::sleep(Duration::from_secs(3));
+            return Ok(After::Close);
         }
         _ => Reply::new(200, format!("{} {}", request.method, request.target)),
     };

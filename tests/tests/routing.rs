@@ -73,6 +73,10 @@ const MATCH_ROUTES: &str = r#"
     backend: c
   - matches: [{ path: { type: exact, value: /q }, query: [{ name: debug, value: "1" }] }]
     backend: a
+  - matches:
+      - path: { type: exact, value: /one }
+      - { path: { type: exact, value: /two }, method: PUT }
+    backend: b
 "#;
 
 /// Which origin answered `method target` with `headers`, or `404` when no route matched.
@@ -188,6 +192,22 @@ fn routes_by_method_header_and_query() {
     assert_eq!(get(&mut client, "/q?x=y&debug=1"), "a");
     assert_eq!(get(&mut client, "/q?debug=2"), "c");
     assert_eq!(get(&mut client, "/q"), "c");
+}
+
+#[test]
+fn any_of_a_routes_matches_selects_it() {
+    let setup = start(MATCH_ROUTES);
+    let mut client = Client::connect(setup.proxy.addr());
+    assert_eq!(get(&mut client, "/one"), "b");
+    assert_eq!(
+        routed(&mut client, "PUT", "/two", &[("Content-Length", "0")]),
+        "b"
+    );
+    assert_eq!(
+        get(&mut client, "/two"),
+        "404",
+        "a match's conditions all apply"
+    );
 }
 
 #[test]
