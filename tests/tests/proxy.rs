@@ -74,6 +74,55 @@ fn pipelined_requests_are_answered_in_order() {
 }
 
 #[test]
+fn pipelined_posts_with_bodies_are_answered_in_order() {
+    let origin = Origin::start("a");
+    let proxy = proxy_to(&origin);
+    let mut client = Client::connect(proxy.addr());
+    let mut batch = Vec::new();
+    for n in 0..8 {
+        let body = format!("body number {n}");
+        if n % 2 == 0 {
+            batch.extend_from_slice(&ringway_tests::client::build_request(
+                "POST",
+                "/echo",
+                &[],
+                body.as_bytes(),
+            ));
+        } else {
+            batch.extend_from_slice(&ringway_tests::client::build_request(
+                "POST",
+                "/echo",
+                &[("Transfer-Encoding", "chunked")],
+                &encode_chunked(body.as_bytes(), 4, &[]),
+            ));
+        }
+    }
+    client.send_raw(&batch);
+    for n in 0..8 {
+        let response = client.read_response();
+        assert_eq!(response.status, 200);
+        assert_eq!(response.text(), format!("body number {n}"));
+    }
+}
+
+#[test]
+fn expect_100_continue_is_handled() {
+    let origin = Origin::start("a");
+    let proxy = proxy_to(&origin);
+    let mut client = Client::connect(proxy.addr());
+    client.send_raw(
+        b"POST /echo HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\nContent-Length: 11\r\n\r\n",
+    );
+    // A client waits a little for 100 Continue, then sends the body anyway.
+    std::thread::sleep(Duration::from_millis(200));
+    client.send_raw(b"hello world");
+    let response = client.read_response();
+    assert_eq!(response.status, 200, "{}", response.text());
+    assert_eq!(response.body, b"hello world");
+    assert_hello(&client.get("/hello"));
+}
+
+#[test]
 fn chunked_request_reaches_the_origin_chunked() {
     let origin = Origin::start("a");
     let proxy = proxy_to(&origin);
@@ -295,6 +344,50 @@ fn weighted_backend_splits_three_to_one() {
         (270..=330).contains(&heavy_count),
         "weights 3:1 over 400 requests gave {counts:?}"
     );
+}
+
+#[test]
+fn weighted_split_is_smooth() {
+    let heavy = Origin::start("heavy");
+    let light = Origin::start("light");
+    let yaml = format!(
+        "workers: 1\n\
+         listeners:\n  - address: 127.0.0.1:0\n\
+         backends:\n  - name: split\n    balance: weighted\n    targets:\n\
+         \x20     - {{ url: {}, weight: 3 }}\n\
+         \x20     - {{ url: {}, weight: 1 }}\n\
+         routes:\n  - backend: split\n",
+        heavy.url(),
+        light.url()
+    );
+    let proxy = Ringway::start(&yaml);
+    let mut client = Client::connect(proxy.addr());
+    let names: Vec<String> = (0..40).map(|_| client.get("/name").text()).collect();
+    // Smooth weighted round-robin: every window of sum-of-weights requests holds each target
+    // exactly its weight times, wherever the window starts.
+    for window in names.windows(4) {
+        let light_count = window.iter().filter(|n| *n == "light").count();
+        assert_eq!(light_count, 1, "window {window:?} in {names:?}");
+    }
+}
+
+#[test]
+fn priority_prefers_the_lowest_value() {
+    let primary = Origin::start("primary");
+    let backup = Origin::start("backup");
+    let yaml = format!(
+        "workers: 1\n\
+         listeners:\n  - address: 127.0.0.1:0\n\
+         backends:\n  - name: tiers\n    balance: priority\n    targets:\n\
+         \x20     - {{ url: {}, priority: 1 }}\n\
+         \x20     - {{ url: {}, priority: 0 }}\n\
+         routes:\n  - backend: tiers\n",
+        backup.url(),
+        primary.url()
+    );
+    let proxy = Ringway::start(&yaml);
+    let counts = count_names(&proxy, 20);
+    assert_eq!(counts.get("primary"), Some(&20), "{counts:?}");
 }
 
 #[test]

@@ -367,6 +367,32 @@ fn redirects_set_location_and_status() {
 }
 
 #[test]
+fn pipelined_local_and_proxied_responses_stay_in_order() {
+    let setup = start(FILTER_ROUTES);
+    let mut client = Client::connect(setup.proxy.addr());
+    let targets = [
+        "/headers/1",
+        "/teapot",
+        "/rw",
+        "/moved",
+        "/headers/2",
+        "/nothing",
+        "/api/x",
+    ];
+    let mut batch = Vec::new();
+    for target in targets {
+        batch
+            .extend_from_slice(format!("GET {target} HTTP/1.1\r\nHost: h.test\r\n\r\n").as_bytes());
+    }
+    client.send_raw(&batch);
+    let statuses: Vec<u16> = targets
+        .iter()
+        .map(|_| client.read_response().status)
+        .collect();
+    assert_eq!(statuses, vec![200, 418, 200, 302, 200, 204, 200]);
+}
+
+#[test]
 fn return_response_answers_without_a_backend() {
     let setup = start(FILTER_ROUTES);
     let mut client = Client::connect(setup.proxy.addr());
