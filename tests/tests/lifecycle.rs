@@ -115,6 +115,35 @@ fn smoke_with_the_legacy_driver() {
     }
     let big = client.get("/bytes/1000000");
     assert_eq!(big.body.len(), 1_000_000);
+    // The driver each worker got is logged; none may claim io_uring under the override.
+    let stderr = proxy.stderr_text();
+    assert!(
+        !stderr
+            .lines()
+            .any(|l| l.contains("worker") && l.contains("io_uring")),
+        "a worker used io_uring despite MONOIO_FORCE_LEGACY_DRIVER=1:\n{stderr}"
+    );
+}
+
+#[test]
+fn forced_legacy_driver_with_required_io_uring_refuses_to_start() {
+    let origin = Origin::start("a");
+    let dir = ringway_tests::TempDir::new();
+    let config = dir.write(
+        "uring.yaml",
+        &forward_all_config(1, &[&origin.url()], "runtime:\n  driver: io_uring\n"),
+    );
+    let output = ringway_tests::run_ringway(
+        &["run", "--config", config.to_str().unwrap()],
+        &[("MONOIO_FORCE_LEGACY_DRIVER", "1")],
+        Duration::from_secs(10),
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        !output.status.success(),
+        "driver: io_uring started under MONOIO_FORCE_LEGACY_DRIVER=1:\n{stderr}"
+    );
+    assert!(!stderr.contains("ringway: ready"), "{stderr}");
 }
 
 #[test]
