@@ -76,6 +76,7 @@ impl RequestHead {
 struct Shared {
     name: String,
     connections: AtomicUsize,
+    open: AtomicUsize,
     requests: AtomicUsize,
     heads: Mutex<Vec<RequestHead>>,
     stopped: AtomicBool,
@@ -94,6 +95,7 @@ impl Origin {
         let shared = Arc::new(Shared {
             name: name.to_string(),
             connections: AtomicUsize::new(0),
+            open: AtomicUsize::new(0),
             requests: AtomicUsize::new(0),
             heads: Mutex::new(Vec::new()),
             stopped: AtomicBool::new(false),
@@ -122,6 +124,25 @@ impl Origin {
     /// Connections accepted so far.
     pub fn connections(&self) -> usize {
         self.shared.connections.load(Ordering::SeqCst)
+    }
+
+    /// Connections currently open (accepted and not yet closed by either side).
+    pub fn open_connections(&self) -> usize {
+        self.shared.open.load(Ordering::SeqCst)
+    }
+
+    /// Waits until at most `n` connections are open; panics after `timeout`.
+    pub fn wait_open_at_most(&self, n: usize, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while self.open_connections() > n {
+            assert!(
+                Instant::now() < deadline,
+                "origin {} still has {} open connections, expected at most {n} within {timeout:?}",
+                self.name(),
+                self.open_connections()
+            );
+            thread::sleep(Duration::from_millis(10));
+        }
     }
 
     /// Request heads received so far (counted as soon as a head is read, before its body).
@@ -169,6 +190,7 @@ fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
         }
         let Ok(stream) = stream else { continue };
         let id = shared.connections.fetch_add(1, Ordering::SeqCst) + 1;
+        shared.open.fetch_add(1, Ordering::SeqCst);
         let conn_shared = Arc::clone(&shared);
         let _ = thread::Builder::new()
             .name(format!("origin-{}-conn{id}", shared.name))
@@ -177,6 +199,7 @@ fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
                 if let Err(e) = serve_connection(stream, &conn_shared, id) {
                     eprintln!("origin {}: connection {id}: {e}", conn_shared.name);
                 }
+                conn_shared.open.fetch_sub(1, Ordering::SeqCst);
             });
     }
 }

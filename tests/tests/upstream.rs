@@ -113,3 +113,66 @@ fn post_is_forwarded_once() {
     assert_eq!(response.body, b"once");
     assert_eq!(origin.requests(), 1);
 }
+
+fn pooled_config(origin: &Origin, pool: &str) -> String {
+    format!(
+        "workers: 1\n\
+         listeners:\n  - address: 127.0.0.1:0\n\
+         backends:\n  - name: origin\n    targets:\n      - url: {}\n    pool: {pool}\n\
+         routes:\n  - backend: origin\n",
+        origin.url()
+    )
+}
+
+#[test]
+fn pool_keeps_at_most_max_idle_per_target() {
+    let origin = Origin::start("a");
+    let proxy = Ringway::start(&pooled_config(&origin, "{ max_idle_per_target: 2 }"));
+    let addr = proxy.addr();
+    let clients: Vec<_> = (0..10)
+        .map(|_| {
+            thread::spawn(move || {
+                let mut client = Client::connect(addr);
+                client.get("/delay/300").status
+            })
+        })
+        .collect();
+    for client in clients {
+        assert_eq!(client.join().unwrap(), 200);
+    }
+    assert!(
+        origin.connections() >= 5,
+        "10 concurrent requests used only {} origin connections",
+        origin.connections()
+    );
+    // Only two of them may stay in the pool.
+    origin.wait_open_at_most(2, Duration::from_secs(3));
+    // And the pooled ones are still used.
+    let before = origin.connections();
+    for _ in 0..5 {
+        assert_eq!(Client::connect(addr).get("/hello").body, HELLO);
+    }
+    assert_eq!(
+        origin.connections(),
+        before,
+        "pooled connections were not reused"
+    );
+}
+
+#[test]
+fn pool_closes_connections_idle_past_idle_timeout() {
+    let origin = Origin::start("a");
+    let proxy = Ringway::start(&pooled_config(&origin, "{ idle_timeout: 500ms }"));
+    assert_eq!(Client::connect(proxy.addr()).get("/hello").body, HELLO);
+    let started = Instant::now();
+    assert_eq!(origin.open_connections(), 1);
+    origin.wait_open_at_most(0, Duration::from_secs(4));
+    assert!(
+        started.elapsed() >= Duration::from_millis(300),
+        "pooled connection closed after only {:?}",
+        started.elapsed()
+    );
+    // A new request after that opens a fresh connection and works.
+    assert_eq!(Client::connect(proxy.addr()).get("/hello").body, HELLO);
+    assert_eq!(origin.connections(), 2);
+}
