@@ -190,13 +190,17 @@ impl Conn {
             expect_continue: head.expect_continue(),
             upgrade: head.connection().upgrade,
         };
-        // The request phase runs under the whole-request timeout, or the idle one.
-        let phase_timeout = snap
-            .config
-            .timeouts
-            .request
-            .unwrap_or(snap.config.timeouts.idle);
-        self.deadline.arm(self.fd, phase_timeout);
+        // The client side waits under the idle timeout until the exchange's relays re-arm it;
+        // the whole-request timeout bounds the upstream waits instead, so that it answers 504.
+        self.deadline.arm(self.fd, snap.config.timeouts.idle);
+        if head.method(buf) == b"CONNECT" {
+            let answer = Local::Error {
+                status: 501,
+                code: "not_implemented",
+                message: "CONNECT is not supported by this gateway",
+            };
+            return local::answer(self, head_len, facts, answer).await;
+        }
 
         let request = RouteRequest {
             host: head.host(buf).unwrap_or_default(),

@@ -63,11 +63,10 @@ impl RecvBuf {
                 self.pos = 0;
             }
             if self.buf.capacity() - self.buf.len() < MIN_READ {
-                let want = (self.buf.capacity() * 2)
-                    .max(MIN_READ * 2)
-                    .min(max.max(MIN_READ * 2));
-                self.buf
-                    .reserve(want.saturating_sub(self.buf.len()).max(MIN_READ));
+                // Double, up to about `max`: the parser rejects a head past its limit long
+                // before the buffer could grow without bound.
+                let grow = self.buf.capacity().clamp(MIN_READ, max.max(MIN_READ));
+                self.buf.reserve(grow);
             }
         }
         let buf = std::mem::take(&mut self.buf);
