@@ -18,6 +18,8 @@
 //!   origin whose idle timeout fires), so a pooled connection goes stale.
 //! - `/hangup`: the connection is closed without any response.
 //! - `/garbage`: bytes that are not HTTP, then close.
+//! - `/chunked-split`: `hello world` as a chunked body whose framing (size lines, CRLFs,
+//!   trailer) is cut into separate writes 20 ms apart, so the proxy reads it in pieces.
 //! - `/stall-body`: a head promising 1000 bytes, 10 of them, then silence for 3 s.
 //! - anything else: `200` with the body `METHOD TARGET`.
 //!
@@ -38,6 +40,23 @@ use crate::wire::{self, Headers, Wire};
 pub const HELLO: &[u8; 16] = b"Hello, Ringway!\n";
 
 const MAX_BODY: usize = 64 << 20;
+
+/// `hello world` chunked, cut at every awkward place: inside a size line, between CR and LF,
+/// after chunk data before its CRLF, inside the trailer section.
+pub const SPLIT_CHUNKED_BODY: &[&[u8]] = &[
+    b"5",
+    b"\r",
+    b"\nhel",
+    b"lo",
+    b"\r",
+    b"\n",
+    b"6;ext=1\r\n wor",
+    b"ld\r\n",
+    b"0\r",
+    b"\nX-Trailer: done\r",
+    b"\n\r",
+    b"\n",
+];
 
 /// A request as the origin received it.
 #[derive(Debug, Clone)]
@@ -350,6 +369,18 @@ fn respond(
             return Ok(After::Close);
         }
         ("hangup", _) => return Ok(After::Close),
+        ("chunked-split", _) => {
+            let head = format!(
+                "HTTP/1.1 200 OK\r\nX-Origin: {}\r\nTransfer-Encoding: chunked\r\n\r\n",
+                shared.name
+            );
+            wire.write_all(head.as_bytes())?;
+            for piece in SPLIT_CHUNKED_BODY {
+                thread::sleep(Duration::from_millis(20));
+                wire.write_all(piece)?;
+            }
+            return Ok(After::KeepAlive);
+        }
         ("garbage", _) => {
             wire.write_all(b"THIS IS NOT HTTP\r\n\r\n")?;
             return Ok(After::Close);
@@ -501,9 +532,12 @@ mod tests {
         assert_eq!(client.get("/status/304").status, 304);
         assert_eq!(client.get("/status/503").status, 503);
         assert_eq!(client.get("/name").text(), "self");
+        let split = client.get("/chunked-split");
+        assert_eq!(split.text(), "hello world");
+        assert_eq!(split.trailer("x-trailer"), Some("done"));
         assert_eq!(client.get("/other?x=1").text(), "GET /other?x=1");
         assert_eq!(origin.connections(), 1);
-        assert_eq!(origin.requests(), 14);
+        assert_eq!(origin.requests(), 15);
     }
 
     #[test]

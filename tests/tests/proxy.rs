@@ -180,6 +180,80 @@ fn large_chunked_response_is_relayed_whole() {
 }
 
 #[test]
+fn chunked_response_split_across_reads_is_relayed() {
+    let origin = Origin::start("a");
+    let proxy = proxy_to(&origin);
+    let mut client = Client::connect(proxy.addr());
+    let response = client.get("/chunked-split");
+    assert_eq!(response.status, 200);
+    assert_eq!(response.text(), "hello world");
+    assert_hello(&client.get("/hello"));
+}
+
+#[test]
+fn chunked_request_split_across_writes_is_relayed() {
+    let origin = Origin::start("a");
+    let proxy = proxy_to(&origin);
+    let mut client = Client::connect(proxy.addr());
+    client.send_raw(b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n");
+    for piece in ringway_tests::origin::SPLIT_CHUNKED_BODY {
+        std::thread::sleep(Duration::from_millis(20));
+        client.send_raw(piece);
+    }
+    let response = client.read_response();
+    assert_eq!(response.status, 200, "{}", response.text());
+    assert_eq!(response.text(), "hello world");
+    assert_hello(&client.get("/hello"));
+}
+
+#[test]
+fn chunked_request_split_at_each_framing_point_is_relayed() {
+    let origin = Origin::start("a");
+    let body: &[u8] = b"5\r\nhello\r\n6;ext=1\r\n world\r\n0\r\nX-Trailer: done\r\n\r\n";
+    // Inside a size line, between CR and LF, right after the size, inside data, between data
+    // and its CRLF, after the last chunk's size, inside the trailer, between the final CRLFs.
+    let splits = [1, 2, 11, 18, 21, 26, 28, 35, 48];
+    let mut failures = Vec::new();
+    for split in splits {
+        // A proxy per split, so one failure cannot mask the next.
+        let proxy = proxy_to(&origin);
+        let mut client = Client::connect(proxy.addr());
+        client.set_read_timeout(Duration::from_secs(2));
+        client.send_raw(b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n");
+        client.send_raw(&body[..split]);
+        std::thread::sleep(Duration::from_millis(30));
+        if client.wire().write_all(&body[split..]).is_err() {
+            failures.push(format!("split at {split}: connection closed mid-body"));
+            continue;
+        }
+        match client.try_read_response() {
+            Ok(response) if response.status == 200 && response.body == b"hello world" => {}
+            Ok(response) => failures.push(format!(
+                "split at {split} ({:?} | {:?}): {} {:?}",
+                String::from_utf8_lossy(&body[..split]),
+                String::from_utf8_lossy(&body[split..]),
+                response.status,
+                response.text()
+            )),
+            Err(e) => failures.push(format!(
+                "split at {split} ({:?} | {:?}): {e}",
+                String::from_utf8_lossy(&body[..split]),
+                String::from_utf8_lossy(&body[split..]),
+            )),
+        }
+        let stderr = proxy.stderr_text();
+        if let Some(panic) = stderr.lines().find(|l| l.contains("panicked")) {
+            failures.push(format!("split at {split}: the proxy {panic}"));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "chunked framing split across reads:\n{}",
+        failures.join("\n")
+    );
+}
+
+#[test]
 fn chunked_response_trailers_are_forwarded() {
     let origin = Origin::start("a");
     let proxy = proxy_to(&origin);
