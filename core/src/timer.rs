@@ -43,6 +43,8 @@ struct Wheel {
     tick: Duration,
     start: Instant,
     now: Cell<u64>,
+    /// The instant of the last advance: a clock for code that needs no better than a tick.
+    now_instant: Cell<Instant>,
     slots: RefCell<Vec<Vec<Rc<Entry>>>>,
     /// Scratch for the slot being processed, kept to reuse its capacity.
     scratch: RefCell<Vec<Rc<Entry>>>,
@@ -56,6 +58,7 @@ impl TimerWheel {
                 tick,
                 start: Instant::now(),
                 now: Cell::new(0),
+                now_instant: Cell::new(Instant::now()),
                 slots: RefCell::new((0..SLOTS).map(|_| Vec::new()).collect()),
                 scratch: RefCell::new(Vec::new()),
             }),
@@ -64,6 +67,12 @@ impl TimerWheel {
 
     pub fn tick_duration(&self) -> Duration {
         self.inner.tick
+    }
+
+    /// The time of the last tick: at most one tick old, and free to read.
+    #[inline]
+    pub fn now(&self) -> Instant {
+        self.inner.now_instant.get()
     }
 
     /// A new, unarmed deadline on this wheel.
@@ -85,6 +94,7 @@ impl TimerWheel {
     /// worker's ticker task; `now` is passed in so that tests can drive time by hand.
     pub fn advance_to(&self, now: Instant) {
         let w = &*self.inner;
+        w.now_instant.set(now);
         let target = (now.saturating_duration_since(w.start).as_nanos() / w.tick.as_nanos()) as u64;
         while w.now.get() < target {
             let tick = w.now.get() + 1;

@@ -50,8 +50,8 @@ pub enum Driver {
 #[serde(rename_all = "snake_case")]
 pub enum RingFlags {
     None,
-    #[default]
     CoopTaskrun,
+    #[default]
     DeferTaskrun,
 }
 

@@ -135,7 +135,7 @@ impl Conn {
         let mut fresh_only = false;
         let mut last_status = (502u16, "bad_gateway", "could not connect to any target");
         let (mut up, resp_len) = loop {
-            let now = Instant::now();
+            let now = w.wheel.now();
             let Some(target) = w.upstreams.choose(snap, backend, &tried, now) else {
                 let (s, c, m) = last_status;
                 return local::upstream_error(self, facts, s, c, m, whole).await;
@@ -154,7 +154,7 @@ impl Conn {
                     Ok(up) => up,
                     Err(timed_out) => {
                         w.metrics.upstream_connect_failed();
-                        w.upstreams.mark_down(snap, target, Instant::now());
+                        w.upstreams.mark_down(snap, target, w.wheel.now());
                         tried.add(target - snap.backend_targets[backend].start);
                         last_status = if timed_out {
                             (
@@ -374,7 +374,7 @@ impl Conn {
         match outcome {
             Ok(()) => {
                 if up_reusable {
-                    w.upstreams.pool.put(up, Instant::now());
+                    w.upstreams.pool.put(up, w.wheel.now());
                 }
                 (
                     if keep_alive {
