@@ -74,6 +74,23 @@ fn pipelined_requests_are_answered_in_order() {
 }
 
 #[test]
+fn connection_close_ends_a_pipeline() {
+    let origin = Origin::start("a");
+    let proxy = proxy_to(&origin);
+    let mut client = Client::connect(proxy.addr());
+    client.send_raw(
+        b"GET /hello HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n\
+          GET /bytes/5 HTTP/1.1\r\nHost: t\r\n\r\n",
+    );
+    let response = client.read_response();
+    assert_hello(&response);
+    assert!(response.closes(), "{:?}", response.headers);
+    // Nothing after the request that asked to close is answered.
+    ringway_tests::expect_closed(&mut client);
+    assert_eq!(origin.requests(), 1);
+}
+
+#[test]
 fn pipelined_posts_with_bodies_are_answered_in_order() {
     let origin = Origin::start("a");
     let proxy = proxy_to(&origin);
@@ -334,6 +351,11 @@ fn head_204_and_304_have_no_body_and_keep_the_connection() {
 
     let not_modified = client.get("/status/304");
     assert_eq!(not_modified.status, 304);
+    assert_hello(&client.get("/hello"));
+
+    // HEAD of a resource the origin sends chunked: headers only, nothing to wait for.
+    let head_chunked = client.request("HEAD", "/chunked/100", &[], b"");
+    assert_eq!(head_chunked.status, 200);
     assert_hello(&client.get("/hello"));
 
     // Pipelined, so a stray body byte would corrupt the next response.

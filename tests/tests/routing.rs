@@ -232,6 +232,94 @@ fn no_route_is_404_json() {
     assert_eq!(get(&mut client, "/exact"), "a");
 }
 
+const PRECEDENCE_ROUTES: &str = r#"
+  - matches: [{ path: { type: regex, value: "/t/.*" } }]
+    backend: a
+  - matches: [{ path: { type: prefix, value: /t } }]
+    backend: b
+  - matches: [{ path: { type: template, value: "/t/{id}" } }]
+    backend: c
+  - matches: [{ path: { type: exact, value: /t/x } }]
+    backend: a
+  - matches: [{ path: { type: regex, value: "/u/[0-9]+" } }]
+    backend: a
+  - matches: [{ path: { type: template, value: "/v/{a}/{b}" } }]
+    backend: a
+  - matches: [{ path: { type: template, value: "/v/{a}/items" } }]
+    backend: b
+  - hosts: ["*.example.com"]
+    matches: [{ path: { type: exact, value: /w } }]
+    backend: a
+  - hosts: ["*.b.example.com"]
+    matches: [{ path: { type: exact, value: /w } }]
+    backend: b
+  - matches: [{ path: { type: exact, value: /hh }, headers: [{ name: x-one, value: "1" }] }]
+    backend: a
+  - matches:
+      - path: { type: exact, value: /hh }
+        headers: [{ name: x-one, value: "1" }, { name: x-two, value: "2" }]
+    backend: b
+  - matches: [{ path: { type: exact, value: /qq }, query: [{ name: a, value: "1" }] }]
+    backend: a
+  - matches: [{ path: { type: exact, value: /qq }, query: [{ name: a, value: "1" }, { name: b, value: "2" }] }]
+    backend: b
+"#;
+
+#[test]
+fn precedence_exact_template_prefix_regex() {
+    let setup = start(PRECEDENCE_ROUTES);
+    let mut client = Client::connect(setup.proxy.addr());
+    assert_eq!(
+        get(&mut client, "/t/x"),
+        "a",
+        "exact beats template, prefix and regex"
+    );
+    assert_eq!(
+        get(&mut client, "/t/y"),
+        "c",
+        "template beats prefix and regex"
+    );
+    assert_eq!(get(&mut client, "/t/y/z"), "b", "prefix beats regex");
+    assert_eq!(get(&mut client, "/u/12"), "a");
+    assert_eq!(
+        get(&mut client, "/v/1/items"),
+        "b",
+        "the template with more literal characters wins"
+    );
+    assert_eq!(get(&mut client, "/v/1/other"), "a");
+}
+
+#[test]
+fn precedence_longer_wildcard_host_wins() {
+    let setup = start(PRECEDENCE_ROUTES);
+    let mut client = Client::connect(setup.proxy.addr());
+    assert_eq!(
+        routed(&mut client, "GET", "/w", &[("Host", "x.b.example.com")]),
+        "b"
+    );
+    assert_eq!(
+        routed(&mut client, "GET", "/w", &[("Host", "y.example.com")]),
+        "a"
+    );
+    assert_eq!(
+        routed(&mut client, "GET", "/w", &[("Host", "b.example.com")]),
+        "a"
+    );
+}
+
+#[test]
+fn precedence_more_header_then_query_matches_win() {
+    let setup = start(PRECEDENCE_ROUTES);
+    let mut client = Client::connect(setup.proxy.addr());
+    assert_eq!(
+        routed(&mut client, "GET", "/hh", &[("X-One", "1"), ("X-Two", "2")]),
+        "b"
+    );
+    assert_eq!(routed(&mut client, "GET", "/hh", &[("X-One", "1")]), "a");
+    assert_eq!(get(&mut client, "/qq?a=1&b=2"), "b");
+    assert_eq!(get(&mut client, "/qq?a=1"), "a");
+}
+
 const FILTER_ROUTES: &str = r#"
   - matches: [{ path: { type: prefix, value: /headers } }]
     filters:
