@@ -20,6 +20,8 @@
 //! - `/garbage`: bytes that are not HTTP, then close.
 //! - `/chunked-split`: `hello world` as a chunked body whose framing (size lines, CRLFs,
 //!   trailer) is cut into separate writes 20 ms apart, so the proxy reads it in pieces.
+//! - `/close-delimited/{n}`: `n` pattern bytes with neither Content-Length nor chunked: the
+//!   body ends when the origin closes the connection.
 //! - `/stall-body`: a head promising 1000 bytes, 10 of them, then silence for 3 s.
 //! - anything else: `200` with the body `METHOD TARGET`.
 //!
@@ -369,6 +371,16 @@ fn respond(
             return Ok(After::Close);
         }
         ("hangup", _) => return Ok(After::Close),
+        ("close-delimited", Some(n)) => {
+            let mut bytes = format!(
+                "HTTP/1.1 200 OK\r\nX-Origin: {}\r\nConnection: close\r\n\r\n",
+                shared.name
+            )
+            .into_bytes();
+            bytes.extend_from_slice(&crate::pattern_bytes(n));
+            wire.write_all(&bytes)?;
+            return Ok(After::Close);
+        }
         ("chunked-split", _) => {
             let head = format!(
                 "HTTP/1.1 200 OK\r\nX-Origin: {}\r\nTransfer-Encoding: chunked\r\n\r\n",

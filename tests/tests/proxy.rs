@@ -271,6 +271,24 @@ fn chunked_request_split_at_each_framing_point_is_relayed() {
 }
 
 #[test]
+fn close_delimited_response_is_relayed_whole() {
+    let origin = Origin::start("a");
+    let proxy = proxy_to(&origin);
+    let mut client = Client::connect(proxy.addr());
+    let response = client.get("/close-delimited/300000");
+    assert_eq!(response.status, 200);
+    assert!(
+        response.body == pattern_bytes(300_000),
+        "body differs ({} bytes)",
+        response.body.len()
+    );
+    // If the proxy re-framed it (chunked), the client connection is still usable.
+    if response.chunked {
+        assert_hello(&client.get("/hello"));
+    }
+}
+
+#[test]
 fn chunked_response_trailers_are_forwarded() {
     let origin = Origin::start("a");
     let proxy = proxy_to(&origin);
@@ -679,6 +697,27 @@ fn hop_by_hop_response_headers_are_removed() {
         );
     }
     assert_eq!(response.header("x-kept"), Some("yes"));
+    assert_hello(&client.get("/hello"));
+}
+
+#[test]
+fn refused_upgrade_stays_http() {
+    let origin = Origin::start("a");
+    let proxy = proxy_to(&origin);
+    let mut client = Client::connect(proxy.addr());
+    // The origin answers an ordinary 200 (it only upgrades /ws).
+    let response = client.request(
+        "GET",
+        "/hello",
+        &[
+            ("Upgrade", "websocket"),
+            ("Connection", "Upgrade"),
+            ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="),
+            ("Sec-WebSocket-Version", "13"),
+        ],
+        b"",
+    );
+    assert_hello(&response);
     assert_hello(&client.get("/hello"));
 }
 
