@@ -224,3 +224,47 @@ fn two_listeners_each_report_their_address() {
     assert_eq!(Client::connect(first).get("/hello").body, HELLO);
     assert_eq!(Client::connect(second).get("/hello").body, HELLO);
 }
+
+#[test]
+fn runtime_settings_all_serve() {
+    let origin = Origin::start("a");
+    let settings = [
+        "runtime:\n  ring_flags: none\n",
+        "runtime:\n  ring_flags: defer_taskrun\n",
+        "runtime:\n  ring_flags: coop_taskrun\n  ring_entries: 2\n",
+        "runtime:\n  driver: auto\n  ring_entries: 32768\n",
+        "cpus: \"0\"\n",
+    ];
+    for extra in settings {
+        let proxy = Ringway::start(&forward_all_config(2, &[&origin.url()], extra));
+        let mut client = Client::connect(proxy.addr());
+        for _ in 0..3 {
+            let response = client.get("/hello");
+            assert_eq!(response.status, 200, "with {extra:?}: {}", response.text());
+            assert_eq!(response.body, HELLO, "with {extra:?}");
+        }
+    }
+}
+
+#[test]
+fn ipv6_loopback_listener_serves() {
+    if std::net::TcpListener::bind("[::1]:0").is_err() {
+        eprintln!("no IPv6 loopback here; skipped");
+        return;
+    }
+    let origin = Origin::start("a");
+    let yaml = format!(
+        "workers: 1\n\
+         listeners:\n  - name: v6\n    address: \"[::1]:0\"\n\
+         backends:\n  - name: origin\n    targets:\n      - url: {}\n\
+         routes:\n  - backend: origin\n",
+        origin.url()
+    );
+    let proxy = Ringway::start(&yaml);
+    let addr = proxy.addr_of("v6");
+    assert!(addr.is_ipv6(), "{addr}");
+    let response = Client::connect(addr).get("/hello");
+    assert_eq!(response.body, HELLO);
+    let seen = origin.last_request().unwrap();
+    assert_eq!(seen.header("x-forwarded-for"), Some("::1"));
+}
