@@ -111,7 +111,13 @@ pub struct Origin {
 
 impl Origin {
     pub fn start(name: &str) -> Origin {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind the origin");
+        Origin::start_at(name, "127.0.0.1:0".parse().unwrap())
+    }
+
+    /// An origin on a given address (for a target that comes back on a port it had before).
+    pub fn start_at(name: &str, addr: SocketAddr) -> Origin {
+        let listener =
+            TcpListener::bind(addr).unwrap_or_else(|e| panic!("bind the origin on {addr}: {e}"));
         let addr = listener.local_addr().expect("origin address");
         let shared = Arc::new(Shared {
             name: name.to_string(),

@@ -176,3 +176,34 @@ fn pool_closes_connections_idle_past_idle_timeout() {
     assert_eq!(Client::connect(proxy.addr()).get("/hello").body, HELLO);
     assert_eq!(origin.connections(), 2);
 }
+
+#[test]
+fn unavailable_target_is_used_again_after_unavailable_for() {
+    let back_later = closed_port();
+    let steady = Origin::start("steady");
+    let yaml = format!(
+        "workers: 1\n\
+         listeners:\n  - address: 127.0.0.1:0\n\
+         backends:\n  - name: pair\n    unavailable_for: 1s\n    targets:\n\
+         \x20     - url: http://{back_later}\n\
+         \x20     - url: {}\n\
+         routes:\n  - backend: pair\n",
+        steady.url()
+    );
+    let proxy = Ringway::start(&yaml);
+    let mut client = Client::connect(proxy.addr());
+    for i in 0..10 {
+        let response = client.get("/name");
+        assert_eq!(response.status, 200, "request {i}: {}", response.text());
+        assert_eq!(response.text(), "steady");
+    }
+    let returned = Origin::start_at("returned", back_later);
+    thread::sleep(Duration::from_millis(1500));
+    let names: Vec<String> = (0..20).map(|_| client.get("/name").text()).collect();
+    let returned_count = names.iter().filter(|n| *n == "returned").count();
+    assert!(
+        returned_count >= 5,
+        "the target that came back got {returned_count} of 20 requests: {names:?}"
+    );
+    assert!(returned.requests() >= 5);
+}
