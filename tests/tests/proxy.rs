@@ -749,3 +749,104 @@ fn websocket_echo_through_the_proxy() {
         seen.headers
     );
 }
+
+#[test]
+fn request_target_and_method_are_forwarded_verbatim() {
+    let origin = Origin::start("a");
+    let proxy = proxy_to(&origin);
+    let mut client = Client::connect(proxy.addr());
+    let cases = [
+        ("GET", "/path%20with%2Fescapes?a=%2F&b=c+d&a=2"),
+        ("DELETE", "/items/7"),
+        ("OPTIONS", "/cors"),
+        ("PURGE", "/cache/key"),
+        ("GET", "/trailing/?"),
+        ("GET", "/dots/./../x"),
+    ];
+    for (method, target) in cases {
+        let response = client.request(method, target, &[], b"");
+        assert_eq!(
+            response.status,
+            200,
+            "{method} {target}: {}",
+            response.text()
+        );
+        let seen = origin.last_request().unwrap();
+        assert_eq!(
+            (seen.method.as_str(), seen.target.as_str()),
+            (method, target)
+        );
+    }
+    for method in ["PUT", "PATCH", "POST"] {
+        let response = client.request(method, "/echo", &[], b"payload");
+        assert_eq!(response.body, b"payload", "{method}");
+        assert_eq!(origin.last_request().unwrap().method, method);
+    }
+    let empty = client.request("POST", "/echo", &[("Content-Length", "0")], b"");
+    assert_eq!((empty.status, empty.body.len()), (200, 0));
+    let get_with_body = client.request("GET", "/echo", &[], b"get body");
+    assert_eq!(get_with_body.body, b"get body");
+}
+
+#[test]
+fn large_request_header_is_forwarded_intact() {
+    let origin = Origin::start("a");
+    let proxy = proxy_to(&origin);
+    let value: String = (0..10_000)
+        .map(|i| (b'a' + (i % 26) as u8) as char)
+        .collect();
+    let response =
+        Client::connect(proxy.addr()).request("GET", "/big-header", &[("X-Big", &value)], b"");
+    assert_eq!(response.status, 200, "{}", response.text());
+    assert_eq!(
+        origin.last_request().unwrap().header("x-big"),
+        Some(value.as_str())
+    );
+}
+
+#[test]
+fn many_concurrent_clients_are_all_served() {
+    let origin = Origin::start("a");
+    let proxy = Ringway::start(&forward_all_config(2, &[&origin.url()], ""));
+    let addr = proxy.addr();
+    let clients: Vec<_> = (0..50)
+        .map(|c| {
+            std::thread::spawn(move || {
+                let mut client = Client::connect(addr);
+                for i in 0..20 {
+                    let n = (c * 20 + i) % 97 + 1;
+                    let response = client.get(&format!("/bytes/{n}"));
+                    assert_eq!(response.status, 200);
+                    assert_eq!(response.body, pattern_bytes(n), "client {c} request {i}");
+                }
+            })
+        })
+        .collect();
+    for client in clients {
+        client.join().expect("a client failed");
+    }
+    assert_eq!(origin.requests(), 1000);
+}
+
+#[test]
+fn head_split_across_reads_is_parsed() {
+    let origin = Origin::start("a");
+    let proxy = proxy_to(&origin);
+    let mut client = Client::connect(proxy.addr());
+    let head = b"GET /hello HTTP/1.1\r\nHost: split.test\r\nX-A: 1\r\n\r\n";
+    for split in [3, 17, 20, 21, 35, head.len() - 2, head.len() - 1] {
+        client.send_raw(&head[..split]);
+        std::thread::sleep(Duration::from_millis(20));
+        client.send_raw(&head[split..]);
+        let response = client
+            .try_read_response()
+            .unwrap_or_else(|e| panic!("head split at {split}: {e}"));
+        assert_eq!(
+            response.status,
+            200,
+            "head split at {split}: {}",
+            response.text()
+        );
+        assert_eq!(response.body, HELLO);
+    }
+}
