@@ -233,7 +233,8 @@ fn chunked_request_split_at_each_framing_point_is_relayed() {
     let mut failures = Vec::new();
     for split in splits {
         // A proxy per split, so one failure cannot mask the next.
-        let proxy = proxy_to(&origin);
+        let mut proxy = proxy_to(&origin);
+        proxy.report_panics_myself();
         let mut client = Client::connect(proxy.addr());
         client.set_read_timeout(Duration::from_secs(2));
         client.send_raw(b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n");
