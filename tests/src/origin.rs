@@ -12,6 +12,7 @@
 //! - `/delay/{ms}`: answers after sleeping.
 //! - `/status/{code}`: that status; 204 and 304 without a body.
 //! - `/name`: the origin's name.
+//! - `/cookies`: two `Set-Cookie` headers (which must never be joined).
 //! - `/hop`: a response carrying hop-by-hop headers the proxy must remove.
 //! - `/ws`: a WebSocket echo (RFC 6455 handshake, then frames echoed unmasked).
 //! - `/drop-after`: a normal response, then the connection is closed without warning (as an
@@ -363,6 +364,9 @@ fn respond(
             }
         }
         ("name", _) => Reply::new(200, shared.name.clone()),
+        ("cookies", _) => Reply::new(200, "cookies\n")
+            .header("Set-Cookie", "a=1; Path=/")
+            .header("Set-Cookie", "b=2, with comma; Path=/"),
         ("hop", _) => Reply::new(200, "hop\n")
             .header("Connection", "keep-alive, x-bar")
             .header("X-Bar", "secret")

@@ -851,3 +851,15 @@ fn head_split_across_reads_is_parsed() {
         assert_eq!(response.body, HELLO);
     }
 }
+
+#[test]
+fn repeated_response_headers_stay_separate() {
+    let origin = Origin::start("a");
+    let proxy = proxy_to(&origin);
+    let response = Client::connect(proxy.addr()).get("/cookies");
+    assert_eq!(response.status, 200);
+    assert_eq!(
+        response.header_all("set-cookie"),
+        vec!["a=1; Path=/", "b=2, with comma; Path=/"]
+    );
+}
