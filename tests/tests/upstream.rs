@@ -207,3 +207,22 @@ fn unavailable_target_is_used_again_after_unavailable_for() {
     );
     assert!(returned.requests() >= 5);
 }
+
+#[test]
+fn unanswered_connect_gives_504_after_upstream_connect_timeout() {
+    let hole = ringway_tests::blackhole();
+    let proxy = Ringway::start(&forward_all_config(
+        1,
+        &[&format!("http://{}", hole.addr)],
+        "timeouts:\n  upstream_connect: 500ms\n",
+    ));
+    let started = Instant::now();
+    let response = Client::connect(proxy.addr()).get("/hello");
+    let elapsed = started.elapsed();
+    assert_eq!(response.status, 504, "{}", response.text());
+    assert!(response.json_error().is_some(), "{:?}", response.text());
+    assert!(
+        elapsed >= Duration::from_millis(400) && elapsed < Duration::from_millis(2500),
+        "504 after {elapsed:?}"
+    );
+}
