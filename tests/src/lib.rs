@@ -117,6 +117,23 @@ pub fn forward_all_config(workers: usize, targets: &[&str], extra: &str) -> Stri
     yaml
 }
 
+/// A proxy with one worker forwarding everything to `origin`.
+pub fn proxy_to(origin: &Origin) -> Ringway {
+    Ringway::start(&forward_all_config(1, &[&origin.url()], ""))
+}
+
+/// Asserts a 200 with the body of the origin's `/hello`.
+pub fn assert_hello(response: &Response) {
+    assert_eq!(
+        response.status,
+        200,
+        "{:?} {}",
+        response.headers,
+        response.text()
+    );
+    assert_eq!(response.body, HELLO, "body of /hello");
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
