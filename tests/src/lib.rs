@@ -31,6 +31,39 @@ pub fn closed_port() -> SocketAddr {
     listener.local_addr().expect("local address")
 }
 
+/// A loopback address where connecting hangs: a listener whose accept queue is full and that
+/// never accepts, so the kernel drops further SYNs. Keep the returned value alive while it is
+/// used.
+pub struct Blackhole {
+    pub addr: SocketAddr,
+    _listener: TcpListener,
+    _queued: Vec<std::net::TcpStream>,
+}
+
+pub fn blackhole() -> Blackhole {
+    use std::os::fd::AsRawFd;
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind the blackhole");
+    // SAFETY: listen(2) on a socket this function owns; Linux accepts a second listen() to
+    // change the backlog.
+    let rc = unsafe { libc::listen(listener.as_raw_fd(), 0) };
+    assert_eq!(rc, 0, "listen(fd, 0)");
+    let addr = listener.local_addr().expect("blackhole address");
+    let mut queued = Vec::new();
+    for _ in 0..16 {
+        match std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)) {
+            Ok(stream) => queued.push(stream),
+            Err(_) => {
+                return Blackhole {
+                    addr,
+                    _listener: listener,
+                    _queued: queued,
+                }
+            }
+        }
+    }
+    panic!("the accept queue of {addr} never filled; cannot make a blackhole here");
+}
+
 /// The code of a gateway JSON error body `{"error":"<code>","message":"..."}`, if the body is
 /// one. A deliberately small reader: tests only need the two string fields.
 pub fn json_error_code(body: &[u8]) -> Option<String> {

@@ -12,8 +12,18 @@
 //! - `/delay/{ms}`: answers after sleeping.
 //! - `/status/{code}`: that status; 204 and 304 without a body.
 //! - `/name`: the origin's name.
+//! - `/cookies`: two `Set-Cookie` headers (which must never be joined).
 //! - `/hop`: a response carrying hop-by-hop headers the proxy must remove.
 //! - `/ws`: a WebSocket echo (RFC 6455 handshake, then frames echoed unmasked).
+//! - `/drop-after`: a normal response, then the connection is closed without warning (as an
+//!   origin whose idle timeout fires), so a pooled connection goes stale.
+//! - `/hangup`: the connection is closed without any response.
+//! - `/garbage`: bytes that are not HTTP, then close.
+//! - `/chunked-split`: `hello world` as a chunked body whose framing (size lines, CRLFs,
+//!   trailer) is cut into separate writes 20 ms apart, so the proxy reads it in pieces.
+//! - `/close-delimited/{n}`: `n` pattern bytes with neither Content-Length nor chunked: the
+//!   body ends when the origin closes the connection.
+//! - `/stall-body`: a head promising 1000 bytes, 10 of them, then silence for 3 s.
 //! - anything else: `200` with the body `METHOD TARGET`.
 //!
 //! Every response carries `X-Origin: NAME` and `Server: ringway-test-origin`; HEAD gets GET's
@@ -33,6 +43,23 @@ use crate::wire::{self, Headers, Wire};
 pub const HELLO: &[u8; 16] = b"Hello, Ringway!\n";
 
 const MAX_BODY: usize = 64 << 20;
+
+/// `hello world` chunked, cut at every awkward place: inside a size line, between CR and LF,
+/// after chunk data before its CRLF, inside the trailer section.
+pub const SPLIT_CHUNKED_BODY: &[&[u8]] = &[
+    b"5",
+    b"\r",
+    b"\nhel",
+    b"lo",
+    b"\r",
+    b"\n",
+    b"6;ext=1\r\n wor",
+    b"ld\r\n",
+    b"0\r",
+    b"\nX-Trailer: done\r",
+    b"\n\r",
+    b"\n",
+];
 
 /// A request as the origin received it.
 #[derive(Debug, Clone)]
@@ -71,6 +98,7 @@ impl RequestHead {
 struct Shared {
     name: String,
     connections: AtomicUsize,
+    open: AtomicUsize,
     requests: AtomicUsize,
     heads: Mutex<Vec<RequestHead>>,
     stopped: AtomicBool,
@@ -84,11 +112,18 @@ pub struct Origin {
 
 impl Origin {
     pub fn start(name: &str) -> Origin {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind the origin");
+        Origin::start_at(name, "127.0.0.1:0".parse().unwrap())
+    }
+
+    /// An origin on a given address (for a target that comes back on a port it had before).
+    pub fn start_at(name: &str, addr: SocketAddr) -> Origin {
+        let listener =
+            TcpListener::bind(addr).unwrap_or_else(|e| panic!("bind the origin on {addr}: {e}"));
         let addr = listener.local_addr().expect("origin address");
         let shared = Arc::new(Shared {
             name: name.to_string(),
             connections: AtomicUsize::new(0),
+            open: AtomicUsize::new(0),
             requests: AtomicUsize::new(0),
             heads: Mutex::new(Vec::new()),
             stopped: AtomicBool::new(false),
@@ -117,6 +152,25 @@ impl Origin {
     /// Connections accepted so far.
     pub fn connections(&self) -> usize {
         self.shared.connections.load(Ordering::SeqCst)
+    }
+
+    /// Connections currently open (accepted and not yet closed by either side).
+    pub fn open_connections(&self) -> usize {
+        self.shared.open.load(Ordering::SeqCst)
+    }
+
+    /// Waits until at most `n` connections are open; panics after `timeout`.
+    pub fn wait_open_at_most(&self, n: usize, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while self.open_connections() > n {
+            assert!(
+                Instant::now() < deadline,
+                "origin {} still has {} open connections, expected at most {n} within {timeout:?}",
+                self.name(),
+                self.open_connections()
+            );
+            thread::sleep(Duration::from_millis(10));
+        }
     }
 
     /// Request heads received so far (counted as soon as a head is read, before its body).
@@ -164,11 +218,16 @@ fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
         }
         let Ok(stream) = stream else { continue };
         let id = shared.connections.fetch_add(1, Ordering::SeqCst) + 1;
+        shared.open.fetch_add(1, Ordering::SeqCst);
         let conn_shared = Arc::clone(&shared);
         let _ = thread::Builder::new()
             .name(format!("origin-{}-conn{id}", shared.name))
             .spawn(move || {
-                let _ = serve_connection(stream, &conn_shared, id);
+                // Shown with a failing test's output: says whether the origin saw bad input.
+                if let Err(e) = serve_connection(stream, &conn_shared, id) {
+                    eprintln!("origin {}: connection {id}: {e}", conn_shared.name);
+                }
+                conn_shared.open.fetch_sub(1, Ordering::SeqCst);
             });
     }
 }
@@ -305,6 +364,9 @@ fn respond(
             }
         }
         ("name", _) => Reply::new(200, shared.name.clone()),
+        ("cookies", _) => Reply::new(200, "cookies\n")
+            .header("Set-Cookie", "a=1; Path=/")
+            .header("Set-Cookie", "b=2, with comma; Path=/"),
         ("hop", _) => Reply::new(200, "hop\n")
             .header("Connection", "keep-alive, x-bar")
             .header("X-Bar", "secret")
@@ -313,6 +375,46 @@ fn respond(
             .header("X-Kept", "yes"),
         ("ws", _) if wire::header_has_token(&request.headers, "upgrade", "websocket") => {
             return websocket_echo(wire, shared, request);
+        }
+        ("drop-after", _) => {
+            write_reply(wire, shared, request, Reply::new(200, "dropping\n"))?;
+            return Ok(After::Close);
+        }
+        ("hangup", _) => return Ok(After::Close),
+        ("close-delimited", Some(n)) => {
+            let mut bytes = format!(
+                "HTTP/1.1 200 OK\r\nX-Origin: {}\r\nConnection: close\r\n\r\n",
+                shared.name
+            )
+            .into_bytes();
+            bytes.extend_from_slice(&crate::pattern_bytes(n));
+            wire.write_all(&bytes)?;
+            return Ok(After::Close);
+        }
+        ("chunked-split", _) => {
+            let head = format!(
+                "HTTP/1.1 200 OK\r\nX-Origin: {}\r\nTransfer-Encoding: chunked\r\n\r\n",
+                shared.name
+            );
+            wire.write_all(head.as_bytes())?;
+            for piece in SPLIT_CHUNKED_BODY {
+                thread::sleep(Duration::from_millis(20));
+                wire.write_all(piece)?;
+            }
+            return Ok(After::KeepAlive);
+        }
+        ("garbage", _) => {
+            wire.write_all(b"THIS IS NOT HTTP\r\n\r\n")?;
+            return Ok(After::Close);
+        }
+        ("stall-body", _) => {
+            let head = format!(
+                "HTTP/1.1 200 OK\r\nX-Origin: {}\r\nContent-Length: 1000\r\n\r\n0123456789",
+                shared.name
+            );
+            wire.write_all(head.as_bytes())?;
+            thread::sleep(Duration::from_secs(3));
+            return Ok(After::Close);
         }
         _ => Reply::new(200, format!("{} {}", request.method, request.target)),
     };
@@ -452,9 +554,12 @@ mod tests {
         assert_eq!(client.get("/status/304").status, 304);
         assert_eq!(client.get("/status/503").status, 503);
         assert_eq!(client.get("/name").text(), "self");
+        let split = client.get("/chunked-split");
+        assert_eq!(split.text(), "hello world");
+        assert_eq!(split.trailer("x-trailer"), Some("done"));
         assert_eq!(client.get("/other?x=1").text(), "GET /other?x=1");
         assert_eq!(origin.connections(), 1);
-        assert_eq!(origin.requests(), 14);
+        assert_eq!(origin.requests(), 15);
     }
 
     #[test]

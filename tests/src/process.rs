@@ -131,6 +131,8 @@ pub struct Ringway {
     readers: Vec<JoinHandle<()>>,
     listeners: Vec<(String, SocketAddr)>,
     _dir: Option<TempDir>,
+    /// Whether the test checks the output for panics itself (see [`Ringway::report_panics_myself`]).
+    panics_reported_by_test: bool,
 }
 
 impl Ringway {
@@ -196,6 +198,7 @@ impl Ringway {
             readers,
             listeners: Vec::new(),
             _dir: None,
+            panics_reported_by_test: false,
         }
     }
 
@@ -245,6 +248,12 @@ impl Ringway {
             let wait = (deadline - now).min(Duration::from_millis(50));
             drop(self.stderr.changed.wait_timeout(guard, wait).unwrap());
         }
+    }
+
+    /// By default a panic message in the proxy's output fails the test when the [`Ringway`] is
+    /// dropped; a test that collects and reports panics itself turns that off.
+    pub fn report_panics_myself(&mut self) {
+        self.panics_reported_by_test = true;
     }
 
     /// The first listener's address.
@@ -334,8 +343,12 @@ impl Drop for Ringway {
         for reader in self.readers.drain(..) {
             let _ = reader.join();
         }
+        let output = self.output_text();
         if thread::panicking() {
-            eprintln!("--- ringway output ---\n{}--- end ---", self.output_text());
+            eprintln!("--- ringway output ---\n{output}--- end ---");
+        } else if output.contains("panicked at") && !self.panics_reported_by_test {
+            // A panic inside the proxy is a bug even when every response looked right.
+            panic!("ringway panicked during the test:\n{output}");
         }
     }
 }

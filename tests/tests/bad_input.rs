@@ -185,3 +185,71 @@ fn body_within_the_limit_passes() {
     let uri = format!("/{}", "a".repeat(900));
     assert_eq!(client.get(&uri).status, 200);
 }
+
+#[test]
+fn invalid_content_length_is_400() {
+    rejects(
+        b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: abc\r\n\r\n",
+        400,
+        false,
+    );
+}
+
+#[test]
+fn negative_content_length_is_400() {
+    rejects(
+        b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: -1\r\n\r\n",
+        400,
+        false,
+    );
+}
+
+#[test]
+fn transfer_encoding_in_http10_is_400() {
+    rejects(
+        b"POST /echo HTTP/1.0\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        400,
+        false,
+    );
+}
+
+#[test]
+fn repeated_chunked_coding_is_400() {
+    rejects(
+        b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked, chunked\r\n\r\n0\r\n\r\n",
+        400,
+        false,
+    );
+}
+
+#[test]
+fn chunked_not_last_is_400() {
+    rejects(
+        b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked, identity\r\n\r\n0\r\n\r\n",
+        400,
+        false,
+    );
+}
+
+#[test]
+fn unknown_coding_before_chunked_is_501() {
+    rejects(
+        b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n",
+        501,
+        false,
+    );
+}
+
+#[test]
+fn malformed_request_line_is_400() {
+    rejects(b"GET /hello\r\nHost: t\r\n\r\n", 400, false);
+}
+
+#[test]
+fn space_in_a_header_name_is_400() {
+    rejects(
+        b"GET /hello HTTP/1.1\r\nHost: t\r\nBad Name: v\r\n\r\n",
+        400,
+        false,
+    );
+}

@@ -159,19 +159,19 @@ fn demo_serves_and_prints_curl_commands() {
     // No arguments. RINGWAY_LISTEN only moves the demo off its default port (8080) so a busy
     // port on the test machine cannot fail the test; the curl lines must show the real one.
     let mut demo = Ringway::spawn(&[], &[("RINGWAY_LISTEN", "127.0.0.1:0")], None);
-    demo.wait_for_output(Duration::from_secs(10), "curl commands", |text| {
-        demo_address(text).is_some() && text.contains("ringway: ready")
-    });
-    let output = demo.output_text();
-    let addr = demo_address(&output).expect("demo address");
-    for endpoint in ["/hello", "/echo", "/status/", "/delay/", "/bytes/"] {
-        assert!(
-            output
-                .lines()
-                .any(|l| l.contains("curl") && l.contains(endpoint)),
-            "no curl line for {endpoint}:\n{output}"
-        );
-    }
+    let endpoints = ["/hello", "/echo", "/status/", "/delay/", "/bytes/"];
+    demo.wait_for_output(
+        Duration::from_secs(10),
+        "curl lines for /hello, /echo, /status/, /delay/ and /bytes/",
+        |text| {
+            demo_address(text).is_some()
+                && text.contains("ringway: ready")
+                && endpoints
+                    .iter()
+                    .all(|e| text.lines().any(|l| l.contains("curl") && l.contains(e)))
+        },
+    );
+    let addr = demo_address(&demo.output_text()).expect("demo address");
     let mut client = Client::connect(addr);
     let hello = client.get("/hello");
     assert_eq!(hello.status, 200, "{}", hello.text());
@@ -183,4 +183,70 @@ fn demo_serves_and_prints_curl_commands() {
     demo.sigterm();
     let (status, stderr) = demo.wait_exit(Duration::from_secs(12));
     assert!(status.success(), "demo exit {status}:\n{stderr}");
+}
+
+#[test]
+fn check_names_the_path_of_each_kind_of_mistake() {
+    const BASE: &str = "listeners:\n  - address: 127.0.0.1:0\n";
+    const BACKEND: &str = "backends:\n  - name: a\n    targets:\n      - url: http://127.0.0.1:9\n";
+    let cases: Vec<(String, &str)> = vec![
+        (
+            format!("{BASE}backends:\n  - name: a\n    targets:\n      - {{ url: http://127.0.0.1:9, weight: x }}\n"),
+            "backends[0].targets[0].weight",
+        ),
+        (
+            format!("{BASE}backends:\n  - name: a\n    targets:\n      - {{ url: http://127.0.0.1:9, weight: 0 }}\n"),
+            "backends[0].targets[0].weight",
+        ),
+        (format!("{BASE}timeouts:\n  idle: 5\n"), "timeouts.idle"),
+        (format!("{BASE}runtime:\n  ring_entries: 3\n"), "runtime.ring_entries"),
+        (format!("{BASE}limits:\n  max_body_bytes: 10XB\n"), "limits.max_body_bytes"),
+        ("listeners: []\n".to_string(), "listeners"),
+        (
+            format!("{BASE}{BACKEND}  - name: a\n    targets:\n      - url: http://127.0.0.1:9\n"),
+            "backends[1].name",
+        ),
+        (
+            format!("{BASE}routes:\n  - return_response: {{ status: 99 }}\n"),
+            "routes[0].return_response.status",
+        ),
+        (
+            format!("{BASE}routes:\n  - redirect: {{ status: 300 }}\n"),
+            "routes[0].redirect.status",
+        ),
+        (
+            format!("{BASE}{BACKEND}routes:\n  - backend: a\n    redirect: {{ path: /x }}\n"),
+            "routes[0]",
+        ),
+        (
+            format!(
+                "{BASE}{BACKEND}routes:\n  - matches: [{{ path: {{ type: regex, value: \"(\" }} }}]\n    backend: a\n"
+            ),
+            "routes[0].matches[0].path",
+        ),
+        (
+            format!(
+                "{BASE}{BACKEND}routes:\n  - matches: [{{ path: {{ type: exact, value: /x }} }}]\n    filters: {{ rewrite: {{ prefix: /y }} }}\n    backend: a\n"
+            ),
+            "routes[0].filters.rewrite",
+        ),
+    ];
+    let dir = TempDir::new();
+    let mut failures = Vec::new();
+    for (i, (yaml, path)) in cases.iter().enumerate() {
+        let file = dir.write(&format!("case{i}.yaml"), yaml);
+        let file = file.to_str().unwrap();
+        let output = run_ringway(&["check", file], &[], CHECK_TIMEOUT);
+        let text = output_of(&output);
+        let named = text
+            .lines()
+            .any(|l| l.starts_with(&format!("{file}:")) && l.contains(path));
+        if output.status.code() != Some(1) || !named {
+            failures.push(format!(
+                "case {i} (expected an error at {path}, exit 1): exit {:?}, output {text:?}\n  config: {yaml:?}",
+                output.status.code()
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
 }

@@ -115,6 +115,35 @@ fn smoke_with_the_legacy_driver() {
     }
     let big = client.get("/bytes/1000000");
     assert_eq!(big.body.len(), 1_000_000);
+    // The driver each worker got is logged; none may claim io_uring under the override.
+    let stderr = proxy.stderr_text();
+    assert!(
+        !stderr
+            .lines()
+            .any(|l| l.contains("worker") && l.contains("io_uring")),
+        "a worker used io_uring despite MONOIO_FORCE_LEGACY_DRIVER=1:\n{stderr}"
+    );
+}
+
+#[test]
+fn forced_legacy_driver_with_required_io_uring_refuses_to_start() {
+    let origin = Origin::start("a");
+    let dir = ringway_tests::TempDir::new();
+    let config = dir.write(
+        "uring.yaml",
+        &forward_all_config(1, &[&origin.url()], "runtime:\n  driver: io_uring\n"),
+    );
+    let output = ringway_tests::run_ringway(
+        &["run", "--config", config.to_str().unwrap()],
+        &[("MONOIO_FORCE_LEGACY_DRIVER", "1")],
+        Duration::from_secs(10),
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        !output.status.success(),
+        "driver: io_uring started under MONOIO_FORCE_LEGACY_DRIVER=1:\n{stderr}"
+    );
+    assert!(!stderr.contains("ringway: ready"), "{stderr}");
 }
 
 #[test]
@@ -194,4 +223,48 @@ fn two_listeners_each_report_their_address() {
     assert_ne!(first, second);
     assert_eq!(Client::connect(first).get("/hello").body, HELLO);
     assert_eq!(Client::connect(second).get("/hello").body, HELLO);
+}
+
+#[test]
+fn runtime_settings_all_serve() {
+    let origin = Origin::start("a");
+    let settings = [
+        "runtime:\n  ring_flags: none\n",
+        "runtime:\n  ring_flags: defer_taskrun\n",
+        "runtime:\n  ring_flags: coop_taskrun\n  ring_entries: 2\n",
+        "runtime:\n  driver: auto\n  ring_entries: 32768\n",
+        "cpus: \"0\"\n",
+    ];
+    for extra in settings {
+        let proxy = Ringway::start(&forward_all_config(2, &[&origin.url()], extra));
+        let mut client = Client::connect(proxy.addr());
+        for _ in 0..3 {
+            let response = client.get("/hello");
+            assert_eq!(response.status, 200, "with {extra:?}: {}", response.text());
+            assert_eq!(response.body, HELLO, "with {extra:?}");
+        }
+    }
+}
+
+#[test]
+fn ipv6_loopback_listener_serves() {
+    if std::net::TcpListener::bind("[::1]:0").is_err() {
+        eprintln!("no IPv6 loopback here; skipped");
+        return;
+    }
+    let origin = Origin::start("a");
+    let yaml = format!(
+        "workers: 1\n\
+         listeners:\n  - name: v6\n    address: \"[::1]:0\"\n\
+         backends:\n  - name: origin\n    targets:\n      - url: {}\n\
+         routes:\n  - backend: origin\n",
+        origin.url()
+    );
+    let proxy = Ringway::start(&yaml);
+    let addr = proxy.addr_of("v6");
+    assert!(addr.is_ipv6(), "{addr}");
+    let response = Client::connect(addr).get("/hello");
+    assert_eq!(response.body, HELLO);
+    let seen = origin.last_request().unwrap();
+    assert_eq!(seen.header("x-forwarded-for"), Some("::1"));
 }

@@ -74,6 +74,72 @@ fn pipelined_requests_are_answered_in_order() {
 }
 
 #[test]
+fn connection_close_ends_a_pipeline() {
+    let origin = Origin::start("a");
+    let proxy = proxy_to(&origin);
+    let mut client = Client::connect(proxy.addr());
+    client.send_raw(
+        b"GET /hello HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n\
+          GET /bytes/5 HTTP/1.1\r\nHost: t\r\n\r\n",
+    );
+    let response = client.read_response();
+    assert_hello(&response);
+    assert!(response.closes(), "{:?}", response.headers);
+    // Nothing after the request that asked to close is answered.
+    ringway_tests::expect_closed(&mut client);
+    assert_eq!(origin.requests(), 1);
+}
+
+#[test]
+fn pipelined_posts_with_bodies_are_answered_in_order() {
+    let origin = Origin::start("a");
+    let proxy = proxy_to(&origin);
+    let mut client = Client::connect(proxy.addr());
+    let mut batch = Vec::new();
+    for n in 0..8 {
+        let body = format!("body number {n}");
+        if n % 2 == 0 {
+            batch.extend_from_slice(&ringway_tests::client::build_request(
+                "POST",
+                "/echo",
+                &[],
+                body.as_bytes(),
+            ));
+        } else {
+            batch.extend_from_slice(&ringway_tests::client::build_request(
+                "POST",
+                "/echo",
+                &[("Transfer-Encoding", "chunked")],
+                &encode_chunked(body.as_bytes(), 4, &[]),
+            ));
+        }
+    }
+    client.send_raw(&batch);
+    for n in 0..8 {
+        let response = client.read_response();
+        assert_eq!(response.status, 200);
+        assert_eq!(response.text(), format!("body number {n}"));
+    }
+}
+
+#[test]
+fn expect_100_continue_is_handled() {
+    let origin = Origin::start("a");
+    let proxy = proxy_to(&origin);
+    let mut client = Client::connect(proxy.addr());
+    client.send_raw(
+        b"POST /echo HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\nContent-Length: 11\r\n\r\n",
+    );
+    // A client waits a little for 100 Continue, then sends the body anyway.
+    std::thread::sleep(Duration::from_millis(200));
+    client.send_raw(b"hello world");
+    let response = client.read_response();
+    assert_eq!(response.status, 200, "{}", response.text());
+    assert_eq!(response.body, b"hello world");
+    assert_hello(&client.get("/hello"));
+}
+
+#[test]
 fn chunked_request_reaches_the_origin_chunked() {
     let origin = Origin::start("a");
     let proxy = proxy_to(&origin);
@@ -110,6 +176,120 @@ fn chunked_response_reaches_the_client_chunked() {
 }
 
 #[test]
+fn large_chunked_response_is_relayed_whole() {
+    let origin = Origin::start("a");
+    let proxy = proxy_to(&origin);
+    // Fresh connections, so each relay starts with the proxy's buffers in a new alignment.
+    for size in [1usize << 20, 4 << 20] {
+        for attempt in 0..3 {
+            let mut client = Client::connect(proxy.addr());
+            client.send_request("GET", &format!("/chunked/{size}"), &[], b"");
+            let response = client.try_read_response().unwrap_or_else(|e| {
+                panic!("chunked response of {size} bytes (attempt {attempt}) was cut: {e}")
+            });
+            assert_eq!(response.status, 200);
+            assert!(
+                response.body == pattern_bytes(size),
+                "{size}-byte body differs"
+            );
+        }
+    }
+}
+
+#[test]
+fn chunked_response_split_across_reads_is_relayed() {
+    let origin = Origin::start("a");
+    let proxy = proxy_to(&origin);
+    let mut client = Client::connect(proxy.addr());
+    let response = client.get("/chunked-split");
+    assert_eq!(response.status, 200);
+    assert_eq!(response.text(), "hello world");
+    assert_hello(&client.get("/hello"));
+}
+
+#[test]
+fn chunked_request_split_across_writes_is_relayed() {
+    let origin = Origin::start("a");
+    let proxy = proxy_to(&origin);
+    let mut client = Client::connect(proxy.addr());
+    client.send_raw(b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n");
+    for piece in ringway_tests::origin::SPLIT_CHUNKED_BODY {
+        std::thread::sleep(Duration::from_millis(20));
+        client.send_raw(piece);
+    }
+    let response = client.read_response();
+    assert_eq!(response.status, 200, "{}", response.text());
+    assert_eq!(response.text(), "hello world");
+    assert_hello(&client.get("/hello"));
+}
+
+#[test]
+fn chunked_request_split_at_each_framing_point_is_relayed() {
+    let origin = Origin::start("a");
+    let body: &[u8] = b"5\r\nhello\r\n6;ext=1\r\n world\r\n0\r\nX-Trailer: done\r\n\r\n";
+    // Inside a size line, between CR and LF, right after the size, inside data, between data
+    // and its CRLF, after the last chunk's size, inside the trailer, between the final CRLFs.
+    let splits = [1, 2, 11, 18, 21, 26, 28, 35, 48];
+    let mut failures = Vec::new();
+    for split in splits {
+        // A proxy per split, so one failure cannot mask the next.
+        let mut proxy = proxy_to(&origin);
+        proxy.report_panics_myself();
+        let mut client = Client::connect(proxy.addr());
+        client.set_read_timeout(Duration::from_secs(2));
+        client.send_raw(b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n");
+        client.send_raw(&body[..split]);
+        std::thread::sleep(Duration::from_millis(30));
+        if client.wire().write_all(&body[split..]).is_err() {
+            failures.push(format!("split at {split}: connection closed mid-body"));
+            continue;
+        }
+        match client.try_read_response() {
+            Ok(response) if response.status == 200 && response.body == b"hello world" => {}
+            Ok(response) => failures.push(format!(
+                "split at {split} ({:?} | {:?}): {} {:?}",
+                String::from_utf8_lossy(&body[..split]),
+                String::from_utf8_lossy(&body[split..]),
+                response.status,
+                response.text()
+            )),
+            Err(e) => failures.push(format!(
+                "split at {split} ({:?} | {:?}): {e}",
+                String::from_utf8_lossy(&body[..split]),
+                String::from_utf8_lossy(&body[split..]),
+            )),
+        }
+        let stderr = proxy.stderr_text();
+        if let Some(panic) = stderr.lines().find(|l| l.contains("panicked")) {
+            failures.push(format!("split at {split}: the proxy {panic}"));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "chunked framing split across reads:\n{}",
+        failures.join("\n")
+    );
+}
+
+#[test]
+fn close_delimited_response_is_relayed_whole() {
+    let origin = Origin::start("a");
+    let proxy = proxy_to(&origin);
+    let mut client = Client::connect(proxy.addr());
+    let response = client.get("/close-delimited/300000");
+    assert_eq!(response.status, 200);
+    assert!(
+        response.body == pattern_bytes(300_000),
+        "body differs ({} bytes)",
+        response.body.len()
+    );
+    // If the proxy re-framed it (chunked), the client connection is still usable.
+    if response.chunked {
+        assert_hello(&client.get("/hello"));
+    }
+}
+
+#[test]
 fn chunked_response_trailers_are_forwarded() {
     let origin = Origin::start("a");
     let proxy = proxy_to(&origin);
@@ -125,17 +305,20 @@ fn chunked_response_trailers_are_forwarded() {
     );
 }
 
+/// 16 MiB that is not purely periodic.
+fn big_body() -> Vec<u8> {
+    pattern_bytes(16 << 20)
+        .iter()
+        .enumerate()
+        .map(|(i, b)| b ^ (i >> 16) as u8)
+        .collect()
+}
+
 #[test]
 fn sixteen_mebibyte_body_is_byte_exact_both_ways() {
     let origin = Origin::start("a");
     let proxy = proxy_to(&origin);
-    let body = pattern_bytes(16 << 20);
-    // Perturb it so it is not purely periodic.
-    let body: Vec<u8> = body
-        .iter()
-        .enumerate()
-        .map(|(i, b)| b ^ (i >> 16) as u8)
-        .collect();
+    let body = big_body();
     let mut client = Client::connect(proxy.addr());
     let response = client.request("POST", "/echo", &[], &body);
     assert_eq!(response.status, 200);
@@ -146,19 +329,28 @@ fn sixteen_mebibyte_body_is_byte_exact_both_ways() {
     let response = client.get(&format!("/bytes/{}", 16 << 20));
     assert_eq!(response.status, 200);
     assert_eq!(sha1(&response.body), sha1(&pattern_bytes(16 << 20)));
+}
 
-    let chunked = client.request(
+#[test]
+fn sixteen_mebibyte_chunked_body_is_byte_exact_both_ways() {
+    let origin = Origin::start("a");
+    let proxy = proxy_to(&origin);
+    let body = big_body();
+    let mut client = Client::connect(proxy.addr());
+    let response = client.request(
         "POST",
         "/echo",
         &[("Transfer-Encoding", "chunked")],
         &encode_chunked(&body, 1 << 20, &[]),
     );
-    assert_eq!(chunked.status, 200);
+    assert_eq!(response.status, 200);
+    assert!(response.chunked);
     assert_eq!(
-        sha1(&chunked.body),
+        sha1(&response.body),
         sha1(&body),
         "echoed chunked body differs"
     );
+    assert_eq!(origin.last_request().unwrap().body_len, body.len());
 }
 
 #[test]
@@ -178,6 +370,11 @@ fn head_204_and_304_have_no_body_and_keep_the_connection() {
 
     let not_modified = client.get("/status/304");
     assert_eq!(not_modified.status, 304);
+    assert_hello(&client.get("/hello"));
+
+    // HEAD of a resource the origin sends chunked: headers only, nothing to wait for.
+    let head_chunked = client.request("HEAD", "/chunked/100", &[], b"");
+    assert_eq!(head_chunked.status, 200);
     assert_hello(&client.get("/hello"));
 
     // Pipelined, so a stray body byte would corrupt the next response.
@@ -262,6 +459,50 @@ fn weighted_backend_splits_three_to_one() {
         (270..=330).contains(&heavy_count),
         "weights 3:1 over 400 requests gave {counts:?}"
     );
+}
+
+#[test]
+fn weighted_split_is_smooth() {
+    let heavy = Origin::start("heavy");
+    let light = Origin::start("light");
+    let yaml = format!(
+        "workers: 1\n\
+         listeners:\n  - address: 127.0.0.1:0\n\
+         backends:\n  - name: split\n    balance: weighted\n    targets:\n\
+         \x20     - {{ url: {}, weight: 3 }}\n\
+         \x20     - {{ url: {}, weight: 1 }}\n\
+         routes:\n  - backend: split\n",
+        heavy.url(),
+        light.url()
+    );
+    let proxy = Ringway::start(&yaml);
+    let mut client = Client::connect(proxy.addr());
+    let names: Vec<String> = (0..40).map(|_| client.get("/name").text()).collect();
+    // Smooth weighted round-robin: every window of sum-of-weights requests holds each target
+    // exactly its weight times, wherever the window starts.
+    for window in names.windows(4) {
+        let light_count = window.iter().filter(|n| *n == "light").count();
+        assert_eq!(light_count, 1, "window {window:?} in {names:?}");
+    }
+}
+
+#[test]
+fn priority_prefers_the_lowest_value() {
+    let primary = Origin::start("primary");
+    let backup = Origin::start("backup");
+    let yaml = format!(
+        "workers: 1\n\
+         listeners:\n  - address: 127.0.0.1:0\n\
+         backends:\n  - name: tiers\n    balance: priority\n    targets:\n\
+         \x20     - {{ url: {}, priority: 1 }}\n\
+         \x20     - {{ url: {}, priority: 0 }}\n\
+         routes:\n  - backend: tiers\n",
+        backup.url(),
+        primary.url()
+    );
+    let proxy = Ringway::start(&yaml);
+    let counts = count_names(&proxy, 20);
+    assert_eq!(counts.get("primary"), Some(&20), "{counts:?}");
 }
 
 #[test]
@@ -461,6 +702,27 @@ fn hop_by_hop_response_headers_are_removed() {
 }
 
 #[test]
+fn refused_upgrade_stays_http() {
+    let origin = Origin::start("a");
+    let proxy = proxy_to(&origin);
+    let mut client = Client::connect(proxy.addr());
+    // The origin answers an ordinary 200 (it only upgrades /ws).
+    let response = client.request(
+        "GET",
+        "/hello",
+        &[
+            ("Upgrade", "websocket"),
+            ("Connection", "Upgrade"),
+            ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="),
+            ("Sec-WebSocket-Version", "13"),
+        ],
+        b"",
+    );
+    assert_hello(&response);
+    assert_hello(&client.get("/hello"));
+}
+
+#[test]
 fn websocket_echo_through_the_proxy() {
     let origin = Origin::start("ws");
     let proxy = proxy_to(&origin);
@@ -486,5 +748,118 @@ fn websocket_echo_through_the_proxy() {
         seen.header("upgrade").is_some(),
         "Upgrade was not forwarded: {:?}",
         seen.headers
+    );
+}
+
+#[test]
+fn request_target_and_method_are_forwarded_verbatim() {
+    let origin = Origin::start("a");
+    let proxy = proxy_to(&origin);
+    let mut client = Client::connect(proxy.addr());
+    let cases = [
+        ("GET", "/path%20with%2Fescapes?a=%2F&b=c+d&a=2"),
+        ("DELETE", "/items/7"),
+        ("OPTIONS", "/cors"),
+        ("PURGE", "/cache/key"),
+        ("GET", "/trailing/?"),
+        ("GET", "/dots/./../x"),
+    ];
+    for (method, target) in cases {
+        let response = client.request(method, target, &[], b"");
+        assert_eq!(
+            response.status,
+            200,
+            "{method} {target}: {}",
+            response.text()
+        );
+        let seen = origin.last_request().unwrap();
+        assert_eq!(
+            (seen.method.as_str(), seen.target.as_str()),
+            (method, target)
+        );
+    }
+    for method in ["PUT", "PATCH", "POST"] {
+        let response = client.request(method, "/echo", &[], b"payload");
+        assert_eq!(response.body, b"payload", "{method}");
+        assert_eq!(origin.last_request().unwrap().method, method);
+    }
+    let empty = client.request("POST", "/echo", &[("Content-Length", "0")], b"");
+    assert_eq!((empty.status, empty.body.len()), (200, 0));
+    let get_with_body = client.request("GET", "/echo", &[], b"get body");
+    assert_eq!(get_with_body.body, b"get body");
+}
+
+#[test]
+fn large_request_header_is_forwarded_intact() {
+    let origin = Origin::start("a");
+    let proxy = proxy_to(&origin);
+    let value: String = (0..10_000)
+        .map(|i| (b'a' + (i % 26) as u8) as char)
+        .collect();
+    let response =
+        Client::connect(proxy.addr()).request("GET", "/big-header", &[("X-Big", &value)], b"");
+    assert_eq!(response.status, 200, "{}", response.text());
+    assert_eq!(
+        origin.last_request().unwrap().header("x-big"),
+        Some(value.as_str())
+    );
+}
+
+#[test]
+fn many_concurrent_clients_are_all_served() {
+    let origin = Origin::start("a");
+    let proxy = Ringway::start(&forward_all_config(2, &[&origin.url()], ""));
+    let addr = proxy.addr();
+    let clients: Vec<_> = (0..50)
+        .map(|c| {
+            std::thread::spawn(move || {
+                let mut client = Client::connect(addr);
+                for i in 0..20 {
+                    let n = (c * 20 + i) % 97 + 1;
+                    let response = client.get(&format!("/bytes/{n}"));
+                    assert_eq!(response.status, 200);
+                    assert_eq!(response.body, pattern_bytes(n), "client {c} request {i}");
+                }
+            })
+        })
+        .collect();
+    for client in clients {
+        client.join().expect("a client failed");
+    }
+    assert_eq!(origin.requests(), 1000);
+}
+
+#[test]
+fn head_split_across_reads_is_parsed() {
+    let origin = Origin::start("a");
+    let proxy = proxy_to(&origin);
+    let mut client = Client::connect(proxy.addr());
+    let head = b"GET /hello HTTP/1.1\r\nHost: split.test\r\nX-A: 1\r\n\r\n";
+    for split in [3, 17, 20, 21, 35, head.len() - 2, head.len() - 1] {
+        client.send_raw(&head[..split]);
+        std::thread::sleep(Duration::from_millis(20));
+        client.send_raw(&head[split..]);
+        let response = client
+            .try_read_response()
+            .unwrap_or_else(|e| panic!("head split at {split}: {e}"));
+        assert_eq!(
+            response.status,
+            200,
+            "head split at {split}: {}",
+            response.text()
+        );
+        assert_eq!(response.body, HELLO);
+    }
+}
+
+#[test]
+fn repeated_response_headers_stay_separate() {
+    let origin = Origin::start("a");
+    let proxy = proxy_to(&origin);
+    let response = Client::connect(proxy.addr()).get("/cookies");
+    assert_eq!(response.status, 200);
+    assert_eq!(
+        response.header_all("set-cookie"),
+        vec!["a=1; Path=/", "b=2, with comma; Path=/"]
     );
 }

@@ -73,6 +73,10 @@ const MATCH_ROUTES: &str = r#"
     backend: c
   - matches: [{ path: { type: exact, value: /q }, query: [{ name: debug, value: "1" }] }]
     backend: a
+  - matches:
+      - path: { type: exact, value: /one }
+      - { path: { type: exact, value: /two }, method: PUT }
+    backend: b
 "#;
 
 /// Which origin answered `method target` with `headers`, or `404` when no route matched.
@@ -191,6 +195,22 @@ fn routes_by_method_header_and_query() {
 }
 
 #[test]
+fn any_of_a_routes_matches_selects_it() {
+    let setup = start(MATCH_ROUTES);
+    let mut client = Client::connect(setup.proxy.addr());
+    assert_eq!(get(&mut client, "/one"), "b");
+    assert_eq!(
+        routed(&mut client, "PUT", "/two", &[("Content-Length", "0")]),
+        "b"
+    );
+    assert_eq!(
+        get(&mut client, "/two"),
+        "404",
+        "a match's conditions all apply"
+    );
+}
+
+#[test]
 fn no_route_is_404_json() {
     let setup = start(MATCH_ROUTES);
     let mut client = Client::connect(setup.proxy.addr());
@@ -210,6 +230,94 @@ fn no_route_is_404_json() {
     );
     // A 404 keeps the connection.
     assert_eq!(get(&mut client, "/exact"), "a");
+}
+
+const PRECEDENCE_ROUTES: &str = r#"
+  - matches: [{ path: { type: regex, value: "/t/.*" } }]
+    backend: a
+  - matches: [{ path: { type: prefix, value: /t } }]
+    backend: b
+  - matches: [{ path: { type: template, value: "/t/{id}" } }]
+    backend: c
+  - matches: [{ path: { type: exact, value: /t/x } }]
+    backend: a
+  - matches: [{ path: { type: regex, value: "/u/[0-9]+" } }]
+    backend: a
+  - matches: [{ path: { type: template, value: "/v/{a}/{b}" } }]
+    backend: a
+  - matches: [{ path: { type: template, value: "/v/{a}/items" } }]
+    backend: b
+  - hosts: ["*.example.com"]
+    matches: [{ path: { type: exact, value: /w } }]
+    backend: a
+  - hosts: ["*.b.example.com"]
+    matches: [{ path: { type: exact, value: /w } }]
+    backend: b
+  - matches: [{ path: { type: exact, value: /hh }, headers: [{ name: x-one, value: "1" }] }]
+    backend: a
+  - matches:
+      - path: { type: exact, value: /hh }
+        headers: [{ name: x-one, value: "1" }, { name: x-two, value: "2" }]
+    backend: b
+  - matches: [{ path: { type: exact, value: /qq }, query: [{ name: a, value: "1" }] }]
+    backend: a
+  - matches: [{ path: { type: exact, value: /qq }, query: [{ name: a, value: "1" }, { name: b, value: "2" }] }]
+    backend: b
+"#;
+
+#[test]
+fn precedence_exact_template_prefix_regex() {
+    let setup = start(PRECEDENCE_ROUTES);
+    let mut client = Client::connect(setup.proxy.addr());
+    assert_eq!(
+        get(&mut client, "/t/x"),
+        "a",
+        "exact beats template, prefix and regex"
+    );
+    assert_eq!(
+        get(&mut client, "/t/y"),
+        "c",
+        "template beats prefix and regex"
+    );
+    assert_eq!(get(&mut client, "/t/y/z"), "b", "prefix beats regex");
+    assert_eq!(get(&mut client, "/u/12"), "a");
+    assert_eq!(
+        get(&mut client, "/v/1/items"),
+        "b",
+        "the template with more literal characters wins"
+    );
+    assert_eq!(get(&mut client, "/v/1/other"), "a");
+}
+
+#[test]
+fn precedence_longer_wildcard_host_wins() {
+    let setup = start(PRECEDENCE_ROUTES);
+    let mut client = Client::connect(setup.proxy.addr());
+    assert_eq!(
+        routed(&mut client, "GET", "/w", &[("Host", "x.b.example.com")]),
+        "b"
+    );
+    assert_eq!(
+        routed(&mut client, "GET", "/w", &[("Host", "y.example.com")]),
+        "a"
+    );
+    assert_eq!(
+        routed(&mut client, "GET", "/w", &[("Host", "b.example.com")]),
+        "a"
+    );
+}
+
+#[test]
+fn precedence_more_header_then_query_matches_win() {
+    let setup = start(PRECEDENCE_ROUTES);
+    let mut client = Client::connect(setup.proxy.addr());
+    assert_eq!(
+        routed(&mut client, "GET", "/hh", &[("X-One", "1"), ("X-Two", "2")]),
+        "b"
+    );
+    assert_eq!(routed(&mut client, "GET", "/hh", &[("X-One", "1")]), "a");
+    assert_eq!(get(&mut client, "/qq?a=1&b=2"), "b");
+    assert_eq!(get(&mut client, "/qq?a=1"), "a");
 }
 
 const FILTER_ROUTES: &str = r#"
@@ -344,6 +452,32 @@ fn redirects_set_location_and_status() {
         Some("https://h.test:8443/secure?z=3")
     );
     assert_eq!(setup.a.requests(), 0, "redirects never reach a backend");
+}
+
+#[test]
+fn pipelined_local_and_proxied_responses_stay_in_order() {
+    let setup = start(FILTER_ROUTES);
+    let mut client = Client::connect(setup.proxy.addr());
+    let targets = [
+        "/headers/1",
+        "/teapot",
+        "/rw",
+        "/moved",
+        "/headers/2",
+        "/nothing",
+        "/api/x",
+    ];
+    let mut batch = Vec::new();
+    for target in targets {
+        batch
+            .extend_from_slice(format!("GET {target} HTTP/1.1\r\nHost: h.test\r\n\r\n").as_bytes());
+    }
+    client.send_raw(&batch);
+    let statuses: Vec<u16> = targets
+        .iter()
+        .map(|_| client.read_response().status)
+        .collect();
+    assert_eq!(statuses, vec![200, 418, 200, 302, 200, 204, 200]);
 }
 
 #[test]
