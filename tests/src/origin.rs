@@ -23,6 +23,8 @@
 //!   trailer) is cut into separate writes 20 ms apart, so the proxy reads it in pieces.
 //! - `/close-delimited/{n}`: `n` pattern bytes with neither Content-Length nor chunked: the
 //!   body ends when the origin closes the connection.
+//! - `/head-split`: a response whose head arrives in pieces 20 ms apart (inside the status
+//!   line, a header name, between CR and LF, and the final blank line).
 //! - `/stall-body`: a head promising 1000 bytes, 10 of them, then silence for 3 s.
 //! - anything else: `200` with the body `METHOD TARGET`.
 //!
@@ -391,6 +393,22 @@ fn respond(
             wire.write_all(&bytes)?;
             return Ok(After::Close);
         }
+        ("head-split", _) => {
+            let response = format!(
+                "HTTP/1.1 200 OK\r\nX-Origin: {}\r\nContent-Length: 5\r\nX-Split: yes\r\n\r\nsplit",
+                shared.name
+            );
+            let bytes = response.as_bytes();
+            let x_split = crate::wire::find(bytes, b"X-Split").expect("X-Split in the head");
+            let blank = crate::wire::find(bytes, b"\r\n\r\n").expect("blank line");
+            let mut cuts = vec![0, 6, 11, x_split + 3, blank + 1, blank + 3, bytes.len()];
+            cuts.dedup();
+            for pair in cuts.windows(2) {
+                wire.write_all(&bytes[pair[0]..pair[1]])?;
+                thread::sleep(Duration::from_millis(20));
+            }
+            return Ok(After::KeepAlive);
+        }
         ("chunked-split", _) => {
             let head = format!(
                 "HTTP/1.1 200 OK\r\nX-Origin: {}\r\nTransfer-Encoding: chunked\r\n\r\n",
@@ -554,12 +572,17 @@ mod tests {
         assert_eq!(client.get("/status/304").status, 304);
         assert_eq!(client.get("/status/503").status, 503);
         assert_eq!(client.get("/name").text(), "self");
+        let head_split = client.get("/head-split");
+        assert_eq!(
+            (head_split.header("x-split"), head_split.text().as_str()),
+            (Some("yes"), "split")
+        );
         let split = client.get("/chunked-split");
         assert_eq!(split.text(), "hello world");
         assert_eq!(split.trailer("x-trailer"), Some("done"));
         assert_eq!(client.get("/other?x=1").text(), "GET /other?x=1");
         assert_eq!(origin.connections(), 1);
-        assert_eq!(origin.requests(), 15);
+        assert_eq!(origin.requests(), 16);
     }
 
     #[test]

@@ -382,3 +382,15 @@ fn head_204_and_304_have_no_body_and_keep_the_connection() {
     assert_eq!(client.read_response().status, 304);
     assert_hello(&client.read_response());
 }
+
+#[test]
+fn response_head_split_across_reads_is_parsed() {
+    let origin = Origin::start("a");
+    let proxy = proxy_to(&origin);
+    let mut client = Client::connect(proxy.addr());
+    let response = client.get("/head-split");
+    assert_eq!(response.status, 200, "{}", response.text());
+    assert_eq!(response.header("x-split"), Some("yes"));
+    assert_eq!(response.body, b"split");
+    assert_hello(&client.get("/hello"));
+}
