@@ -98,6 +98,16 @@ fn two_workers_both_serve_connections() {
         "requests per worker {counts:?}:\n{stderr}"
     );
     assert_eq!(w0 + w1, 100, "requests per worker {counts:?}");
+    let lines: Vec<&str> = stderr.lines().collect();
+    let last_worker_line = lines
+        .iter()
+        .rposition(|l| l.starts_with("ringway: worker "))
+        .unwrap();
+    let stopped_line = lines.iter().position(|l| *l == "ringway: stopped");
+    assert!(
+        stopped_line.is_some_and(|s| s > last_worker_line),
+        "`ringway: stopped` must come last:\n{stderr}"
+    );
 }
 
 #[test]
@@ -267,4 +277,30 @@ fn ipv6_loopback_listener_serves() {
     assert_eq!(response.body, HELLO);
     let seen = origin.last_request().unwrap();
     assert_eq!(seen.header("x-forwarded-for"), Some("::1"));
+}
+
+#[test]
+fn unnamed_listeners_get_default_names() {
+    let origin = Origin::start("a");
+    let yaml = format!(
+        "workers: 1\n\
+         listeners:\n  - address: 127.0.0.1:0\n  - address: 127.0.0.1:0\n\
+         backends:\n  - name: origin\n    targets:\n      - url: {}\n\
+         routes:\n  - backend: origin\n",
+        origin.url()
+    );
+    let proxy = Ringway::start(&yaml);
+    let names: Vec<&str> = proxy.listeners().iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names.len(), 2, "{names:?}");
+    assert_ne!(names[0], names[1]);
+    for name in &names {
+        let number = name.strip_prefix("listener-");
+        assert!(
+            number.is_some_and(|n| n.parse::<usize>().is_ok()),
+            "default listener name {name:?} is not listener-N"
+        );
+    }
+    for (_, addr) in proxy.listeners() {
+        assert_eq!(Client::connect(*addr).get("/hello").body, HELLO);
+    }
 }
