@@ -394,3 +394,46 @@ fn response_head_split_across_reads_is_parsed() {
     assert_eq!(response.body, b"split");
     assert_hello(&client.get("/hello"));
 }
+
+#[test]
+fn request_body_is_streamed_not_buffered_whole() {
+    let origin = Origin::start("a");
+    let proxy = proxy_to(&origin);
+    let mut client = Client::connect(proxy.addr());
+    let body = pattern_bytes(8 << 20);
+    client.send_raw(
+        format!(
+            "POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        )
+        .as_bytes(),
+    );
+    client.send_raw(&body[..1 << 20]);
+    // The origin gets the head while most of the body has not even been sent.
+    origin.wait_requests(1, Duration::from_secs(3));
+    client.send_raw(&body[1 << 20..]);
+    let response = client.read_response();
+    assert_eq!(response.status, 200);
+    assert!(response.body == body, "echoed body differs");
+}
+
+#[test]
+fn response_head_is_streamed_before_the_body_completes() {
+    let origin = Origin::start("a");
+    let proxy = proxy_to(&origin);
+    let mut client = Client::connect(proxy.addr());
+    client.set_read_timeout(Duration::from_secs(2));
+    client.send_request("GET", "/stall-body", &[], b"");
+    // The origin sends the head and 10 bytes, then nothing for 3 s: the head must get through
+    // long before that.
+    let head = client
+        .wire()
+        .read_head(1 << 20)
+        .unwrap_or_else(|e| panic!("the response head was held back: {e}"))
+        .expect("a response head");
+    assert!(
+        head.starts_with(b"HTTP/1.1 200"),
+        "{:?}",
+        String::from_utf8_lossy(&head)
+    );
+}

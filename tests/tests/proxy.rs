@@ -137,3 +137,36 @@ fn many_concurrent_clients_are_all_served() {
     }
     assert_eq!(origin.requests(), 1000);
 }
+
+#[test]
+fn websocket_frame_sent_with_the_handshake_is_relayed() {
+    let origin = Origin::start("ws");
+    let proxy = proxy_to(&origin);
+    let mut client = Client::connect(proxy.addr());
+    let key = ringway_tests::websocket::base64(b"ringway-test-key");
+    let mut bytes = ringway_tests::client::build_request(
+        "GET",
+        "/ws",
+        &[
+            ("Upgrade", "websocket"),
+            ("Connection", "Upgrade"),
+            ("Sec-WebSocket-Key", &key),
+            ("Sec-WebSocket-Version", "13"),
+        ],
+        b"",
+    );
+    // The first frame rides in the same write as the handshake.
+    bytes.extend_from_slice(&ringway_tests::websocket::encode_frame(
+        OP_TEXT,
+        b"early frame",
+        Some([9, 8, 7, 6]),
+    ));
+    client.send_raw(&bytes);
+    let handshake = client.read_response_to("GET").expect("handshake response");
+    assert_eq!(handshake.status, 101, "{}", handshake.text());
+    let frame = ringway_tests::websocket::read_frame(client.wire()).expect("echoed frame");
+    assert_eq!(
+        (frame.opcode, frame.payload.as_slice()),
+        (OP_TEXT, &b"early frame"[..])
+    );
+}
