@@ -257,7 +257,7 @@ async fn worker_main(
         let now = Instant::now();
         worker.wheel.advance_to(now);
         ticks += 1;
-        if ticks % POOL_SWEEP_TICKS == 0 {
+        if ticks.is_multiple_of(POOL_SWEEP_TICKS) {
             worker.upstreams.pool.sweep(now);
         }
         if drain_deadline.is_none() && control.draining() {
