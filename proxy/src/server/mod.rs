@@ -7,7 +7,7 @@
 
 mod conn;
 mod forward;
-mod head;
+pub mod head;
 mod io;
 mod local;
 
