@@ -112,17 +112,16 @@ pub enum Rewrite {
 }
 
 impl Rewrite {
-    /// Writes the rewritten path for `path` into `out` (cleared first). For a prefix rewrite
-    /// the rest after the matched prefix is appended to the replacement, and an empty result
-    /// becomes `/`.
+    /// Appends the rewritten path for `path` to `out`. For a prefix rewrite the rest after
+    /// the matched prefix is appended to the replacement, and an empty result becomes `/`.
     pub fn apply(&self, path: &[u8], prefix_len: usize, out: &mut Vec<u8>) {
-        out.clear();
+        let start = out.len();
         match self {
             Rewrite::Path(new) => out.extend_from_slice(new),
             Rewrite::Prefix(new) => {
                 out.extend_from_slice(new);
                 out.extend_from_slice(&path[prefix_len.min(path.len())..]);
-                if out.is_empty() {
+                if out.len() == start {
                     out.push(b'/');
                 }
             }

@@ -291,17 +291,25 @@ fn build_reports_unknown_backends() {
 
 #[test]
 fn rewrites() {
-    let mut out = Vec::new();
-    Rewrite::Prefix((*b"/v2").into()).apply(b"/api/x", 4, &mut out);
-    assert_eq!(out, b"/v2/x");
-    Rewrite::Prefix((*b"").into()).apply(b"/api/x", 4, &mut out);
-    assert_eq!(out, b"/x");
-    Rewrite::Prefix((*b"").into()).apply(b"/api", 4, &mut out);
-    assert_eq!(out, b"/");
-    Rewrite::Prefix((*b"/v2").into()).apply(b"/x", 0, &mut out);
-    assert_eq!(out, b"/v2/x");
-    Rewrite::Path((*b"/new").into()).apply(b"/old/x", 4, &mut out);
-    assert_eq!(out, b"/new");
+    let rewrite = |r: Rewrite, path: &[u8], prefix_len: usize| {
+        let mut out = b"GET ".to_vec();
+        r.apply(path, prefix_len, &mut out);
+        out.split_off(4)
+    };
+    assert_eq!(
+        rewrite(Rewrite::Prefix((*b"/v2").into()), b"/api/x", 4),
+        b"/v2/x"
+    );
+    assert_eq!(rewrite(Rewrite::Prefix((*b"").into()), b"/api/x", 4), b"/x");
+    assert_eq!(rewrite(Rewrite::Prefix((*b"").into()), b"/api", 4), b"/");
+    assert_eq!(
+        rewrite(Rewrite::Prefix((*b"/v2").into()), b"/x", 0),
+        b"/v2/x"
+    );
+    assert_eq!(
+        rewrite(Rewrite::Path((*b"/new").into()), b"/old/x", 4),
+        b"/new"
+    );
 }
 
 /// Counts allocations made by the current thread, to check that `find` allocates nothing.

@@ -78,30 +78,21 @@ pub fn write_request_head(out: &mut Vec<u8>, buf: &[u8], head: &RequestHead, f: 
     let lists_other = head.connection().lists_other;
     out.extend_from_slice(head.method(buf));
     out.push(b' ');
-    let path = head.path(buf);
+    let target = head.target(buf);
     match f.rewrite {
-        None => out.extend_from_slice(path),
-        Some(Rewrite::Path(p)) => out.extend_from_slice(p),
-        Some(Rewrite::Prefix(p)) => {
-            // Gateway API ReplacePrefixMatch: `/foo/bar` with `/foo` -> `/xyz` is `/xyz/bar`.
-            let rest = &path[f.prefix_len.min(path.len())..];
-            match (p.ends_with(b"/"), rest.first()) {
-                (true, Some(b'/')) => {
-                    out.extend_from_slice(p);
-                    out.extend_from_slice(&rest[1..]);
-                }
-                _ if p.is_empty() && rest.is_empty() => out.push(b'/'),
-                _ => {
-                    out.extend_from_slice(p);
-                    out.extend_from_slice(rest);
-                }
+        // The target goes on exactly as it came, escapes and all.
+        None if !head.is_absolute_form() => out.extend_from_slice(target),
+        rewrite => {
+            let path = head.path(buf);
+            match rewrite {
+                None => out.extend_from_slice(path),
+                Some(r) => r.apply(path, f.prefix_len, out),
+            }
+            if target.contains(&b'?') {
+                out.push(b'?');
+                out.extend_from_slice(head.query(buf));
             }
         }
-    }
-    let query = head.query(buf);
-    if !query.is_empty() {
-        out.push(b'?');
-        out.extend_from_slice(query);
     }
     out.extend_from_slice(b" HTTP/1.1\r\n");
 

@@ -5,6 +5,7 @@ use std::io;
 use std::os::fd::RawFd;
 use std::time::{Duration, Instant};
 
+use monoio::buf::IoBufMut;
 use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
 use ringway_core::http1::{encode_chunk, encode_last_chunk, ChunkedDecoder, CodecError};
 use ringway_core::timer::Deadline;
@@ -69,9 +70,11 @@ impl RecvBuf {
                 self.buf.reserve(grow);
             }
         }
-        let buf = std::mem::take(&mut self.buf);
-        let (res, buf) = src.read(buf).await;
-        self.buf = buf;
+        // monoio reads into the start of a Vec; a slice of its spare capacity appends instead.
+        let (len, capacity) = (self.buf.len(), self.buf.capacity());
+        let spare = std::mem::take(&mut self.buf).slice_mut(len..capacity);
+        let (res, spare) = src.read(spare).await;
+        self.buf = spare.into_inner();
         res
     }
 }
@@ -226,5 +229,82 @@ pub async fn relay_body<R: AsyncReadRent, W: AsyncWriteRent>(
             }
             Err(_) => return Err(RelayError::Source { timed_out: false }),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    /// Runs `f` against a monoio stream whose peer writes `pieces`, each as its own write.
+    fn with_peer<F, Fut>(pieces: Vec<Vec<u8>>, f: F)
+    where
+        F: FnOnce(monoio::net::TcpStream) -> Fut,
+        Fut: std::future::Future<Output = ()>,
+    {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let writer = std::thread::spawn(move || {
+            let mut s = std::net::TcpStream::connect(addr).unwrap();
+            for piece in pieces {
+                s.write_all(&piece).unwrap();
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        });
+        let mut rt = monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
+            .enable_timer()
+            .build()
+            .unwrap();
+        listener.set_nonblocking(true).unwrap();
+        rt.block_on(async move {
+            let listener = monoio::net::TcpListener::from_std(listener).unwrap();
+            let (stream, _) = listener.accept().await.unwrap();
+            f(stream).await;
+        });
+        writer.join().unwrap();
+    }
+
+    #[test]
+    fn reads_append_to_unconsumed_bytes() {
+        with_peer(
+            vec![b"GET /a".to_vec(), b" HTTP/1.1\r\n".to_vec()],
+            |mut s| async move {
+                let mut buf = RecvBuf::with_capacity(64);
+                let mut total = 0;
+                while total < 17 {
+                    total += buf.fill(&mut s, 1024).await.unwrap();
+                }
+                assert_eq!(buf.data(), b"GET /a HTTP/1.1\r\n");
+                buf.consume(4);
+                assert_eq!(buf.data(), b"/a HTTP/1.1\r\n");
+            },
+        );
+    }
+
+    #[test]
+    fn a_full_buffer_is_compacted_then_grown() {
+        let big = vec![b'x'; 10_000];
+        with_peer(
+            vec![big.clone(), b"tail".to_vec()],
+            move |mut s| async move {
+                let mut buf = RecvBuf::with_capacity(MIN_READ);
+                let mut got = Vec::new();
+                while got.len() < 10_004 {
+                    if buf.fill(&mut s, 1 << 20).await.unwrap() == 0 {
+                        break;
+                    }
+                    // Consume all but the last byte, so compaction has something to keep.
+                    let keep = 1.min(buf.len());
+                    let n = buf.len() - keep;
+                    got.extend_from_slice(&buf.data()[..n]);
+                    buf.consume(n);
+                }
+                got.extend_from_slice(buf.data());
+                let mut expected = big;
+                expected.extend_from_slice(b"tail");
+                assert_eq!(got, expected);
+            },
+        );
     }
 }

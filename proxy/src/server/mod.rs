@@ -7,7 +7,7 @@
 
 mod conn;
 mod forward;
-mod head;
+pub mod head;
 mod io;
 mod local;
 
@@ -30,6 +30,8 @@ use crate::snapshot::Snapshot;
 use crate::upstream::Upstreams;
 
 const TICK: Duration = Duration::from_millis(10);
+/// Idle pooled connections are aged out every this many ticks (100 ms).
+const POOL_SWEEP_TICKS: u64 = 10;
 
 /// One worker's state, shared by its connection tasks (`Rc`: never leaves its thread).
 pub(crate) struct Worker {
@@ -249,9 +251,15 @@ async fn worker_main(
 
     // The tick: advance the wheel, and watch for a drain.
     let mut drain_deadline = None;
+    let mut ticks: u64 = 0;
     loop {
         monoio::time::sleep(TICK).await;
-        worker.wheel.advance_to(Instant::now());
+        let now = Instant::now();
+        worker.wheel.advance_to(now);
+        ticks += 1;
+        if ticks.is_multiple_of(POOL_SWEEP_TICKS) {
+            worker.upstreams.pool.sweep(now);
+        }
         if drain_deadline.is_none() && control.draining() {
             worker.draining.set(true);
             for fd in &listener_fds {

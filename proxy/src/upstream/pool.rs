@@ -99,6 +99,22 @@ impl UpstreamPool {
         conns.push(conn);
     }
 
+    /// Closes every idle connection older than its target's `idle_timeout`. Called from the
+    /// worker's tick, so that origins see idle connections go away on time.
+    pub fn sweep(&self, now: Instant) {
+        let mut idle = self.idle.borrow_mut();
+        for (conns, &(_, timeout)) in idle.iter_mut().zip(&self.limits) {
+            // Oldest first: stop at the first one still fresh.
+            let expired = conns
+                .iter()
+                .take_while(|c| now.duration_since(c.idle_since) >= timeout)
+                .count();
+            if expired > 0 {
+                conns.drain(..expired);
+            }
+        }
+    }
+
     pub fn idle_count(&self, target: usize) -> usize {
         self.idle.borrow()[target].len()
     }
