@@ -71,13 +71,14 @@ fn hop_by_hop_request_headers_are_removed() {
             ("Keep-Alive", "timeout=5"),
             ("Proxy-Connection", "keep-alive"),
             ("TE", "trailers"),
+            ("Trailer", "x-checksum"),
             ("X-End-To-End", "kept"),
         ],
         b"",
     );
     assert_eq!(response.status, 200);
     let seen = origin.last_request().unwrap();
-    for name in ["x-foo", "keep-alive", "proxy-connection", "te"] {
+    for name in ["x-foo", "keep-alive", "proxy-connection", "te", "trailer"] {
         assert_eq!(
             seen.header(name),
             None,

@@ -170,3 +170,23 @@ fn websocket_frame_sent_with_the_handshake_is_relayed() {
         (OP_TEXT, &b"early frame"[..])
     );
 }
+
+#[test]
+fn websocket_close_propagates_both_ways() {
+    let origin = Origin::start("ws");
+    let proxy = proxy_to(&origin);
+
+    // The client's close frame reaches the origin, whose close frame and hang-up come back.
+    let mut ws = WsClient::connect(proxy.addr(), "/ws");
+    ws.send(ringway_tests::websocket::OP_CLOSE, &1000u16.to_be_bytes());
+    let frame = ws.recv();
+    assert_eq!(frame.opcode, ringway_tests::websocket::OP_CLOSE);
+    ringway_tests::expect_closed(&mut ws.client);
+
+    // A client that just drops the connection: the origin's side is closed too.
+    let mut ws = WsClient::connect(proxy.addr(), "/ws");
+    ws.send(OP_TEXT, b"before the drop");
+    assert_eq!(ws.recv().payload, b"before the drop");
+    drop(ws);
+    origin.wait_open_at_most(0, std::time::Duration::from_secs(3));
+}
