@@ -10,7 +10,8 @@
 //! - `/chunked/{n}`: `n` pattern bytes as a chunked body with the trailer `X-Trailer: done`.
 //! - `/bytes/{n}`: `n` pattern bytes with Content-Length (see [`crate::pattern_bytes`]).
 //! - `/delay/{ms}`: answers after sleeping.
-//! - `/status/{code}`: that status; 204 and 304 without a body.
+//! - `/status/{code}`: that status; 204 and 304 without a body (the 304 with the
+//!   `Content-Length: 12` a 200 would have had).
 //! - `/name`: the origin's name.
 //! - `/cookies`: two `Set-Cookie` headers (which must never be joined).
 //! - `/hop`: a response carrying hop-by-hop headers the proxy must remove.
@@ -359,8 +360,11 @@ fn respond(
             Reply::new(200, format!("delayed {ms}ms\n"))
         }
         ("status", Some(code)) => {
-            if code == 204 || code == 304 {
-                Reply::new(code as u16, Vec::new())
+            if code == 304 {
+                // RFC 9110 lets a 304 carry the Content-Length a 200 would have; no body follows.
+                Reply::new(304, Vec::new()).header("Content-Length", "12")
+            } else if code == 204 {
+                Reply::new(204, Vec::new())
             } else {
                 Reply::new(code as u16, format!("status {code}\n"))
             }
