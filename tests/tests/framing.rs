@@ -437,3 +437,72 @@ fn response_head_is_streamed_before_the_body_completes() {
         String::from_utf8_lossy(&head)
     );
 }
+
+#[test]
+fn chunked_request_trailers_reach_the_origin() {
+    let origin = Origin::start("a");
+    let proxy = proxy_to(&origin);
+    let mut client = Client::connect(proxy.addr());
+    let response = client.request(
+        "POST",
+        "/echo",
+        &[("Transfer-Encoding", "chunked"), ("TE", "trailers")],
+        &encode_chunked(b"with trailers", 4, &[("X-Checksum", "abc123")]),
+    );
+    assert_eq!(response.status, 200);
+    assert_eq!(response.body, b"with trailers");
+    let seen = origin.last_request().unwrap();
+    assert_eq!(
+        ringway_tests::wire::header(&seen.trailers, "x-checksum"),
+        Some("abc123"),
+        "trailers at the origin: {:?}",
+        seen.trailers
+    );
+}
+
+#[test]
+fn tiny_chunks_are_relayed() {
+    let origin = Origin::start("a");
+    let proxy = proxy_to(&origin);
+    let body = pattern_bytes(20_000);
+    let response = Client::connect(proxy.addr()).request(
+        "POST",
+        "/echo",
+        &[("Transfer-Encoding", "chunked")],
+        &encode_chunked(&body, 1, &[]),
+    );
+    assert_eq!(response.status, 200);
+    assert!(
+        response.body == body,
+        "body of 20000 one-byte chunks differs"
+    );
+}
+
+#[test]
+fn pipelined_large_responses_with_a_slow_reader() {
+    let origin = Origin::start("a");
+    let proxy = proxy_to(&origin);
+    let mut client = Client::connect(proxy.addr());
+    let mut batch = Vec::new();
+    for _ in 0..40 {
+        batch.extend_from_slice(b"GET /bytes/200000 HTTP/1.1\r\nHost: t\r\n\r\n");
+    }
+    // A big POST in the middle, its body followed at once by the next head.
+    batch.extend_from_slice(&ringway_tests::client::build_request(
+        "POST",
+        "/echo",
+        &[],
+        &pattern_bytes(100_000),
+    ));
+    batch.extend_from_slice(b"GET /hello HTTP/1.1\r\nHost: t\r\n\r\n");
+    client.send_raw(&batch);
+    // 8 MB of responses are waiting; read them slowly at first.
+    std::thread::sleep(Duration::from_millis(300));
+    for i in 0..40 {
+        let response = client.read_response();
+        assert_eq!(response.status, 200, "response {i}");
+        assert_eq!(response.body.len(), 200_000, "response {i}");
+    }
+    assert!(client.read_response().body == pattern_bytes(100_000));
+    assert_hello(&client.read_response());
+}
