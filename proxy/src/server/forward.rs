@@ -236,30 +236,17 @@ impl Conn {
         let status = response.status();
         let upgrade = status == 101 && facts.upgrade;
         let up_framing = response.framing(facts.is_head);
-        let mut client_framing = ClientFraming::AsIs;
-        let mut relay = match up_framing {
-            BodyFraming::None => None,
-            BodyFraming::Length(n) => Some(Relay::Length(n)),
-            BodyFraming::Chunked if facts.http10 => {
-                client_framing = ClientFraming::Close;
-                Some(Relay::Chunked(false))
-            }
-            BodyFraming::Chunked => {
-                client_framing = ClientFraming::Chunked;
-                Some(Relay::Chunked(true))
-            }
-            BodyFraming::Close if facts.http10 => {
-                client_framing = ClientFraming::Close;
-                Some(Relay::UntilClose(false))
-            }
-            BodyFraming::Close => {
-                client_framing = ClientFraming::Chunked;
-                Some(Relay::UntilClose(true))
-            }
+        // How the body leaves: HTTP/1.0 clients get raw bytes and a close; HTTP/1.1 clients get
+        // a close-delimited body chunked, so that their connection survives it.
+        let (client_framing, relay) = match (up_framing, facts.http10) {
+            _ if upgrade => (ClientFraming::AsIs, None),
+            (BodyFraming::None, _) => (ClientFraming::AsIs, None),
+            (BodyFraming::Length(n), _) => (ClientFraming::AsIs, Some(Relay::Length(n))),
+            (BodyFraming::Chunked, true) => (ClientFraming::Close, Some(Relay::Chunked(false))),
+            (BodyFraming::Chunked, false) => (ClientFraming::Chunked, Some(Relay::Chunked(true))),
+            (BodyFraming::Close, true) => (ClientFraming::Close, Some(Relay::UntilClose(false))),
+            (BodyFraming::Close, false) => (ClientFraming::Chunked, Some(Relay::UntilClose(true))),
         };
-        if upgrade {
-            relay = None;
-        }
         let up_reusable = !upgrade && response.keep_alive() && up_framing != BodyFraming::Close;
         let keep_alive = !upgrade
             && facts.keep_alive
