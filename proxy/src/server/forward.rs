@@ -10,7 +10,7 @@ use std::rc::Rc;
 use std::time::Instant;
 
 use monoio::net::TcpStream;
-use ringway_core::http1::{parse_response, BodyFraming, ChunkedDecoder};
+use ringway_core::http1::{parse_response, BodyFraming, ChunkedDecoder, CodecError};
 
 use super::conn::{Conn, Facts, Next};
 use super::head::{
@@ -75,7 +75,7 @@ impl Conn {
             BodyFraming::Close => None,
         };
         // Take what is buffered now, so a small request goes out in the first write.
-        let mut decoder = ChunkedDecoder::new();
+        let mut decoder = ChunkedDecoder::with_limit(limits.max_body_bytes);
         match &mut body {
             Some(Relay::Length(left)) => {
                 let take = (*left).min(self.rbuf.len() as u64) as usize;
@@ -86,42 +86,17 @@ impl Conn {
                     body = None;
                 }
             }
-            Some(Relay::Chunked(_)) => match decoder.decode(self.rbuf.data(), &mut self.wbuf, true)
-            {
-                Ok(used) => {
-                    self.rbuf.consume(used);
-                    if decoder.is_done() {
-                        body = None;
-                    } else if decoder.payload_bytes() > 0 {
-                        // Part of the chunked body is re-framed into the buffer already; the
-                        // relay below continues from where this decoder stopped.
-                        body = Some(Relay::Chunked(true));
-                    }
+            Some(Relay::Chunked(_)) => {
+                match decoder.decode(self.rbuf.data(), &mut self.wbuf, true) {
+                    // The relay below continues from where the decoder stopped.
+                    Ok(used) => self.rbuf.consume(used),
+                    Err(e) => return self.refuse(facts, &e).await,
                 }
-                Err(e) => {
-                    return local::upstream_error(
-                        self,
-                        facts,
-                        e.status(),
-                        "bad_request",
-                        &e.to_string(),
-                        false,
-                    )
-                    .await;
+                if decoder.is_done() {
+                    body = None;
                 }
-            },
+            }
             _ => {}
-        }
-        if limits.max_body_bytes > 0 && decoder.payload_bytes() > limits.max_body_bytes {
-            return local::upstream_error(
-                self,
-                facts,
-                413,
-                "body_too_large",
-                "request body exceeds limits.max_body_bytes",
-                false,
-            )
-            .await;
         }
         let whole = body.is_none();
         if !whole && facts.expect_continue {
@@ -196,7 +171,6 @@ impl Conn {
                     timeout: timeouts.upstream_response,
                     until,
                 };
-                let max = limits.max_body_bytes;
                 let relayed = relay_body(
                     client,
                     &mut self.rbuf,
@@ -204,35 +178,14 @@ impl Conn {
                     &mut self.wbuf,
                     mode,
                     &mut decoder,
-                    max,
                 )
                 .await;
                 match relayed {
                     Ok(_) => {}
                     Err(RelayError::Destination) => failed = Some(Failure::NoResponse),
-                    Err(RelayError::TooLarge) => {
-                        self.up_deadline.disarm();
-                        return local::upstream_error(
-                            self,
-                            facts,
-                            413,
-                            "body_too_large",
-                            "request body exceeds limits.max_body_bytes",
-                            false,
-                        )
-                        .await;
-                    }
                     Err(RelayError::Codec(e)) => {
                         self.up_deadline.disarm();
-                        return local::upstream_error(
-                            self,
-                            facts,
-                            e.status(),
-                            "bad_request",
-                            &e.to_string(),
-                            false,
-                        )
-                        .await;
+                        return self.refuse(facts, &e).await;
                     }
                     Err(RelayError::Source { timed_out }) => {
                         // The client went away, or stalled, mid-body.
@@ -283,30 +236,17 @@ impl Conn {
         let status = response.status();
         let upgrade = status == 101 && facts.upgrade;
         let up_framing = response.framing(facts.is_head);
-        let mut client_framing = ClientFraming::AsIs;
-        let mut relay = match up_framing {
-            BodyFraming::None => None,
-            BodyFraming::Length(n) => Some(Relay::Length(n)),
-            BodyFraming::Chunked if facts.http10 => {
-                client_framing = ClientFraming::Close;
-                Some(Relay::Chunked(false))
-            }
-            BodyFraming::Chunked => {
-                client_framing = ClientFraming::Chunked;
-                Some(Relay::Chunked(true))
-            }
-            BodyFraming::Close if facts.http10 => {
-                client_framing = ClientFraming::Close;
-                Some(Relay::UntilClose(false))
-            }
-            BodyFraming::Close => {
-                client_framing = ClientFraming::Chunked;
-                Some(Relay::UntilClose(true))
-            }
+        // How the body leaves: HTTP/1.0 clients get raw bytes and a close; HTTP/1.1 clients get
+        // a close-delimited body chunked, so that their connection survives it.
+        let (client_framing, relay) = match (up_framing, facts.http10) {
+            _ if upgrade => (ClientFraming::AsIs, None),
+            (BodyFraming::None, _) => (ClientFraming::AsIs, None),
+            (BodyFraming::Length(n), _) => (ClientFraming::AsIs, Some(Relay::Length(n))),
+            (BodyFraming::Chunked, true) => (ClientFraming::Close, Some(Relay::Chunked(false))),
+            (BodyFraming::Chunked, false) => (ClientFraming::Chunked, Some(Relay::Chunked(true))),
+            (BodyFraming::Close, true) => (ClientFraming::Close, Some(Relay::UntilClose(false))),
+            (BodyFraming::Close, false) => (ClientFraming::Chunked, Some(Relay::UntilClose(true))),
         };
-        if upgrade {
-            relay = None;
-        }
         let up_reusable = !upgrade && response.keep_alive() && up_framing != BodyFraming::Close;
         let keep_alive = !upgrade
             && facts.keep_alive
@@ -364,7 +304,6 @@ impl Conn {
                     &mut self.wbuf,
                     mode,
                     &mut ChunkedDecoder::new(),
-                    0,
                 )
                 .await
                 .map(|_| ())
@@ -388,6 +327,19 @@ impl Conn {
             // The response had begun: all that can be done is to cut the connection.
             Err(_) => (Next::Close, status),
         }
+    }
+}
+
+impl Conn {
+    /// Answers a request whose body broke the framing rules or the size limit; the connection
+    /// closes after it.
+    async fn refuse(&mut self, facts: Facts, e: &CodecError) -> (Next, u16) {
+        let code = if e.status() == 413 {
+            "body_too_large"
+        } else {
+            "bad_request"
+        };
+        local::upstream_error(self, facts, e.status(), code, &e.to_string(), false).await
     }
 }
 

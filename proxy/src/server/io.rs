@@ -136,20 +136,17 @@ pub fn bounded(timeout: Duration, until: Option<Instant>) -> Duration {
 #[derive(Debug)]
 pub enum RelayError {
     /// The source failed, closed early or timed out.
-    Source {
-        timed_out: bool,
-    },
+    Source { timed_out: bool },
     /// The destination failed or timed out.
     Destination,
-    /// The source sent a malformed chunked body, or more than the limit.
+    /// The source sent a malformed chunked body, or more than the decoder's limit.
     Codec(CodecError),
-    TooLarge,
 }
 
 /// Moves one body from `src` (starting with what `src_buf` already holds) to `dst`, writing
 /// whatever `out` already holds (a head) before or with the first body bytes. Returns the
-/// number of payload bytes moved. `max_payload` of 0 means no limit. A chunked body continues
-/// from `decoder`'s state, so a caller may have decoded its start already.
+/// number of payload bytes moved. A chunked body continues from `decoder`'s state (and its
+/// limit), so a caller may have decoded its start already.
 pub async fn relay_body<R: AsyncReadRent, W: AsyncWriteRent>(
     src: End<'_, R>,
     src_buf: &mut RecvBuf,
@@ -157,7 +154,6 @@ pub async fn relay_body<R: AsyncReadRent, W: AsyncWriteRent>(
     out: &mut Vec<u8>,
     mut mode: Relay,
     decoder: &mut ChunkedDecoder,
-    max_payload: u64,
 ) -> Result<u64, RelayError> {
     let mut moved: u64 = 0;
     loop {
@@ -195,9 +191,6 @@ pub async fn relay_body<R: AsyncReadRent, W: AsyncWriteRent>(
                 false
             }
         };
-        if max_payload > 0 && moved > max_payload {
-            return Err(RelayError::TooLarge);
-        }
         if done || out.len() >= FLUSH_AT || (!out.is_empty() && src_buf.is_empty()) {
             dst.arm();
             write_out(dst.stream, out)

@@ -39,24 +39,8 @@ pub(super) async fn answer(
     answer: Local<'_>,
 ) -> (Next, u16) {
     c.rbuf.consume(head_len);
-    let keep_alive = facts.keep_alive && facts.framing == BodyFraming::None && !c.w.draining.get();
-    let status = answer.status();
-    write_answer(
-        &mut c.wbuf,
-        &answer,
-        keep_alive,
-        facts.is_head,
-        facts.http10,
-    );
-    let sent = write_out(&mut c.stream, &mut c.wbuf).await.is_ok();
-    (
-        if sent && keep_alive {
-            Next::KeepAlive
-        } else {
-            Next::Close
-        },
-        status,
-    )
+    let keep_alive = facts.framing == BodyFraming::None;
+    send(c, facts, &answer, keep_alive).await
 }
 
 /// Answers a request that could not be parsed; the connection closes after it.
@@ -65,7 +49,8 @@ pub(super) async fn reject(c: &mut Conn, answer: Local<'_>) {
     let _ = write_out(&mut c.stream, &mut c.wbuf).await;
 }
 
-/// Answers an upstream failure for a request whose body has been dealt with.
+/// Answers an upstream failure (or a bad body) for a request whose body has been dealt with,
+/// or which closes the connection (`keep_alive` false).
 pub(super) async fn upstream_error(
     c: &mut Conn,
     facts: Facts,
@@ -74,29 +59,25 @@ pub(super) async fn upstream_error(
     message: &str,
     keep_alive: bool,
 ) -> (Next, u16) {
-    let keep_alive = keep_alive && facts.keep_alive && !c.w.draining.get();
     let answer = Local::Error {
         status,
         code,
         message,
     };
+    send(c, facts, &answer, keep_alive).await
+}
+
+async fn send(c: &mut Conn, facts: Facts, answer: &Local<'_>, keep_alive: bool) -> (Next, u16) {
+    let keep_alive = keep_alive && facts.keep_alive && !c.w.draining.get();
     c.wbuf.clear();
-    write_answer(
-        &mut c.wbuf,
-        &answer,
-        keep_alive,
-        facts.is_head,
-        facts.http10,
-    );
+    write_answer(&mut c.wbuf, answer, keep_alive, facts.is_head, facts.http10);
     let sent = write_out(&mut c.stream, &mut c.wbuf).await.is_ok();
-    (
-        if sent && keep_alive {
-            Next::KeepAlive
-        } else {
-            Next::Close
-        },
-        status,
-    )
+    let next = if sent && keep_alive {
+        Next::KeepAlive
+    } else {
+        Next::Close
+    };
+    (next, answer.status())
 }
 
 fn reason(status: u16) -> &'static str {

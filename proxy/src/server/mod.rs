@@ -184,13 +184,7 @@ fn resolve_port(addr: SocketAddr) -> std::io::Result<(SocketAddr, Option<socket2
     if addr.port() != 0 {
         return Ok((addr, None));
     }
-    let socket = socket2::Socket::new(
-        socket2::Domain::for_address(addr),
-        socket2::Type::STREAM,
-        None,
-    )?;
-    socket.set_reuse_port(true)?;
-    socket.bind(&addr.into())?;
+    let socket = reuse_port_socket(addr)?;
     let bound = socket
         .local_addr()?
         .as_socket()
@@ -198,7 +192,8 @@ fn resolve_port(addr: SocketAddr) -> std::io::Result<(SocketAddr, Option<socket2
     Ok((bound, Some(socket)))
 }
 
-fn bind_std(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+/// A TCP socket bound to `addr` with SO_REUSEPORT, so that every worker can bind the same port.
+fn reuse_port_socket(addr: SocketAddr) -> std::io::Result<socket2::Socket> {
     let socket = socket2::Socket::new(
         socket2::Domain::for_address(addr),
         socket2::Type::STREAM,
@@ -206,8 +201,13 @@ fn bind_std(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
     )?;
     socket.set_reuse_port(true)?;
     socket.set_reuse_address(true)?;
-    socket.set_nodelay(true)?;
     socket.bind(&addr.into())?;
+    Ok(socket)
+}
+
+fn bind_std(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    let socket = reuse_port_socket(addr)?;
+    socket.set_nodelay(true)?;
     socket.listen(4096)?;
     // monoio's epoll driver expects non-blocking sockets (io_uring does not mind).
     socket.set_nonblocking(true)?;
