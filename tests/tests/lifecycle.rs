@@ -111,6 +111,26 @@ fn two_workers_both_serve_connections() {
 }
 
 #[test]
+fn workers_are_pinned_to_the_configured_cpus() {
+    let origin = Origin::start("a");
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let last = cpus - 1;
+    let proxy = Ringway::start(&forward_all_config(
+        3,
+        &[&origin.url()],
+        &format!("cpus: \"{last}\"\n"),
+    ));
+    assert_eq!(Client::connect(proxy.addr()).get("/hello").status, 200);
+    let stderr = proxy.stderr_text();
+    for worker in 0..3 {
+        assert!(
+            stderr.contains(&format!("worker {worker} on CPU {last} uses ")),
+            "worker {worker} not reported on CPU {last}:\n{stderr}"
+        );
+    }
+}
+
+#[test]
 fn smoke_with_the_legacy_driver() {
     let origin = Origin::start("a");
     let proxy = Ringway::start_with_env(

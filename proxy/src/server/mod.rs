@@ -152,6 +152,15 @@ impl Server {
                 .expect("each worker takes its listeners once");
             worker_main(ctx, Arc::clone(&snap), Arc::clone(&ctl), mine)
         })?;
+        // Logged here, in order and before the caller reports ready: monoio's own fallback to
+        // epoll is silent, and the driver decides much of the throughput.
+        for w in &workers {
+            let c = w.context;
+            let cpu = c
+                .cpu
+                .map_or("any CPU".to_string(), |cpu| format!("CPU {cpu}"));
+            log::info!("worker {} on {cpu} uses {}", c.index, c.driver);
+        }
         Ok(Server {
             control,
             listeners,
@@ -229,13 +238,6 @@ async fn worker_main(
         connections: Cell::new(0),
         ids: RequestIds::new(ctx.index),
     });
-    log::info!(
-        "worker {} on {} uses {}",
-        ctx.index,
-        ctx.cpu
-            .map_or("any CPU".to_string(), |c| format!("CPU {c}")),
-        ctx.driver
-    );
     let mut listener_fds = Vec::new();
     for std_listener in listeners {
         let listener = match TcpListener::from_std(std_listener) {
