@@ -125,6 +125,7 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, String>
             chars.next();
             let first = chars.next().map(|c| format!("-{c}")).unwrap_or_default();
             let rest: String = chars.collect();
+            let rest = rest.strip_prefix('=').unwrap_or(&rest).to_string();
             (first, (!rest.is_empty()).then_some(rest))
         };
         let mut value = |what: &str| -> Result<String, String> {

@@ -107,14 +107,6 @@ impl WorkerState {
         }
     }
 
-    pub fn is_measuring(&self) -> bool {
-        self.measuring.get()
-    }
-
-    pub fn publish(&self) {
-        self.live.publish(&self.stats.borrow());
-    }
-
     /// The latencies recorded since the last interval boundary; moves the boundary here.
     fn take_interval(&self) -> Histogram<u64> {
         let now = self.stats.borrow().latency_us.clone();
@@ -218,11 +210,8 @@ async fn pace(w: &WorkerState, signal: StdUnixStream) {
         let (res, b) = signal.read(buf).await;
         buf = b;
         match res {
-            Ok(0) | Err(_) => {
-                // The pacer is gone (the run is over); wake everybody to see it.
-                w.plan.stop();
-                return;
-            }
+            // The pacer is gone: the run is over and the root task stops the plan.
+            Ok(0) | Err(_) => return,
             Ok(_) => schedule.wake_due(),
         }
     }

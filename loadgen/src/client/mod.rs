@@ -64,12 +64,11 @@ pub async fn connection(w: Rc<WorkerState>, target: &'static Target, tls: Option
                 }
             }
             Err(_) => {
-                if w.is_measuring() {
-                    w.stats.borrow_mut().error(ErrorKind::Connect);
-                    w.publish();
-                }
-                if !w.plan.charge_failure() {
-                    return;
+                let now = Instant::now();
+                match w.plan.charge_failure(now) {
+                    None => return,
+                    Some(true) => w.record_error(now, ErrorKind::Connect),
+                    Some(false) => {}
                 }
                 monoio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(BACKOFF_MAX);
