@@ -1,0 +1,1 @@
+//! The peer and scaling runner (in progress).
