@@ -41,6 +41,10 @@ fn main() -> ExitCode {
             eprintln!("ringway-bench: {m}\n\n{USAGE}");
             ExitCode::from(2)
         }
+        Err(Error::Interrupted) => {
+            eprintln!("ringway-bench: {}", Error::Interrupted);
+            ExitCode::from(130)
+        }
         Err(e) => {
             eprintln!("ringway-bench: {e}");
             ExitCode::from(1)

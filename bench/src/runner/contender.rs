@@ -121,7 +121,7 @@ pub fn haproxy_conf(port: u16, origin_port: u16) -> String {
     format!(
         "global
     nbthread 1
-    maxconn 20000
+    maxconn 4096
 
 defaults
     mode http

@@ -109,15 +109,17 @@ impl Spec {
             c.arg("-c").arg(cpu_list(&self.cpus)).arg(&self.program);
             c
         };
+        // Both streams into one file, in the order written.
+        let log = File::options()
+            .create(true)
+            .truncate(true)
+            .write(true)
+            .open(&self.log)?;
         cmd.args(&self.args)
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
-            .stdout(File::create(&self.log)?)
-            .stderr(File::create(&self.log).and_then(|f| {
-                // Both streams into one file, appended in order.
-                drop(f);
-                File::options().append(true).open(&self.log)
-            })?)
+            .stdout(log.try_clone()?)
+            .stderr(log)
             .process_group(0);
         Ok(cmd)
     }
