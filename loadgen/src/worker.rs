@@ -1,0 +1,246 @@
+//! One load worker: its share of the connections, its plan, its stats, all on one pinned
+//! monoio runtime.
+//!
+//! The worker's root task starts the connection tasks, the timer wheel's ticker and (open loop)
+//! the pacer reader, waits out warm-up, then either the duration or (with `-n`) every
+//! connection, and hands its stats to the main thread. Connections still waiting on a response
+//! when a timed run ends are abandoned with the runtime: their requests were sent after the
+//! window closed or will be answered after it, and count nowhere (as in wrk).
+
+use std::cell::{Cell, RefCell};
+use std::os::unix::net::UnixStream as StdUnixStream;
+use std::rc::Rc;
+use std::sync::mpsc::Sender;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use monoio::io::AsyncReadRent;
+use ringway_core::timer::TimerWheel;
+
+use crate::client::{self, TlsTarget};
+use crate::plan::Plan;
+use crate::stats::{ErrorKind, Live, Stats};
+use crate::target::Target;
+
+/// The timer wheel's tick: request timeouts fire at most this late.
+const WHEEL_TICK: Duration = Duration::from_millis(10);
+
+/// What a worker is told to do.
+pub struct Assignment {
+    /// One entry per connection: the target it loads.
+    pub connections: Vec<usize>,
+    pub targets: &'static [Target],
+    pub tls: Vec<Option<TlsTarget>>,
+    pub plan: PlanSpec,
+    pub pipeline: usize,
+    pub timeout: Duration,
+    /// Load starts here (connections open before it).
+    pub load_from: Instant,
+    /// Measurement starts here (after warm-up).
+    pub measure_from: Instant,
+    /// A timed run ends here; `None` = when the `-n` budget is spent.
+    pub until: Option<Instant>,
+    pub live: Arc<Live>,
+    pub results: Sender<Message>,
+    /// With `--hdr-log`: send each second's histogram.
+    pub intervals: bool,
+}
+
+pub enum PlanSpec {
+    Closed(Option<u64>),
+    Open(crate::plan::Cadence, StdUnixStream),
+}
+
+/// What workers tell the main thread.
+pub enum Message {
+    /// Latencies of one interval of `--hdr-log`, numbered from 0 at the start of measurement.
+    Interval {
+        second: u32,
+        latency_us: Histogram<u64>,
+    },
+    /// The worker is done: its stats and when it finished.
+    Done {
+        stats: Box<Stats>,
+        finished: Instant,
+    },
+}
+
+/// A worker's state, shared by its tasks (all on one thread).
+pub struct WorkerState {
+    pub plan: Plan,
+    pub stats: RefCell<Stats>,
+    pub wheel: TimerWheel,
+    pub pipeline: usize,
+    pub timeout: Duration,
+    pub load_from: Instant,
+    pub measure_from: Instant,
+    measuring: Cell<bool>,
+    live: Arc<Live>,
+    /// The latency histogram as of the last `--hdr-log` interval boundary.
+    interval_base: RefCell<Option<Histogram<u64>>>,
+}
+
+impl WorkerState {
+    /// Records a response to a request sent (or intended) at `start`.
+    #[inline]
+    pub fn record(&self, start: Instant, status: u16) {
+        if start >= self.measure_from {
+            let mut stats = self.stats.borrow_mut();
+            stats.response(status, start.elapsed());
+            self.live.publish(&stats);
+        }
+    }
+
+    pub fn record_error(&self, start: Instant, kind: ErrorKind) {
+        if start >= self.measure_from {
+            let mut stats = self.stats.borrow_mut();
+            stats.error(kind);
+            self.live.publish(&stats);
+        }
+    }
+
+    #[inline]
+    pub fn count_bytes(&self, n: usize) {
+        if self.measuring.get() {
+            self.stats.borrow_mut().bytes += n as u64;
+        }
+    }
+
+    pub fn is_measuring(&self) -> bool {
+        self.measuring.get()
+    }
+
+    pub fn publish(&self) {
+        self.live.publish(&self.stats.borrow());
+    }
+
+    /// The latencies recorded since the last interval boundary; moves the boundary here.
+    fn take_interval(&self) -> Histogram<u64> {
+        let now = self.stats.borrow().latency_us.clone();
+        let mut base = self.interval_base.borrow_mut();
+        let mut interval = now.clone();
+        if let Some(prev) = base.as_ref() {
+            interval
+                .subtract(prev)
+                .expect("the total only grows and shares bounds");
+        }
+        *base = Some(now);
+        interval
+    }
+}
+
+/// The worker's root task.
+pub async fn run(a: Assignment) {
+    let (plan, signal) = match a.plan {
+        PlanSpec::Closed(count) => (Plan::closed(count, a.measure_from), None),
+        PlanSpec::Open(cadence, signal) => (Plan::open(cadence), Some(signal)),
+    };
+    let w = Rc::new(WorkerState {
+        plan,
+        stats: RefCell::new(Stats::default()),
+        wheel: TimerWheel::new(WHEEL_TICK),
+        pipeline: a.pipeline,
+        timeout: a.timeout,
+        load_from: a.load_from,
+        measure_from: a.measure_from,
+        measuring: Cell::new(false),
+        live: a.live,
+        interval_base: RefCell::new(None),
+    });
+    let stopped = Rc::new(Cell::new(false));
+    {
+        let (wheel, stopped) = (w.wheel.clone(), Rc::clone(&stopped));
+        monoio::spawn(async move { wheel.run(|| stopped.get()).await });
+    }
+    if let Some(signal) = signal {
+        let w = Rc::clone(&w);
+        monoio::spawn(async move { pace(&w, signal).await });
+    }
+    let mut handles = Vec::with_capacity(a.connections.len());
+    for &t in &a.connections {
+        let task = client::connection(Rc::clone(&w), &a.targets[t], a.tls[t].clone());
+        handles.push(monoio::spawn(task));
+    }
+
+    sleep_until(a.measure_from).await;
+    w.measuring.set(true);
+    if a.intervals {
+        let (w, results, stopped) = (Rc::clone(&w), a.results.clone(), Rc::clone(&stopped));
+        monoio::spawn(async move { intervals(&w, &results, &stopped).await });
+    }
+    match a.until {
+        Some(until) => sleep_until(until).await,
+        None => {
+            for h in handles {
+                h.await;
+            }
+        }
+    }
+    let finished = Instant::now();
+    w.measuring.set(false);
+    stopped.set(true);
+    w.plan.stop();
+    let stats = w.stats.borrow().clone();
+    if a.intervals {
+        let second = finished.saturating_duration_since(a.measure_from).as_secs() as u32;
+        let _ = a.results.send(Message::Interval {
+            second,
+            latency_us: w.take_interval(),
+        });
+    }
+    let _ = a.results.send(Message::Done {
+        stats: Box::new(stats),
+        finished,
+    });
+}
+
+async fn sleep_until(t: Instant) {
+    if Instant::now() < t {
+        monoio::time::sleep_until(monoio::time::Instant::from_std(t)).await;
+    }
+}
+
+/// Open loop: wakes idle connections each time the pacer thread says requests fell due.
+async fn pace(w: &WorkerState, signal: StdUnixStream) {
+    let Some(schedule) = w.plan.schedule() else {
+        return;
+    };
+    let mut signal = match monoio::net::UnixStream::from_std(signal) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("ringload: pacer socket: {e}");
+            std::process::exit(1);
+        }
+    };
+    let mut buf = vec![0u8; 256];
+    while !schedule.is_over() {
+        let (res, b) = signal.read(buf).await;
+        buf = b;
+        match res {
+            Ok(0) | Err(_) => {
+                // The pacer is gone (the run is over); wake everybody to see it.
+                w.plan.stop();
+                return;
+            }
+            Ok(_) => schedule.wake_due(),
+        }
+    }
+}
+
+/// `--hdr-log`: hands the main thread each second's latencies.
+async fn intervals(w: &WorkerState, results: &Sender<Message>, stopped: &Cell<bool>) {
+    let mut second = 0u32;
+    loop {
+        sleep_until(w.measure_from + Duration::from_secs(second as u64 + 1)).await;
+        if stopped.get() {
+            return;
+        }
+        let interval = w.take_interval();
+        let _ = results.send(Message::Interval {
+            second,
+            latency_us: interval,
+        });
+        second += 1;
+    }
+}
