@@ -130,7 +130,12 @@ pub fn parse_ringload_json(text: &str) -> Result<Measured, String> {
         })
     };
     let not_2xx = count_where("status", &|code| !code.starts_with('2'));
-    let failed = count_where("errors", &|_| true);
+    // By kind, perhaps with their sum as `total`.
+    let failed = doc
+        .get("errors")
+        .and_then(|e| e.get("total"))
+        .and_then(Value::as_u64)
+        .unwrap_or_else(|| count_where("errors", &|_| true));
     Ok(Measured {
         requests: need(&doc, "requests")? as u64,
         duration_s: need(&doc, "duration_s")?,
@@ -212,6 +217,8 @@ mod tests {
             (800.0, 3400.0, Some(7000.0))
         );
         assert_eq!(m.errors, 10);
+        let with_total = doc.replace("\"timeout\": 5}", "\"timeout\": 5, \"total\": 6}");
+        assert_eq!(parse_ringload_json(&with_total).unwrap().errors, 10);
         let dotted = doc.replace("\"p99_9\"", "\"p99.9\"");
         assert_eq!(parse_ringload_json(&dotted).unwrap().p999_us, Some(7000.0));
         let without = doc.replace("\"p99_9\": 7000,", "");
