@@ -15,7 +15,8 @@ usage:
   ringway-bench scaling [OPTIONS]   Ringway alone at 1, 2, 4, ... workers (own binaries only)
 
 options:
-  --quick                 a short run: peers 2 rounds of 2 s runs, scaling 1 round of 3 s runs
+  --quick                 a short run: peers 3 rounds of 1 s runs (under 2 minutes), scaling
+                          1 round of 3 s runs
   --rounds N              rounds, contenders interleaved (default 3)
   --duration D            each measured run, e.g. 10s or 500ms (default 10s)
   --warmup D              load before a contender's first measured run (default 2s)
@@ -84,17 +85,22 @@ fn parse(mode: &str, args: &[String]) -> Result<Options, Error> {
     let quick = args.iter().any(|a| a == "--quick");
     let mut o = Options {
         quick,
+        // --quick: three rounds still, so that a median drops one disturbed run.
         rounds: match (peers, quick) {
-            (_, false) => 3,
-            (true, true) => 2,
+            (true, _) => 3,
+            (false, false) => 3,
             (false, true) => 1,
         },
-        duration: Duration::from_secs(match (peers, quick) {
-            (_, false) => 10,
-            (true, true) => 2,
-            (false, true) => 3,
-        }),
-        warmup: Duration::from_secs(if quick { 1 } else { 2 }),
+        duration: match (peers, quick) {
+            (_, false) => Duration::from_secs(10),
+            (true, true) => Duration::from_secs(1),
+            (false, true) => Duration::from_secs(3),
+        },
+        warmup: if quick {
+            Duration::from_millis(500)
+        } else {
+            Duration::from_secs(2)
+        },
         connections: 64,
         bodies: BodySize::parse_list(if peers { "16,1k,16k" } else { "16" })?,
         rate: 20_000,
