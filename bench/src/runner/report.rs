@@ -1,0 +1,715 @@
+//! What a runner measured, and its renderings: a table for the terminal, JSON, markdown (for
+//! `docs/benchmarks.md`) and an SVG chart, written under `bench/results/`.
+//!
+//! Single runs are kept as they were; summaries are medians over rounds, because on a shared
+//! VM one run in a few is off by far more than the differences being measured.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use serde_json::{json, Value};
+
+use super::load::Measured;
+use super::Error;
+
+/// One measured run of one contender.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Run {
+    pub round: usize,
+    pub contender: String,
+    pub workers: usize,
+    pub body: String,
+    /// `saturation` or `N/s`.
+    pub mode: String,
+    pub measured: Measured,
+    /// The proxy's CPU (its process tree's utime+stime) per request, in microseconds.
+    pub proxy_cpu_us: f64,
+    /// The origin's, over the same window.
+    pub origin_cpu_us: f64,
+    /// The proxy's peak RSS in KiB (sum over its processes), at the end of its round.
+    pub peak_rss_kib: u64,
+}
+
+impl Run {
+    /// The proxy's CPU per request divided by the origin's: the figure that host drift cancels
+    /// out of.
+    pub fn normalised(&self) -> f64 {
+        if self.origin_cpu_us > 0.0 {
+            self.proxy_cpu_us / self.origin_cpu_us
+        } else {
+            0.0
+        }
+    }
+}
+
+/// Medians of the runs of one (contender, workers, body, mode).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Row {
+    pub contender: String,
+    pub workers: usize,
+    pub body: String,
+    pub mode: String,
+    pub runs: usize,
+    pub rps: f64,
+    pub p50_us: f64,
+    pub p99_us: f64,
+    pub p999_us: Option<f64>,
+    /// Summed over the runs.
+    pub errors: u64,
+    pub proxy_cpu_us: f64,
+    pub normalised: f64,
+    /// The largest of the runs'.
+    pub peak_rss_kib: u64,
+}
+
+/// The median; the mean of the middle two for an even count.
+pub fn median(values: &[f64]) -> f64 {
+    let mut v: Vec<f64> = values.iter().copied().filter(|x| x.is_finite()).collect();
+    if v.is_empty() {
+        return 0.0;
+    }
+    v.sort_by(f64::total_cmp);
+    let mid = v.len() / 2;
+    if v.len() % 2 == 1 {
+        v[mid]
+    } else {
+        (v[mid - 1] + v[mid]) / 2.0
+    }
+}
+
+/// Groups runs by (contender, workers, body, mode) in the order first seen.
+pub fn summarize(runs: &[Run]) -> Vec<Row> {
+    let mut keys: Vec<(String, usize, String, String)> = Vec::new();
+    for r in runs {
+        let key = (
+            r.contender.clone(),
+            r.workers,
+            r.body.clone(),
+            r.mode.clone(),
+        );
+        if !keys.contains(&key) {
+            keys.push(key);
+        }
+    }
+    keys.into_iter()
+        .map(|(contender, workers, body, mode)| {
+            let group: Vec<&Run> = runs
+                .iter()
+                .filter(|r| {
+                    r.contender == contender
+                        && r.workers == workers
+                        && r.body == body
+                        && r.mode == mode
+                })
+                .collect();
+            let med =
+                |f: &dyn Fn(&Run) -> f64| median(&group.iter().map(|r| f(r)).collect::<Vec<_>>());
+            let p999: Vec<f64> = group.iter().filter_map(|r| r.measured.p999_us).collect();
+            Row {
+                runs: group.len(),
+                rps: med(&|r| r.measured.rps),
+                p50_us: med(&|r| r.measured.p50_us),
+                p99_us: med(&|r| r.measured.p99_us),
+                p999_us: (!p999.is_empty()).then(|| median(&p999)),
+                errors: group.iter().map(|r| r.measured.errors).sum(),
+                proxy_cpu_us: med(&|r| r.proxy_cpu_us),
+                normalised: med(&|r| r.normalised()),
+                peak_rss_kib: group.iter().map(|r| r.peak_rss_kib).max().unwrap_or(0),
+                contender,
+                workers,
+                body,
+                mode,
+            }
+        })
+        .collect()
+}
+
+/// A table of text cells.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Table {
+    pub headers: Vec<String>,
+    pub rows: Vec<Vec<String>>,
+}
+
+impl Table {
+    fn new(headers: &[&str]) -> Table {
+        Table {
+            headers: headers.iter().map(|h| h.to_string()).collect(),
+            rows: Vec::new(),
+        }
+    }
+
+    /// Columns padded to their widest cell.
+    pub fn text(&self) -> String {
+        let widths: Vec<usize> = (0..self.headers.len())
+            .map(|i| {
+                std::iter::once(&self.headers[i])
+                    .chain(self.rows.iter().map(|r| &r[i]))
+                    .map(|c| c.chars().count())
+                    .max()
+                    .unwrap_or(0)
+            })
+            .collect();
+        let mut out = String::new();
+        for row in std::iter::once(&self.headers).chain(&self.rows) {
+            let cells: Vec<String> = row
+                .iter()
+                .zip(&widths)
+                .map(|(c, w)| format!("{c}{}", " ".repeat(w - c.chars().count())))
+                .collect();
+            out.push_str(cells.join("  ").trim_end());
+            out.push('\n');
+        }
+        out
+    }
+
+    pub fn markdown(&self) -> String {
+        let line = |cells: &[String]| format!("| {} |\n", cells.join(" | "));
+        let mut out = line(&self.headers);
+        out.push_str(&line(&vec!["---".to_string(); self.headers.len()]));
+        for row in &self.rows {
+            out.push_str(&line(row));
+        }
+        out
+    }
+}
+
+/// `57,475`.
+pub fn thousands(n: f64) -> String {
+    let digits = format!("{:.0}", n.max(0.0));
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// `812 µs`, `3.40 ms`.
+pub fn latency(us: f64) -> String {
+    if us < 1000.0 {
+        format!("{us:.0} µs")
+    } else {
+        format!("{:.2} ms", us / 1000.0)
+    }
+}
+
+fn mib(kib: u64) -> String {
+    format!("{:.1} MiB", kib as f64 / 1024.0)
+}
+
+/// Everything a runner's invocation produced.
+#[derive(Clone, Debug)]
+pub struct Report {
+    /// `peers` or `scaling`.
+    pub kind: String,
+    pub command: String,
+    /// UTC, `2026-11-26 10:00`.
+    pub date: String,
+    pub machine: String,
+    /// Lines saying how it was set up: versions, pinning, load.
+    pub setup: Vec<String>,
+    /// The contender the others are divided by (`nginx`), if it ran.
+    pub baseline: Option<String>,
+    pub runs: Vec<Run>,
+}
+
+impl Report {
+    pub fn summary_table(&self) -> Table {
+        let scaling = self.kind == "scaling";
+        let mut t = Table::new(&[
+            "proxy",
+            "workers",
+            "body",
+            "mode",
+            "RPS",
+            "p50",
+            "p99",
+            "p99.9",
+            "errors",
+            "CPU µs/req",
+            "÷ origin's",
+            "peak RSS",
+        ]);
+        for r in summarize(&self.runs) {
+            t.rows.push(vec![
+                r.contender.clone(),
+                r.workers.to_string(),
+                r.body.clone(),
+                r.mode.clone(),
+                thousands(r.rps),
+                latency(r.p50_us),
+                latency(r.p99_us),
+                r.p999_us.map_or("-".into(), latency),
+                r.errors.to_string(),
+                format!("{:.2}", r.proxy_cpu_us),
+                format!("{:.3}", r.normalised),
+                mib(r.peak_rss_kib),
+            ]);
+        }
+        if !scaling {
+            // Every peer runs one worker: leave the column out.
+            t.headers.remove(1);
+            for row in &mut t.rows {
+                row.remove(1);
+            }
+        }
+        t
+    }
+
+    /// Each contender's medians divided by the baseline's, per body and mode.
+    pub fn ratio_table(&self) -> Option<Table> {
+        let baseline = self.baseline.as_deref()?;
+        let rows = summarize(&self.runs);
+        let mut t = Table::new(&[
+            "body",
+            "mode",
+            "proxy",
+            &format!("RPS ÷ {baseline}"),
+            &format!("CPU/req ÷ {baseline}"),
+            &format!("normalised CPU/req ÷ {baseline}"),
+            &format!("p99 ÷ {baseline}"),
+            &format!("peak RSS ÷ {baseline}"),
+        ]);
+        let ratio = |a: f64, b: f64| {
+            if b > 0.0 {
+                format!("{:.3}", a / b)
+            } else {
+                "-".into()
+            }
+        };
+        for base in rows.iter().filter(|r| r.contender == baseline) {
+            for r in rows
+                .iter()
+                .filter(|r| r.contender != baseline && r.body == base.body && r.mode == base.mode)
+            {
+                t.rows.push(vec![
+                    r.body.clone(),
+                    r.mode.clone(),
+                    r.contender.clone(),
+                    ratio(r.rps, base.rps),
+                    ratio(r.proxy_cpu_us, base.proxy_cpu_us),
+                    ratio(r.normalised, base.normalised),
+                    ratio(r.p99_us, base.p99_us),
+                    ratio(r.peak_rss_kib as f64, base.peak_rss_kib as f64),
+                ]);
+            }
+        }
+        (!t.rows.is_empty()).then_some(t)
+    }
+
+    /// For scaling: RPS at each worker count against the one-worker figure.
+    pub fn scaling_table(&self) -> Option<Table> {
+        if self.kind != "scaling" {
+            return None;
+        }
+        let rows = summarize(&self.runs);
+        let one = rows.iter().find(|r| r.workers == 1).map(|r| r.rps);
+        let mut t = Table::new(&[
+            "workers",
+            "RPS",
+            "RPS per worker",
+            "× one worker",
+            "CPU µs/req",
+            "÷ origin's",
+        ]);
+        for r in &rows {
+            t.rows.push(vec![
+                r.workers.to_string(),
+                thousands(r.rps),
+                thousands(r.rps / r.workers as f64),
+                one.filter(|&o| o > 0.0)
+                    .map_or("-".into(), |o| format!("{:.2}", r.rps / o)),
+                format!("{:.2}", r.proxy_cpu_us),
+                format!("{:.3}", r.normalised),
+            ]);
+        }
+        Some(t)
+    }
+
+    pub fn runs_table(&self) -> Table {
+        let mut t = Table::new(&[
+            "round",
+            "proxy",
+            "workers",
+            "body",
+            "mode",
+            "rps",
+            "p99_us",
+            "errors",
+            "proxy_us_per_req",
+            "origin_us_per_req",
+            "ratio_to_origin",
+        ]);
+        for r in &self.runs {
+            t.rows.push(vec![
+                r.round.to_string(),
+                r.contender.clone(),
+                r.workers.to_string(),
+                r.body.clone(),
+                r.mode.clone(),
+                format!("{:.0}", r.measured.rps),
+                format!("{:.0}", r.measured.p99_us),
+                r.measured.errors.to_string(),
+                format!("{:.2}", r.proxy_cpu_us),
+                format!("{:.2}", r.origin_cpu_us),
+                format!("{:.3}", r.normalised()),
+            ]);
+        }
+        t
+    }
+
+    /// What the terminal shows at the end.
+    pub fn text(&self) -> String {
+        let mut out = format!("\nmedians of {} run(s):\n", self.runs.len());
+        out.push_str(&self.summary_table().text());
+        if let Some(t) = self.scaling_table() {
+            out.push_str("\nscaling:\n");
+            out.push_str(&t.text());
+        }
+        if let Some(t) = self.ratio_table() {
+            out.push_str(&format!(
+                "\nratios to {}:\n",
+                self.baseline.as_deref().unwrap_or("")
+            ));
+            out.push_str(&t.text());
+        }
+        out
+    }
+
+    pub fn markdown(&self) -> String {
+        let mut out = format!(
+            "Command:\n\n```sh\n{}\n```\n\nRun {} on {}.\n\n",
+            self.command, self.date, self.machine
+        );
+        for line in &self.setup {
+            let _ = writeln!(out, "- {line}");
+        }
+        out.push_str("\nMedians:\n\n");
+        out.push_str(&self.summary_table().markdown());
+        if let Some(t) = self.scaling_table() {
+            out.push_str("\nScaling:\n\n");
+            out.push_str(&t.markdown());
+        }
+        if let Some(t) = self.ratio_table() {
+            let _ = write!(
+                out,
+                "\nRatios to {}:\n\n",
+                self.baseline.as_deref().unwrap_or("")
+            );
+            out.push_str(&t.markdown());
+        }
+        out.push_str("\nEvery run, in order:\n\n```\n");
+        out.push_str(&self.runs_table().text());
+        out.push_str("```\n");
+        out
+    }
+
+    pub fn json(&self) -> Value {
+        let runs: Vec<Value> = self
+            .runs
+            .iter()
+            .map(|r| {
+                json!({
+                    "round": r.round,
+                    "contender": r.contender,
+                    "workers": r.workers,
+                    "body": r.body,
+                    "mode": r.mode,
+                    "requests": r.measured.requests,
+                    "duration_s": r.measured.duration_s,
+                    "rps": r.measured.rps,
+                    "latency_us": {
+                        "p50": r.measured.p50_us,
+                        "p99": r.measured.p99_us,
+                        "p99_9": r.measured.p999_us,
+                    },
+                    "errors": r.measured.errors,
+                    "proxy_cpu_us_per_request": r.proxy_cpu_us,
+                    "origin_cpu_us_per_request": r.origin_cpu_us,
+                    "cpu_ratio_to_origin": r.normalised(),
+                    "peak_rss_kib": r.peak_rss_kib,
+                })
+            })
+            .collect();
+        let summary: Vec<Value> = summarize(&self.runs)
+            .iter()
+            .map(|r| {
+                json!({
+                    "contender": r.contender,
+                    "workers": r.workers,
+                    "body": r.body,
+                    "mode": r.mode,
+                    "runs": r.runs,
+                    "rps": r.rps,
+                    "latency_us": {"p50": r.p50_us, "p99": r.p99_us, "p99_9": r.p999_us},
+                    "errors": r.errors,
+                    "proxy_cpu_us_per_request": r.proxy_cpu_us,
+                    "cpu_ratio_to_origin": r.normalised,
+                    "peak_rss_kib": r.peak_rss_kib,
+                })
+            })
+            .collect();
+        let table = |t: Option<Table>| {
+            t.map(|t| {
+                let rows: Vec<Value> = t
+                    .rows
+                    .iter()
+                    .map(|row| {
+                        let m: BTreeMap<&str, &str> = t
+                            .headers
+                            .iter()
+                            .map(String::as_str)
+                            .zip(row.iter().map(String::as_str))
+                            .collect();
+                        json!(m)
+                    })
+                    .collect();
+                Value::Array(rows)
+            })
+        };
+        json!({
+            "kind": self.kind,
+            "command": self.command,
+            "date": self.date,
+            "machine": self.machine,
+            "setup": self.setup,
+            "baseline": self.baseline,
+            "runs": runs,
+            "summary": summary,
+            "ratios": table(self.ratio_table()),
+            "scaling": table(self.scaling_table()),
+        })
+    }
+
+    /// The charts: RPS and normalised CPU per request for each contender, body and mode (or
+    /// worker count, for scaling).
+    pub fn svg(&self) -> String {
+        let rows = summarize(&self.runs);
+        let scaling = self.kind == "scaling";
+        let mut groups: Vec<String> = Vec::new();
+        let mut series: Vec<String> = Vec::new();
+        for r in &rows {
+            let g = if scaling {
+                format!("{} worker(s), {}", r.workers, r.body)
+            } else {
+                format!("{}, {}", r.body, r.mode)
+            };
+            if !groups.contains(&g) {
+                groups.push(g);
+            }
+            if !series.contains(&r.contender) {
+                series.push(r.contender.clone());
+            }
+        }
+        let values = |f: &dyn Fn(&Row) -> f64| -> Vec<Vec<Option<f64>>> {
+            groups
+                .iter()
+                .map(|g| {
+                    series
+                        .iter()
+                        .map(|s| {
+                            rows.iter()
+                                .find(|r| {
+                                    &r.contender == s
+                                        && &if scaling {
+                                            format!("{} worker(s), {}", r.workers, r.body)
+                                        } else {
+                                            format!("{}, {}", r.body, r.mode)
+                                        } == g
+                                })
+                                .map(f)
+                        })
+                        .collect()
+                })
+                .collect()
+        };
+        let charts = [
+            Chart {
+                title: "requests per second (median)".into(),
+                groups: groups.clone(),
+                series: series.clone(),
+                values: values(&|r| r.rps),
+            },
+            Chart {
+                title: "proxy CPU per request ÷ origin's (median; lower is better)".into(),
+                groups: groups.clone(),
+                series: series.clone(),
+                values: values(&|r| r.normalised),
+            },
+        ];
+        let title = format!(
+            "Ringway bench {}: {}, {}",
+            self.kind, self.date, self.machine
+        );
+        render_svg(&title, &charts)
+    }
+
+    /// Writes `<kind>-<stamp>.{json,md,svg}` into `dir`; returns the paths.
+    pub fn write(&self, dir: &Path, stamp: &str) -> Result<Vec<PathBuf>, Error> {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| Error::Failed(format!("cannot create {}: {e}", dir.display())))?;
+        let json = serde_json::to_string_pretty(&self.json()).expect("a Value serializes");
+        let mut written = Vec::new();
+        for (ext, contents) in [("json", json), ("md", self.markdown()), ("svg", self.svg())] {
+            let path = dir.join(format!("{}-{stamp}.{ext}", self.kind));
+            std::fs::write(&path, contents)
+                .map_err(|e| Error::Failed(format!("cannot write {}: {e}", path.display())))?;
+            written.push(path);
+        }
+        Ok(written)
+    }
+}
+
+/// A grouped bar chart: `values[group][series]`.
+pub struct Chart {
+    pub title: String,
+    pub groups: Vec<String>,
+    pub series: Vec<String>,
+    pub values: Vec<Vec<Option<f64>>>,
+}
+
+const COLOURS: [&str; 6] = [
+    "#d95f02", "#1b9e77", "#7570b3", "#e7298a", "#66a61e", "#e6ab02",
+];
+
+fn escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// Short labels for bar values: `57.5k`, `1.62`.
+fn short(v: f64) -> String {
+    if v >= 10_000.0 {
+        format!("{:.1}k", v / 1000.0)
+    } else if v >= 100.0 {
+        format!("{v:.0}")
+    } else {
+        format!("{v:.2}")
+    }
+}
+
+/// Charts stacked one under another, with one legend.
+pub fn render_svg(title: &str, charts: &[Chart]) -> String {
+    let width = 760.0;
+    let (left, right) = (60.0, 20.0);
+    let panel_h = 240.0;
+    let plot_h = 160.0;
+    let top = 60.0;
+    let height = top + panel_h * charts.len() as f64 + 10.0;
+    let mut s = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"{height}\" \
+         viewBox=\"0 0 {width} {height}\" font-family=\"sans-serif\" font-size=\"11\">\n\
+         <rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n\
+         <text x=\"{left}\" y=\"20\" font-size=\"14\" font-weight=\"bold\">{}</text>\n",
+        escape(title)
+    );
+    // The legend, from the first chart's series.
+    if let Some(first) = charts.first() {
+        for (i, name) in first.series.iter().enumerate() {
+            let x = left + i as f64 * 120.0;
+            let _ = writeln!(
+                s,
+                "<rect x=\"{x}\" y=\"32\" width=\"12\" height=\"12\" fill=\"{}\"/>\
+                 <text x=\"{}\" y=\"42\">{}</text>",
+                COLOURS[i % COLOURS.len()],
+                x + 16.0,
+                escape(name)
+            );
+        }
+    }
+    for (c, chart) in charts.iter().enumerate() {
+        let y0 = top + c as f64 * panel_h;
+        let base = y0 + 20.0 + plot_h;
+        let max = chart
+            .values
+            .iter()
+            .flatten()
+            .flatten()
+            .copied()
+            .filter(|v| v.is_finite())
+            .fold(0.0f64, f64::max);
+        let max = if max > 0.0 { max * 1.1 } else { 1.0 };
+        let _ = writeln!(
+            s,
+            "<text x=\"{left}\" y=\"{}\" font-size=\"12\" font-weight=\"bold\">{}</text>\n\
+             <line x1=\"{left}\" y1=\"{base}\" x2=\"{}\" y2=\"{base}\" stroke=\"#333\"/>",
+            y0 + 12.0,
+            escape(&chart.title),
+            width - right
+        );
+        let groups = chart.groups.len().max(1) as f64;
+        let group_w = (width - left - right) / groups;
+        let bars = chart.series.len().max(1) as f64;
+        let bar_w = (group_w * 0.8 / bars).min(60.0);
+        for (g, name) in chart.groups.iter().enumerate() {
+            let gx = left + g as f64 * group_w;
+            let start = gx + (group_w - bar_w * bars) / 2.0;
+            for (i, v) in chart.values.get(g).into_iter().flatten().enumerate() {
+                let Some(v) = v.filter(|v| v.is_finite()) else {
+                    continue;
+                };
+                let h = (v / max * plot_h).max(0.0);
+                let x = start + i as f64 * bar_w;
+                let _ = writeln!(
+                    s,
+                    "<rect x=\"{x:.1}\" y=\"{:.1}\" width=\"{:.1}\" height=\"{h:.1}\" fill=\"{}\">\
+                     <title>{}: {v}</title></rect>\
+                     <text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\" font-size=\"9\">{}</text>",
+                    base - h,
+                    bar_w - 2.0,
+                    COLOURS[i % COLOURS.len()],
+                    escape(chart.series.get(i).map_or("", String::as_str)),
+                    x + bar_w / 2.0 - 1.0,
+                    base - h - 3.0,
+                    short(v)
+                );
+            }
+            let _ = writeln!(
+                s,
+                "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">{}</text>",
+                gx + group_w / 2.0,
+                base + 14.0,
+                escape(name)
+            );
+        }
+    }
+    s.push_str("</svg>\n");
+    s
+}
+
+/// `(YYYY-MM-DD HH:MM, YYYYMMDD-HHMMSS)` in UTC for the current time.
+pub fn now_utc() -> (String, String) {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    utc(secs)
+}
+
+/// `(YYYY-MM-DD HH:MM, YYYYMMDD-HHMMSS)` for Unix time `secs` (Howard Hinnant's civil-from-days).
+pub fn utc(secs: u64) -> (String, String) {
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    let (h, m, s) = (rem / 3600, rem % 3600 / 60, rem % 60);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (
+        format!("{year:04}-{month:02}-{day:02} {h:02}:{m:02}"),
+        format!("{year:04}{month:02}{day:02}-{h:02}{m:02}{s:02}"),
+    )
+}
+
+#[cfg(test)]
+mod tests;
