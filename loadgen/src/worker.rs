@@ -79,6 +79,8 @@ pub struct WorkerState {
     live: Arc<Live>,
     /// The latency histogram as of the last `--hdr-log` interval boundary.
     interval_base: RefCell<Option<Histogram<u64>>>,
+    /// The number of the next interval to send.
+    interval_next: Cell<u32>,
 }
 
 impl WorkerState {
@@ -139,6 +141,7 @@ pub async fn run(a: Assignment) {
         measuring: Cell::new(false),
         live: a.live,
         interval_base: RefCell::new(None),
+        interval_next: Cell::new(0),
     });
     let stopped = Rc::new(Cell::new(false));
     {
@@ -175,9 +178,8 @@ pub async fn run(a: Assignment) {
     w.plan.stop();
     let stats = w.stats.borrow().clone();
     if a.intervals {
-        let second = finished.saturating_duration_since(a.measure_from).as_secs() as u32;
         let _ = a.results.send(Message::Interval {
-            second,
+            second: w.interval_next.get(),
             latency_us: w.take_interval(),
         });
     }
@@ -219,17 +221,17 @@ async fn pace(w: &WorkerState, signal: StdUnixStream) {
 
 /// `--hdr-log`: hands the main thread each second's latencies.
 async fn intervals(w: &WorkerState, results: &Sender<Message>, stopped: &Cell<bool>) {
-    let mut second = 0u32;
     loop {
+        let second = w.interval_next.get();
         sleep_until(w.measure_from + Duration::from_secs(second as u64 + 1)).await;
         if stopped.get() {
-            return;
+            return; // the root task sends what is left as this interval
         }
         let interval = w.take_interval();
         let _ = results.send(Message::Interval {
             second,
             latency_us: interval,
         });
-        second += 1;
+        w.interval_next.set(second + 1);
     }
 }
