@@ -26,6 +26,9 @@ use crate::target::Target;
 /// The timer wheel's tick: request timeouts fire at most this late.
 const WHEEL_TICK: Duration = Duration::from_millis(10);
 
+/// How long an open-loop run waits for the answers to requests sent inside its window.
+const OPEN_LOOP_GRACE: Duration = Duration::from_secs(2);
+
 /// What a worker is told to do.
 pub struct Assignment {
     /// One entry per connection: the target it loads.
@@ -81,6 +84,8 @@ pub struct WorkerState {
     interval_base: RefCell<Option<Histogram<u64>>>,
     /// The number of the next interval to send.
     interval_next: Cell<u32>,
+    /// Requests granted and not yet answered or failed.
+    pub in_flight: Cell<usize>,
 }
 
 impl WorkerState {
@@ -142,6 +147,7 @@ pub async fn run(a: Assignment) {
         live: a.live,
         interval_base: RefCell::new(None),
         interval_next: Cell::new(0),
+        in_flight: Cell::new(0),
     });
     let stopped = Rc::new(Cell::new(false));
     {
@@ -164,15 +170,29 @@ pub async fn run(a: Assignment) {
         let (w, results, stopped) = (Rc::clone(&w), a.results.clone(), Rc::clone(&stopped));
         monoio::spawn(async move { intervals(&w, &results, &stopped).await });
     }
-    match a.until {
-        Some(until) => sleep_until(until).await,
+    let finished = match a.until {
+        Some(until) if w.plan.schedule().is_some() => {
+            // Open loop counts every request sent inside the window: nothing new is sent, and
+            // those in flight get a grace period to be answered.
+            sleep_until(until).await;
+            w.plan.stop();
+            let grace = until + w.timeout.min(OPEN_LOOP_GRACE);
+            while w.in_flight.get() > 0 && Instant::now() < grace {
+                monoio::time::sleep(Duration::from_millis(1)).await;
+            }
+            until
+        }
+        Some(until) => {
+            sleep_until(until).await;
+            Instant::now()
+        }
         None => {
             for h in handles {
                 h.await;
             }
+            Instant::now()
         }
-    }
-    let finished = Instant::now();
+    };
     w.measuring.set(false);
     stopped.set(true);
     w.plan.stop();
