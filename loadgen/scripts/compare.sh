@@ -36,6 +36,7 @@ cleanup() {
     rm -rf "$WORK"
 }
 trap cleanup EXIT
+trap 'exit 130' INT TERM
 
 command -v nginx >/dev/null || { echo "compare.sh: nginx is not installed (apt-get install -y nginx-light)" >&2; exit 2; }
 if [ ! -x "$RINGLOAD" ]; then

@@ -56,6 +56,24 @@ fn exact_request_count_with_n() {
 }
 
 #[test]
+fn the_epoll_driver_works_too() {
+    let origin = Origin::start();
+    for extra in [
+        &["--driver", "epoll"][..],
+        &["--driver", "epoll", "--rate", "2000"],
+    ] {
+        let mut args = vec!["-n", "500", "-c", "3", "-w", "1", "-p", "1"];
+        args.extend_from_slice(extra);
+        let url = origin.url("/");
+        args.push(&url);
+        let (code, doc) = run_json("epoll", &args);
+        assert_eq!(code, 0, "{doc}");
+        assert_eq!(doc["requests"], 500, "{doc}");
+        assert_eq!(doc["driver"], "epoll");
+    }
+}
+
+#[test]
 fn pipelining_chunked_and_closing_origins_keep_the_count() {
     let origin = Origin::start();
     let (_, doc) = run_json(
