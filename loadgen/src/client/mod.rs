@@ -115,7 +115,7 @@ async fn exchange<S: AsyncReadRent + AsyncWriteRent>(io: &mut Io<'_>, stream: &m
                     Ok(None) => {}
                     Err(_) => return fail(io, ErrorKind::Parse, start, grant.count - answered - 1),
                 }
-                match io.recv.fill(stream).await {
+                match io.recv.fill(stream, 64 * 1024).await {
                     Ok(0) | Err(_) => match io.reader.at_eof() {
                         Some(r) => break r,
                         None => {

@@ -6,77 +6,10 @@
 //! runs until close ends the response at end of stream. Interim 1xx responses are skipped; 204,
 //! 304 and answers to HEAD have no body, as the codec's [`ResponseHead::framing`] says.
 
-use std::io;
-
-use monoio::buf::IoBufMut;
-use monoio::io::AsyncReadRent;
+pub use ringway_core::buf::RecvBuf;
 use ringway_core::http1::{
     parse_response, BodyFraming, ChunkedDecoder, CodecError, Limits, ResponseHead,
 };
-
-/// Smallest free space a read is given; below it the buffer is compacted or grown.
-const MIN_READ: usize = 8 * 1024;
-
-/// A connection's read buffer: unparsed bytes are `buf[pos..]`.
-pub struct RecvBuf {
-    buf: Vec<u8>,
-    pos: usize,
-}
-
-impl RecvBuf {
-    pub fn with_capacity(capacity: usize) -> RecvBuf {
-        RecvBuf {
-            buf: Vec::with_capacity(capacity),
-            pos: 0,
-        }
-    }
-
-    #[inline]
-    pub fn data(&self) -> &[u8] {
-        &self.buf[self.pos..]
-    }
-
-    #[inline]
-    pub fn len(&self) -> usize {
-        self.buf.len() - self.pos
-    }
-
-    #[inline]
-    pub fn consume(&mut self, n: usize) {
-        debug_assert!(n <= self.len());
-        self.pos += n;
-        if self.pos == self.buf.len() {
-            self.buf.clear();
-            self.pos = 0;
-        }
-    }
-
-    pub fn clear(&mut self) {
-        self.buf.clear();
-        self.pos = 0;
-    }
-
-    /// Reads once more from `src`. Returns the number of bytes read, 0 at end of stream.
-    pub async fn fill<S: AsyncReadRent>(&mut self, src: &mut S) -> io::Result<usize> {
-        if self.buf.capacity() - self.buf.len() < MIN_READ {
-            if self.pos > 0 {
-                self.buf.copy_within(self.pos.., 0);
-                self.buf.truncate(self.buf.len() - self.pos);
-                self.pos = 0;
-            }
-            if self.buf.capacity() - self.buf.len() < MIN_READ {
-                // Only a head larger than the buffer gets here; the codec's limit bounds it.
-                self.buf.reserve(self.buf.capacity().max(MIN_READ));
-            }
-        }
-        // monoio reads into the start of a Vec; a slice of its spare capacity appends instead.
-        let (len, capacity) = (self.buf.len(), self.buf.capacity());
-        let spare = std::mem::take(&mut self.buf).slice_mut(len..capacity);
-        let (res, spare) = src.read(spare).await;
-        self.buf = spare.into_inner();
-        res
-    }
-}
 
 /// One complete response.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -220,7 +153,7 @@ mod tests {
         let mut buf = RecvBuf::with_capacity(64);
         let mut out = Vec::new();
         for piece in input.chunks(step) {
-            buf.buf.extend_from_slice(piece);
+            buf.extend_from_slice(piece);
             while let Some(r) = reader.advance(&mut buf, head).unwrap() {
                 out.push(r);
             }
@@ -268,7 +201,7 @@ mod tests {
     fn garbage_is_an_error() {
         let mut reader = ResponseReader::new();
         let mut buf = RecvBuf::with_capacity(64);
-        buf.buf.extend_from_slice(b"SSH-2.0-OpenSSH\r\n\r\n");
+        buf.extend_from_slice(b"SSH-2.0-OpenSSH\r\n\r\n");
         assert!(reader.advance(&mut buf, false).is_err());
     }
 }
