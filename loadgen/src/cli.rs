@@ -31,6 +31,7 @@ usage: ringload [options] URL...
       --hdr-log FILE     write an HdrHistogram interval log (1 s intervals) to FILE
       --max-error-rate F exit 1 when errors / (responses + errors) exceeds F (0..1)
       --driver D         auto, io_uring or epoll (default auto)
+      --ring-flags F     io_uring setup: defer, coop or none (default defer)
   -h, --help             this text
   -V, --version          the version
 ";
@@ -55,6 +56,7 @@ pub struct Options {
     pub hdr_log: Option<PathBuf>,
     pub max_error_rate: Option<f64>,
     pub driver: ringway_core::runtime::Driver,
+    pub ring_flags: ringway_core::runtime::RingFlags,
     pub urls: Vec<String>,
 }
 
@@ -93,6 +95,7 @@ impl Default for Options {
             hdr_log: None,
             max_error_rate: None,
             driver: ringway_core::runtime::Driver::Auto,
+            ring_flags: ringway_core::runtime::RingFlags::DeferTaskrun,
             urls: Vec::new(),
         }
     }
@@ -125,6 +128,7 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, String>
             chars.next();
             let first = chars.next().map(|c| format!("-{c}")).unwrap_or_default();
             let rest: String = chars.collect();
+            let rest = rest.strip_prefix('=').unwrap_or(&rest).to_string();
             (first, (!rest.is_empty()).then_some(rest))
         };
         let mut value = |what: &str| -> Result<String, String> {
@@ -203,6 +207,16 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, String>
                     "io_uring" | "iouring" | "uring" => Driver::IoUring,
                     "epoll" => Driver::Epoll,
                     _ => return Err(format!("{flag} {v:?}: expected auto, io_uring or epoll")),
+                };
+            }
+            "--ring-flags" => {
+                use ringway_core::runtime::RingFlags;
+                let v = value("defer, coop or none")?;
+                o.ring_flags = match v.as_str() {
+                    "defer" => RingFlags::DeferTaskrun,
+                    "coop" => RingFlags::CoopTaskrun,
+                    "none" => RingFlags::None,
+                    _ => return Err(format!("{flag} {v:?}: expected defer, coop or none")),
                 };
             }
             _ => return Err(format!("unknown flag {arg:?} (see ringload --help)")),

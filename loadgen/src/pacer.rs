@@ -67,9 +67,10 @@ fn run(mut workers: Vec<Paced>, stop: &AtomicBool) {
                 next = Some(next.map_or(t, |n: Instant| n.min(t)));
             }
         }
-        let Some(next) = next else { return };
+        // All scheduled: keep the sockets open (a closed one would end the workers' wait for
+        // the requests still due) until the run is over.
         let now = Instant::now();
-        let wake = next.clamp(now + MIN_GAP, now + MAX_GAP);
+        let wake = next.map_or(now + MAX_GAP, |n| n.clamp(now + MIN_GAP, now + MAX_GAP));
         std::thread::sleep(wake - now);
     }
 }

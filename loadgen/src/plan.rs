@@ -153,8 +153,10 @@ impl Plan {
     }
 
     /// Charges a failed connection attempt to the `-n` budget, so that a run against a dead
-    /// origin ends. Returns false when nothing is left to send.
-    pub fn charge_failure(&self) -> bool {
+    /// origin ends. `None` when nothing is left to send (nothing charged); otherwise whether the
+    /// failure stands for a request and is to be counted (open loop with `-n`, only when one
+    /// was due).
+    pub fn charge_failure(&self, now: Instant) -> Option<bool> {
         match self {
             Plan::Closed {
                 budget,
@@ -162,27 +164,31 @@ impl Plan {
                 stopped,
             } => {
                 if stopped.get() {
-                    return false;
+                    return None;
                 }
                 match budget {
-                    Some(left) if Instant::now() >= *counted_from => {
+                    Some(left) if now >= *counted_from => {
                         if left.get() == 0 {
-                            return false;
+                            return None;
                         }
                         left.set(left.get() - 1);
-                        true
+                        Some(true)
                     }
-                    _ => true,
+                    _ => Some(true),
                 }
             }
             Plan::Open(s) => {
-                if s.stopped.get() || s.taken.get() >= s.cadence.limit {
-                    return false;
+                if s.is_over() {
+                    return None;
                 }
-                if s.cadence.limit != u64::MAX && s.cadence.due(Instant::now()) > s.taken.get() {
-                    s.taken.set(s.taken.get() + 1);
+                if s.cadence.limit == u64::MAX {
+                    return Some(true);
                 }
-                true
+                let due = s.cadence.due(now) > s.taken.get();
+                if due {
+                    s.take();
+                }
+                Some(due)
             }
         }
     }
@@ -226,13 +232,25 @@ impl Schedule {
                 return Poll::Ready(None);
             }
             if self.cadence.due(Instant::now()) > taken {
-                self.taken.set(taken + 1);
+                self.take();
                 return Poll::Ready(Some(self.cadence.intended(taken)));
             }
             self.waiters.borrow_mut().push_back(cx.waker().clone());
             Poll::Pending
         })
         .await
+    }
+
+    /// Hands out the next request; after the last one, every waiting connection is woken to
+    /// see that the run is over.
+    fn take(&self) {
+        let taken = self.taken.get() + 1;
+        self.taken.set(taken);
+        if taken == self.cadence.limit {
+            for w in self.waiters.borrow_mut().drain(..) {
+                w.wake();
+            }
+        }
     }
 
     /// Wakes as many idle connections as requests have fallen due (called on the pacer's

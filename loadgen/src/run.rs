@@ -119,6 +119,7 @@ pub fn run(o: &Options) -> Result<Finished, String> {
     let assignments = Arc::new(Mutex::new(assignments));
     let settings = RuntimeSettings {
         driver: o.driver,
+        ring_flags: o.ring_flags,
         ..RuntimeSettings::default()
     };
     let started_workers = runtime::launch(

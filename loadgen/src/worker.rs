@@ -26,6 +26,9 @@ use crate::target::Target;
 /// The timer wheel's tick: request timeouts fire at most this late.
 const WHEEL_TICK: Duration = Duration::from_millis(10);
 
+/// How long an open-loop run waits for the answers to requests sent inside its window.
+const OPEN_LOOP_GRACE: Duration = Duration::from_secs(2);
+
 /// What a worker is told to do.
 pub struct Assignment {
     /// One entry per connection: the target it loads.
@@ -79,6 +82,10 @@ pub struct WorkerState {
     live: Arc<Live>,
     /// The latency histogram as of the last `--hdr-log` interval boundary.
     interval_base: RefCell<Option<Histogram<u64>>>,
+    /// The number of the next interval to send.
+    interval_next: Cell<u32>,
+    /// Requests granted and not yet answered or failed.
+    pub in_flight: Cell<usize>,
 }
 
 impl WorkerState {
@@ -105,14 +112,6 @@ impl WorkerState {
         if self.measuring.get() {
             self.stats.borrow_mut().bytes += n as u64;
         }
-    }
-
-    pub fn is_measuring(&self) -> bool {
-        self.measuring.get()
-    }
-
-    pub fn publish(&self) {
-        self.live.publish(&self.stats.borrow());
     }
 
     /// The latencies recorded since the last interval boundary; moves the boundary here.
@@ -147,6 +146,8 @@ pub async fn run(a: Assignment) {
         measuring: Cell::new(false),
         live: a.live,
         interval_base: RefCell::new(None),
+        interval_next: Cell::new(0),
+        in_flight: Cell::new(0),
     });
     let stopped = Rc::new(Cell::new(false));
     {
@@ -169,23 +170,36 @@ pub async fn run(a: Assignment) {
         let (w, results, stopped) = (Rc::clone(&w), a.results.clone(), Rc::clone(&stopped));
         monoio::spawn(async move { intervals(&w, &results, &stopped).await });
     }
-    match a.until {
-        Some(until) => sleep_until(until).await,
+    let finished = match a.until {
+        Some(until) if w.plan.schedule().is_some() => {
+            // Open loop counts every request sent inside the window: nothing new is sent, and
+            // those in flight get a grace period to be answered.
+            sleep_until(until).await;
+            w.plan.stop();
+            let grace = until + w.timeout.min(OPEN_LOOP_GRACE);
+            while w.in_flight.get() > 0 && Instant::now() < grace {
+                monoio::time::sleep(Duration::from_millis(1)).await;
+            }
+            until
+        }
+        Some(until) => {
+            sleep_until(until).await;
+            Instant::now()
+        }
         None => {
             for h in handles {
                 h.await;
             }
+            Instant::now()
         }
-    }
-    let finished = Instant::now();
+    };
     w.measuring.set(false);
     stopped.set(true);
     w.plan.stop();
     let stats = w.stats.borrow().clone();
     if a.intervals {
-        let second = finished.saturating_duration_since(a.measure_from).as_secs() as u32;
         let _ = a.results.send(Message::Interval {
-            second,
+            second: w.interval_next.get(),
             latency_us: w.take_interval(),
         });
     }
@@ -218,11 +232,8 @@ async fn pace(w: &WorkerState, signal: StdUnixStream) {
         let (res, b) = signal.read(buf).await;
         buf = b;
         match res {
-            Ok(0) | Err(_) => {
-                // The pacer is gone (the run is over); wake everybody to see it.
-                w.plan.stop();
-                return;
-            }
+            // The pacer is gone: the run is over and the root task stops the plan.
+            Ok(0) | Err(_) => return,
             Ok(_) => schedule.wake_due(),
         }
     }
@@ -230,17 +241,17 @@ async fn pace(w: &WorkerState, signal: StdUnixStream) {
 
 /// `--hdr-log`: hands the main thread each second's latencies.
 async fn intervals(w: &WorkerState, results: &Sender<Message>, stopped: &Cell<bool>) {
-    let mut second = 0u32;
     loop {
+        let second = w.interval_next.get();
         sleep_until(w.measure_from + Duration::from_secs(second as u64 + 1)).await;
         if stopped.get() {
-            return;
+            return; // the root task sends what is left as this interval
         }
         let interval = w.take_interval();
         let _ = results.send(Message::Interval {
             second,
             latency_us: interval,
         });
-        second += 1;
+        w.interval_next.set(second + 1);
     }
 }

@@ -64,12 +64,11 @@ pub async fn connection(w: Rc<WorkerState>, target: &'static Target, tls: Option
                 }
             }
             Err(_) => {
-                if w.is_measuring() {
-                    w.stats.borrow_mut().error(ErrorKind::Connect);
-                    w.publish();
-                }
-                if !w.plan.charge_failure() {
-                    return;
+                let now = Instant::now();
+                match w.plan.charge_failure(now) {
+                    None => return,
+                    Some(true) => w.record_error(now, ErrorKind::Connect),
+                    Some(false) => {}
                 }
                 monoio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(BACKOFF_MAX);
@@ -103,6 +102,7 @@ async fn exchange<S: AsyncReadRent + AsyncWriteRent>(io: &mut Io<'_>, stream: &m
             return Ended::Finished;
         };
         let start = grant.intended.unwrap_or_else(Instant::now);
+        let _in_flight = InFlight::new(w, grant.count);
         io.deadline.arm(io.fd, w.timeout);
         let (written, _) = stream.write_all(io.target.requests(grant.count)).await;
         if written.is_err() {
@@ -149,4 +149,24 @@ fn fail(io: &Io<'_>, kind: ErrorKind, start: Instant, unanswered: usize) -> Ende
     io.w.record_error(start, kind);
     io.w.plan.give_back(unanswered);
     Ended::Reconnect
+}
+
+/// Counts a batch as in flight for as long as it lives (the end of an open-loop run waits for
+/// it).
+struct InFlight<'a> {
+    w: &'a WorkerState,
+    count: usize,
+}
+
+impl<'a> InFlight<'a> {
+    fn new(w: &'a WorkerState, count: usize) -> Self {
+        w.in_flight.set(w.in_flight.get() + count);
+        InFlight { w, count }
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.w.in_flight.set(self.w.in_flight.get() - self.count);
+    }
 }
