@@ -178,3 +178,49 @@ fn duration(flag: &str, text: &str) -> Result<Duration, Error> {
         .or_else(|_| text.parse::<u64>().map(Duration::from_secs).map_err(|_| ()))
         .map_err(|_| Error::Usage(format!("{flag}: {text:?} is not a duration like 10s")))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(text: &str) -> Vec<String> {
+        text.split_whitespace().map(str::to_string).collect()
+    }
+
+    #[test]
+    fn quick_sets_short_runs_and_options_override_it() {
+        let o = parse("peers", &args("--quick")).unwrap();
+        assert_eq!((o.rounds, o.duration), (3, Duration::from_secs(1)));
+        assert_eq!(o.bodies.len(), 3);
+        assert_eq!(
+            o.command,
+            "cargo run --release -p ringway-bench -- peers --quick"
+        );
+        let o = parse("peers", &args("--quick --rounds 5 --duration 3s --rate 0")).unwrap();
+        assert_eq!(
+            (o.rounds, o.duration, o.rate),
+            (5, Duration::from_secs(3), 0)
+        );
+        let o = parse("scaling", &args("--workers 1,2,8 --bodies 1k --no-build")).unwrap();
+        assert_eq!(o.workers, [1, 2, 8]);
+        assert_eq!(o.bodies[0].bytes, 1024);
+        assert!(!o.build);
+    }
+
+    #[test]
+    fn bad_arguments_are_usage_errors() {
+        for (mode, line) in [
+            ("peers", "--workers 2"),
+            ("scaling", "--rate 100"),
+            ("peers", "--contenders ringway,envoy"),
+            ("peers", "--duration"),
+            ("peers", "--duration 0s"),
+            ("peers", "--driver curl"),
+        ] {
+            assert!(
+                matches!(parse(mode, &args(line)), Err(Error::Usage(_))),
+                "{mode} {line}"
+            );
+        }
+    }
+}

@@ -329,10 +329,11 @@ pub fn version_of(program: &Path, flag: &str) -> String {
         .ok()
         .and_then(|o| {
             let text = [o.stdout, o.stderr].concat();
+            // "HAProxy version 2.6.12 2026/10/17 - https://haproxy.org/": up to the " - ".
             String::from_utf8_lossy(&text)
                 .lines()
                 .next()
-                .map(str::to_string)
+                .map(|l| l.split(" - ").next().unwrap_or(l).trim().to_string())
         })
         .unwrap_or_else(|| "unknown".into())
 }

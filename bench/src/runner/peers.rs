@@ -112,10 +112,7 @@ pub fn run(opts: &Options) -> Result<Report, Error> {
     drop(origin);
 
     let versions = [
-        format!(
-            "ringway {}",
-            contender::version_of(&bins.ringway, "--version")
-        ),
+        contender::version_of(&bins.ringway, "--version"),
         contender::version_of("nginx".as_ref(), "-v"),
         if opts.contenders.contains(&Kind::Haproxy) {
             contender::version_of("haproxy".as_ref(), "-v")

@@ -170,10 +170,7 @@ pub fn run(opts: &Options) -> Result<Report, Error> {
         date,
         machine: machine(),
         setup: vec![
-            format!(
-                "ringway {}",
-                contender::version_of(&bins.ringway, "--version")
-            ),
+            contender::version_of(&bins.ringway, "--version"),
             format!(
                 "proxy: Ringway (examples/basic-proxy.yaml) with W workers on the first W CPUs; \
                  origin: Ringway with return_response routes; load: {driver_name} with \
