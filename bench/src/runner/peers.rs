@@ -16,6 +16,7 @@ use super::report::{self, Report, Run};
 use super::{machine, measure, prepare, probe, proc_stat, Error, Options};
 
 pub fn run(opts: &Options) -> Result<Report, Error> {
+    let (date, _) = report::now_utc();
     let cpus = ringway_core::runtime::allowed_cpus();
     if cpus.len() < 2 {
         return Err(Error::Failed(
@@ -132,7 +133,6 @@ pub fn run(opts: &Options) -> Result<Report, Error> {
             opts.connections, opts.duration
         ),
     };
-    let (date, _) = report::now_utc();
     Ok(Report {
         kind: "peers".into(),
         command: opts.command.clone(),

@@ -489,8 +489,8 @@ impl Report {
         })
     }
 
-    /// The charts: RPS and normalised CPU per request for each contender, body and mode (or
-    /// worker count, for scaling).
+    /// The charts: RPS, CPU per request and normalised CPU per request for each contender, body
+    /// and mode (or worker count, for scaling).
     pub fn svg(&self) -> String {
         let rows = summarize(&self.runs);
         let scaling = self.kind == "scaling";
@@ -533,6 +533,12 @@ impl Report {
                 groups: groups.clone(),
                 series: series.clone(),
                 values: values(&|r| r.rps),
+            },
+            Chart {
+                title: "proxy CPU µs per request (median; lower is better)".into(),
+                groups: groups.clone(),
+                series: series.clone(),
+                values: values(&|r| r.proxy_cpu_us),
             },
             Chart {
                 title: "proxy CPU per request ÷ origin's (median; lower is better)".into(),

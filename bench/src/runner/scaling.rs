@@ -60,6 +60,7 @@ pub fn default_levels(cpus: usize) -> Vec<usize> {
 }
 
 pub fn run(opts: &Options) -> Result<Report, Error> {
+    let (date, _) = report::now_utc();
     let cpus = ringway_core::runtime::allowed_cpus();
     let levels = if opts.workers.is_empty() {
         default_levels(cpus.len())
@@ -162,7 +163,6 @@ pub fn run(opts: &Options) -> Result<Report, Error> {
         Driver::Ringload(_) => "ringload",
         Driver::Wrk => "wrk",
     };
-    let (date, _) = report::now_utc();
     let example = layout(&cpus, levels[0]);
     Ok(Report {
         kind: "scaling".into(),

@@ -165,9 +165,9 @@ fn svg_is_well_formed() {
     check_xml(&svg);
     assert!(svg.contains("&lt;AMD&gt; &amp; co"));
     assert!(!svg.contains("NaN") && !svg.contains("inf"));
-    // Three contenders' bars in each of two charts over two groups, but haproxy has no
-    // fixed-rate run: 2 × (3 + 2) bars.
-    assert_eq!(svg.matches("<rect x=").count() - 3, 10);
+    // Three contenders' bars in each of three charts over two groups, but haproxy has no
+    // fixed-rate run: 3 × (3 + 2) bars, besides the legend's three squares.
+    assert_eq!(svg.matches("<rect x=").count() - 3, 15);
     let empty = render_svg("nothing", &[]);
     check_xml(&empty);
 }
