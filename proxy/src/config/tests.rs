@@ -613,3 +613,17 @@ fn documentation_examples_load() {
         assert_eq!(c.routes.len(), 1);
     }
 }
+
+#[test]
+fn shape_errors_say_what_was_expected() {
+    let e = errors("- a\n");
+    assert_eq!(
+        e,
+        vec!["test.yaml: line 1 column 1: invalid type: sequence, expected a mapping of configuration keys (listeners, backends, routes, ...)"]
+    );
+    let e = errors("listeners: [foo]\n");
+    assert_eq!(
+        e,
+        vec!["test.yaml: line 1 column 13: listeners[0]: invalid type: string \"foo\", expected a listener: a mapping with address and optionally name"]
+    );
+}
