@@ -1,12 +1,13 @@
 //! The configuration: one YAML file, loaded into a validated [`Config`].
 //!
-//! Loading runs in three steps: `${VAR}` substitution on the text ([`env`]), deserialization
-//! into the document's shape ([`model`], unknown keys refused, units parsed), then validation
-//! ([`validate`]) which collects every semantic error with its document path rather than
+//! Loading runs in three steps: `${VAR}` substitution on the text (`env`), deserialization
+//! into the document's shape (`model`, unknown keys refused, units parsed), then validation
+//! (`validate`, `routes`) which collects every semantic error with its document path rather than
 //! stopping at the first. `docs/configuration.md` is the contract for the format.
 
 mod env;
 mod model;
+mod routes;
 mod units;
 mod validate;
 

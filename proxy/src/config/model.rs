@@ -8,7 +8,10 @@ use serde::Deserialize;
 use super::units::{CpuList, Dur, Size, Text, TextMap, Workers};
 
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a mapping of configuration keys (listeners, backends, routes, ...)"
+)]
 pub struct Document {
     #[serde(default)]
     pub workers: Workers,
@@ -28,7 +31,10 @@ pub struct Document {
 }
 
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a mapping with driver, ring_entries, ring_flags"
+)]
 pub struct Runtime {
     #[serde(default)]
     pub driver: Driver,
@@ -56,7 +62,7 @@ pub enum RingFlags {
 }
 
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, expecting = "a mapping of limits")]
 pub struct Limits {
     pub max_header_bytes: Option<Size>,
     pub max_headers: Option<usize>,
@@ -65,7 +71,7 @@ pub struct Limits {
 }
 
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, expecting = "a mapping of timeouts")]
 pub struct Timeouts {
     pub header: Option<Dur>,
     pub idle: Option<Dur>,
@@ -76,14 +82,20 @@ pub struct Timeouts {
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a listener: a mapping with address and optionally name"
+)]
 pub struct Listener {
     pub name: Option<String>,
     pub address: String,
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a backend: a mapping with name and targets"
+)]
 pub struct Backend {
     pub name: String,
     #[serde(default)]
@@ -105,7 +117,10 @@ pub enum Balance {
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a target: a mapping with url and optionally weight, priority"
+)]
 pub struct Target {
     pub url: String,
     pub weight: Option<u32>,
@@ -113,14 +128,20 @@ pub struct Target {
 }
 
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a mapping with max_idle_per_target, idle_timeout"
+)]
 pub struct Pool {
     pub max_idle_per_target: Option<usize>,
     pub idle_timeout: Option<Dur>,
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a route: a mapping with matches, filters and an action"
+)]
 pub struct Route {
     pub name: Option<String>,
     #[serde(default)]
@@ -134,7 +155,10 @@ pub struct Route {
 }
 
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a match: a mapping with path, method, headers, query"
+)]
 pub struct Match {
     pub path: Option<PathMatch>,
     pub method: Option<String>,
@@ -145,7 +169,10 @@ pub struct Match {
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a path match: a mapping with type and value"
+)]
 pub struct PathMatch {
     #[serde(rename = "type", default)]
     pub kind: PathKind,
@@ -164,7 +191,10 @@ pub enum PathKind {
 
 /// A header or query parameter match.
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a mapping with name, value and optionally type"
+)]
 pub struct ValueMatch {
     pub name: String,
     #[serde(rename = "type", default)]
@@ -181,7 +211,10 @@ pub enum ValueKind {
 }
 
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a mapping with request_headers, response_headers, rewrite"
+)]
 pub struct Filters {
     #[serde(default)]
     pub request_headers: HeaderFilter,
@@ -191,7 +224,7 @@ pub struct Filters {
 }
 
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, expecting = "a mapping with set, add, remove")]
 pub struct HeaderFilter {
     #[serde(default)]
     pub set: TextMap,
@@ -202,14 +235,17 @@ pub struct HeaderFilter {
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, expecting = "a mapping with path or prefix")]
 pub struct Rewrite {
     pub path: Option<String>,
     pub prefix: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a redirect: a mapping with scheme, host, port, path, status"
+)]
 pub struct Redirect {
     pub scheme: Option<String>,
     pub host: Option<String>,
@@ -219,7 +255,10 @@ pub struct Redirect {
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a mapping with status, headers, body"
+)]
 pub struct ReturnResponse {
     pub status: u16,
     #[serde(default)]

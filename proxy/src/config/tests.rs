@@ -576,3 +576,54 @@ fn load_file_reads_and_names_the_file() {
     assert!(missing.errors[0].contains("missing.yaml: cannot read the file"));
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// The YAML examples in docs/configuration.md load as documented.
+#[test]
+fn documentation_examples_load() {
+    let doc = include_str!("../../../docs/configuration.md");
+    let blocks: Vec<&str> = doc
+        .split("```yaml\n")
+        .skip(1)
+        .map(|rest| rest.split("```").next().unwrap())
+        .collect();
+    let find = |start: &str| -> &str {
+        blocks
+            .iter()
+            .find(|b| b.trim_start().starts_with(start.trim_start()))
+            .unwrap_or_else(|| panic!("no yaml block starting with {start:?}"))
+    };
+    let env_example = find("listeners:\n  - address: ${RINGWAY_LISTEN");
+    let c = load(env_example).unwrap();
+    assert_eq!(c.listeners[0].address, "127.0.0.1:8080".parse().unwrap());
+
+    let text = [
+        find("listeners:\n  - name: public"),
+        find("backends:"),
+        find("routes:"),
+    ]
+    .concat();
+    let c = load(&text).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(c.backends[0].name, "orders");
+    assert_eq!(c.routes[0].name, "orders-api");
+    crate::route::Router::build(&c).unwrap();
+
+    let listener = "listeners: [{address: 127.0.0.1:8080}]\nroutes:\n  - name: r\n";
+    for action in ["    redirect:", "    return_response:"] {
+        let c = load(&format!("{listener}{}", find(action))).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.routes.len(), 1);
+    }
+}
+
+#[test]
+fn shape_errors_say_what_was_expected() {
+    let e = errors("- a\n");
+    assert_eq!(
+        e,
+        vec!["test.yaml: line 1 column 1: invalid type: sequence, expected a mapping of configuration keys (listeners, backends, routes, ...)"]
+    );
+    let e = errors("listeners: [foo]\n");
+    assert_eq!(
+        e,
+        vec!["test.yaml: line 1 column 13: listeners[0]: invalid type: string \"foo\", expected a listener: a mapping with address and optionally name"]
+    );
+}
