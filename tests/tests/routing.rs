@@ -503,3 +503,35 @@ fn return_response_answers_without_a_backend() {
     );
     assert_eq!(setup.a.requests(), 0);
 }
+
+#[test]
+fn gateway_answers_read_small_request_bodies_and_keep_the_connection() {
+    let setup = start(FILTER_ROUTES);
+    let mut client = Client::connect(setup.proxy.addr());
+    // Content-Length and chunked bodies on routes the gateway answers itself.
+    let posted = client.request("POST", "/teapot", &[], b"a small body");
+    assert_eq!(posted.status, 418);
+    assert!(
+        !posted.closes(),
+        "a small body must not cost the connection"
+    );
+    client.send_raw(
+        b"POST /nowhere/at/all HTTP/1.1\r\nHost: h.test\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+    );
+    let missing = client.read_response();
+    assert_eq!(missing.status, 404);
+    assert!(!missing.closes());
+    // The connection is still in step: the next request is read from the right place.
+    assert_eq!(client.get("/teapot").status, 418);
+
+    // A body past the discard limit closes the connection after the answer.
+    let big = vec![b'x'; 200 * 1024];
+    let mut client = Client::connect(setup.proxy.addr());
+    let response = client.request("POST", "/teapot", &[], &big);
+    assert_eq!(response.status, 418);
+    assert!(
+        response.closes(),
+        "a large unread body must close the connection"
+    );
+    assert_eq!(setup.a.requests(), 0);
+}

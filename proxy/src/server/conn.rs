@@ -23,6 +23,10 @@ use super::Worker;
 use crate::route::{Action, HeaderLookup, RouteRequest};
 use crate::upstream::UpstreamConn;
 
+/// How long, and how many bytes, a closing connection keeps reading what the client sends.
+const LINGER_TIME: std::time::Duration = std::time::Duration::from_secs(1);
+const LINGER_BYTES: usize = 1024 * 1024;
+
 /// What the connection does after a request.
 pub(super) enum Next {
     KeepAlive,
@@ -135,8 +139,28 @@ impl Conn {
                 }
             }
         }
-        self.deadline.disarm();
         self.up_deadline.disarm();
+        self.linger().await;
+        self.deadline.disarm();
+    }
+
+    /// Before closing, stops sending and reads and drops what the client still sends for a
+    /// moment (nginx's lingering close): closing with unread input makes the kernel send a
+    /// reset, which can destroy the answer the client has not read yet (a 413, or a 404 to a
+    /// large POST).
+    async fn linger(&mut self) {
+        // SAFETY: shutdown(2) has no memory effects; the socket is open and owned by `self`.
+        unsafe { libc::shutdown(self.fd, libc::SHUT_WR) };
+        self.deadline.arm(self.fd, LINGER_TIME);
+        let mut dropped = 0;
+        while dropped < LINGER_BYTES {
+            let n = self.rbuf.len();
+            self.rbuf.consume(n);
+            match self.rbuf.fill(&mut self.stream, 64 * 1024).await {
+                Ok(n) if n > 0 => dropped += n,
+                _ => break,
+            }
+        }
     }
 
     /// Waits for a whole request head: idle between requests, then under the header timeout

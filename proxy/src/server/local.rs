@@ -2,7 +2,7 @@
 
 use std::fmt::Write as _;
 
-use ringway_core::http1::{BodyFraming, RequestHead};
+use ringway_core::http1::{BodyFraming, ChunkedDecoder, RequestHead};
 
 use super::conn::{Conn, Facts, Next};
 use super::io::write_out;
@@ -30,8 +30,13 @@ impl Local<'_> {
     }
 }
 
-/// Answers a routed request without an upstream. A request body is not read: the connection
-/// is closed after the answer instead, so no unread body is taken for the next request.
+/// Bodies up to this size are read and dropped when the gateway answers a request itself, so
+/// that the connection stays open; a larger body closes the connection instead.
+const MAX_DISCARD: u64 = 64 * 1024;
+
+/// Answers a routed request without an upstream. A request body is read and dropped first (up
+/// to [`MAX_DISCARD`]; past it, or on bad framing, the connection closes after the answer), so
+/// that no unread body is taken for the next request.
 pub(super) async fn answer(
     c: &mut Conn,
     head_len: usize,
@@ -39,8 +44,51 @@ pub(super) async fn answer(
     answer: Local<'_>,
 ) -> (Next, u16) {
     c.rbuf.consume(head_len);
-    let keep_alive = facts.framing == BodyFraming::None;
+    let keep_alive = discard_body(c, facts.framing).await;
     send(c, facts, &answer, keep_alive).await
+}
+
+/// Reads and drops a request body; false when it could not be (too large, malformed, the
+/// client went away), and the connection must close.
+async fn discard_body(c: &mut Conn, framing: BodyFraming) -> bool {
+    let idle = c.w.snapshot.config.timeouts.idle;
+    match framing {
+        BodyFraming::None => true,
+        BodyFraming::Length(n) if n <= MAX_DISCARD => {
+            let mut left = n;
+            loop {
+                let take = left.min(c.rbuf.len() as u64);
+                c.rbuf.consume(take as usize);
+                left -= take;
+                if left == 0 {
+                    return true;
+                }
+                c.deadline.arm(c.fd, idle);
+                if !matches!(c.rbuf.fill(&mut c.stream, 64 * 1024).await, Ok(n) if n > 0) {
+                    return false;
+                }
+            }
+        }
+        BodyFraming::Chunked => {
+            let mut decoder = ChunkedDecoder::with_limit(MAX_DISCARD);
+            let mut scratch = Vec::new();
+            loop {
+                match decoder.decode(c.rbuf.data(), &mut scratch, false) {
+                    Ok(used) => c.rbuf.consume(used),
+                    Err(_) => return false,
+                }
+                scratch.clear();
+                if decoder.is_done() {
+                    return true;
+                }
+                c.deadline.arm(c.fd, idle);
+                if !matches!(c.rbuf.fill(&mut c.stream, 64 * 1024).await, Ok(n) if n > 0) {
+                    return false;
+                }
+            }
+        }
+        BodyFraming::Length(_) | BodyFraming::Close => false,
+    }
 }
 
 /// Answers a request that could not be parsed; the connection closes after it.
