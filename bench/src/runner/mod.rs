@@ -176,6 +176,23 @@ pub struct Window {
     pub origin_cpu_us: f64,
 }
 
+impl Window {
+    /// The proxy's CPU per request divided by the origin's (see [`normalised`]).
+    pub fn normalised(&self) -> f64 {
+        normalised(self.proxy_cpu_us, self.origin_cpu_us)
+    }
+}
+
+/// A proxy's CPU per request divided by the origin's in the same window: the figure that host
+/// drift cancels out of (0 when the origin's is unknown).
+pub fn normalised(proxy_cpu_us: f64, origin_cpu_us: f64) -> f64 {
+    if origin_cpu_us > 0.0 {
+        proxy_cpu_us / origin_cpu_us
+    } else {
+        0.0
+    }
+}
+
 /// Runs `load` against `proxy` and charges the CPU its and the origin's process trees used over
 /// the window to the requests the load generator counted.
 pub fn measure(

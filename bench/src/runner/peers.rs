@@ -83,11 +83,7 @@ pub fn run(opts: &Options) -> Result<Report, Error> {
                         w.measured.rps,
                         report::latency(w.measured.p99_us),
                         w.proxy_cpu_us,
-                        if w.origin_cpu_us > 0.0 {
-                            w.proxy_cpu_us / w.origin_cpu_us
-                        } else {
-                            0.0
-                        },
+                        w.normalised(),
                         w.measured.errors
                     );
                     runs.push(Run {

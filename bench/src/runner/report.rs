@@ -39,11 +39,7 @@ impl Run {
     /// The proxy's CPU per request divided by the origin's: the figure that host drift cancels
     /// out of.
     pub fn normalised(&self) -> f64 {
-        if self.origin_cpu_us > 0.0 {
-            self.proxy_cpu_us / self.origin_cpu_us
-        } else {
-            0.0
-        }
+        super::normalised(self.proxy_cpu_us, self.origin_cpu_us)
     }
 }
 
