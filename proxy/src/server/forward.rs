@@ -157,20 +157,20 @@ impl Conn {
                 // Stream the rest of the request body.
                 self.wbuf.clear();
                 let mode = body.expect("a body remains");
-                let client = End {
-                    stream: &mut self.stream,
-                    deadline: &self.deadline,
-                    fd: self.fd,
-                    timeout: timeouts.idle,
+                let client = End::new(
+                    &mut self.stream,
+                    &self.deadline,
+                    self.fd,
+                    timeouts.idle,
                     until,
-                };
-                let upstream = End {
-                    stream: &mut up.stream,
-                    deadline: &self.up_deadline,
-                    fd: up_fd,
-                    timeout: timeouts.upstream_response,
+                );
+                let upstream = End::new(
+                    &mut up.stream,
+                    &self.up_deadline,
+                    up_fd,
+                    timeouts.upstream_response,
                     until,
-                };
+                );
                 let relayed = relay_body(
                     client,
                     &mut self.rbuf,
@@ -283,20 +283,20 @@ impl Conn {
                 .await
                 .map_err(|_| RelayError::Destination),
             Some(mode) => {
-                let upstream = End {
-                    stream: &mut up.stream,
-                    deadline: &self.up_deadline,
-                    fd: up_fd,
-                    timeout: timeouts.upstream_response,
+                let upstream = End::new(
+                    &mut up.stream,
+                    &self.up_deadline,
+                    up_fd,
+                    timeouts.upstream_response,
                     until,
-                };
-                let client = End {
-                    stream: &mut self.stream,
-                    deadline: &self.deadline,
-                    fd: self.fd,
-                    timeout: timeouts.idle,
+                );
+                let client = End::new(
+                    &mut self.stream,
+                    &self.deadline,
+                    self.fd,
+                    timeouts.idle,
                     until,
-                };
+                );
                 relay_body(
                     upstream,
                     &mut up.buf,

@@ -51,7 +51,23 @@ pub struct End<'a, S> {
     pub until: Option<Instant>,
 }
 
-impl<S> End<'_, S> {
+impl<'a, S> End<'a, S> {
+    pub fn new(
+        stream: &'a mut S,
+        deadline: &'a Deadline,
+        fd: RawFd,
+        timeout: Duration,
+        until: Option<Instant>,
+    ) -> Self {
+        End {
+            stream,
+            deadline,
+            fd,
+            timeout,
+            until,
+        }
+    }
+
     fn arm(&self) {
         self.deadline
             .arm(self.fd, bounded(self.timeout, self.until));
