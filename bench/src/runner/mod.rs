@@ -113,8 +113,16 @@ pub enum DriverChoice {
     Wrk,
 }
 
-/// The workspace root (this crate's parent directory).
+/// The workspace root: the current directory when it is one (a checkout copied to another
+/// machine with prebuilt binaries), otherwise the one this crate was built in.
 pub fn repo_root() -> PathBuf {
+    let is_root =
+        |dir: &Path| dir.join("examples/basic-proxy.yaml").is_file() && dir.join("bench").is_dir();
+    if let Ok(cwd) = std::env::current_dir() {
+        if is_root(&cwd) {
+            return cwd;
+        }
+    }
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .expect("bench/ has a parent")

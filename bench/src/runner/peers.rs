@@ -95,6 +95,8 @@ pub fn run(opts: &Options) -> Result<Report, Error> {
                         measured: w.measured,
                         proxy_cpu_us: w.proxy_cpu_us,
                         origin_cpu_us: w.origin_cpu_us,
+                        // The origin shares CPU 0 with the load generator.
+                        origin_cpus: 0,
                         peak_rss_kib: 0,
                     });
                 }

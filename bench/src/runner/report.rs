@@ -31,6 +31,8 @@ pub struct Run {
     pub proxy_cpu_us: f64,
     /// The origin's, over the same window.
     pub origin_cpu_us: f64,
+    /// How many CPUs the origin had to itself (0: shared with the others).
+    pub origin_cpus: usize,
     /// The proxy's peak RSS in KiB (sum over its processes), at the end of its round.
     pub peak_rss_kib: u64,
 }
@@ -58,6 +60,9 @@ pub struct Row {
     /// Summed over the runs.
     pub errors: u64,
     pub proxy_cpu_us: f64,
+    pub origin_cpu_us: f64,
+    /// The largest of the runs' (0: shared).
+    pub origin_cpus: usize,
     pub normalised: f64,
     /// The largest of the runs'.
     pub peak_rss_kib: u64,
@@ -114,6 +119,8 @@ pub fn summarize(runs: &[Run]) -> Vec<Row> {
                 p999_us: (!p999.is_empty()).then(|| median(&p999)),
                 errors: group.iter().map(|r| r.measured.errors).sum(),
                 proxy_cpu_us: med(&|r| r.proxy_cpu_us),
+                origin_cpu_us: med(&|r| r.origin_cpu_us),
+                origin_cpus: group.iter().map(|r| r.origin_cpus).max().unwrap_or(0),
                 normalised: med(&|r| r.normalised()),
                 peak_rss_kib: group.iter().map(|r| r.peak_rss_kib).max().unwrap_or(0),
                 contender,
@@ -301,7 +308,8 @@ impl Report {
         (!t.rows.is_empty()).then_some(t)
     }
 
-    /// For scaling: RPS at each worker count against the one-worker figure.
+    /// For scaling: RPS at each worker count against the one-worker figure, how many CPUs the
+    /// proxy and the origin kept busy, and which of them set the rate.
     pub fn scaling_table(&self) -> Option<Table> {
         if self.kind != "scaling" {
             return None;
@@ -315,8 +323,30 @@ impl Report {
             "× one worker",
             "CPU µs/req",
             "÷ origin's",
+            "proxy busy",
+            "origin busy",
+            "limited by",
         ]);
         for r in &rows {
+            let busy = |us_per_req: f64| us_per_req * r.rps / 1e6;
+            let (proxy_busy, origin_busy) = (busy(r.proxy_cpu_us), busy(r.origin_cpu_us));
+            let full = |used: f64, of: usize| of > 0 && used >= 0.95 * of as f64;
+            let limit = match (
+                full(proxy_busy, r.workers),
+                full(origin_busy, r.origin_cpus),
+            ) {
+                (true, true) => "proxy, origin",
+                (true, false) => "proxy",
+                (false, true) => "origin",
+                (false, false) => "load or shared CPUs",
+            };
+            let of = |n: usize| {
+                if n == 0 {
+                    "shared".to_string()
+                } else {
+                    n.to_string()
+                }
+            };
             t.rows.push(vec![
                 r.workers.to_string(),
                 thousands(r.rps),
@@ -325,6 +355,9 @@ impl Report {
                     .map_or("-".into(), |o| format!("{:.2}", r.rps / o)),
                 format!("{:.2}", r.proxy_cpu_us),
                 format!("{:.3}", r.normalised),
+                format!("{proxy_busy:.2} of {}", r.workers),
+                format!("{origin_busy:.2} of {}", of(r.origin_cpus)),
+                limit.into(),
             ]);
         }
         Some(t)
@@ -430,6 +463,7 @@ impl Report {
                     "errors": r.measured.errors,
                     "proxy_cpu_us_per_request": r.proxy_cpu_us,
                     "origin_cpu_us_per_request": r.origin_cpu_us,
+                    "origin_cpus": r.origin_cpus,
                     "cpu_ratio_to_origin": r.normalised(),
                     "peak_rss_kib": r.peak_rss_kib,
                 })

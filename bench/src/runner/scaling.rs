@@ -20,6 +20,21 @@ pub struct Layout {
     pub load: Vec<usize>,
 }
 
+impl Layout {
+    /// The origin's CPU count where it has them to itself, 0 where it shares them.
+    pub fn origin_to_itself(&self) -> usize {
+        let shared = self
+            .origin
+            .iter()
+            .any(|c| self.proxy.contains(c) || self.load.contains(c));
+        if shared {
+            0
+        } else {
+            self.origin.len()
+        }
+    }
+}
+
 /// Splits `cpus` for `workers` proxy workers.
 pub fn layout(cpus: &[usize], workers: usize) -> Layout {
     let w = workers.min(cpus.len()).max(1);
@@ -147,6 +162,7 @@ pub fn run(opts: &Options) -> Result<Report, Error> {
                 measured: w.measured,
                 proxy_cpu_us: w.proxy_cpu_us,
                 origin_cpu_us: w.origin_cpu_us,
+                origin_cpus: at.origin_to_itself(),
                 peak_rss_kib: rss,
             });
             drop(proxy);
@@ -225,5 +241,8 @@ mod tests {
                 load: vec![1]
             }
         );
+        assert_eq!(layout(&cpus, 2).origin_to_itself(), 3);
+        assert_eq!(layout(&two, 1).origin_to_itself(), 0);
+        assert_eq!(layout(&two, 2).origin_to_itself(), 0);
     }
 }

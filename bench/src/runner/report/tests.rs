@@ -18,6 +18,7 @@ fn run(round: usize, contender: &str, mode: &str, rps: f64, cpu: f64) -> Run {
         },
         proxy_cpu_us: cpu,
         origin_cpu_us: 10.0,
+        origin_cpus: 1,
         peak_rss_kib: 4096 * round as u64,
     }
 }
@@ -189,6 +190,12 @@ fn scaling_reports_rps_against_one_worker() {
     };
     let t = report.scaling_table().unwrap();
     assert_eq!(t.rows[2][..4], ["4", "180,000", "45,000", "4.00"]);
+    // 15 us/req at 180,000 req/s keeps 2.7 CPUs busy of 4; the origin, 10 us/req, 1.8 of 1.
+    assert_eq!(t.rows[2][6..], ["2.70 of 4", "1.80 of 1", "origin"]);
+    assert_eq!(
+        t.rows[0][6..],
+        ["0.68 of 1", "0.45 of 1", "load or shared CPUs"]
+    );
     assert_eq!(check_markdown_tables(&report.markdown()), 2);
     check_xml(&report.svg());
     assert!(report
