@@ -116,17 +116,20 @@ pub enum DriverChoice {
 /// The workspace root: the current directory when it is one (a checkout copied to another
 /// machine with prebuilt binaries), otherwise the one this crate was built in.
 pub fn repo_root() -> PathBuf {
+    let built_in = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("bench/ has a parent");
+    root_from(std::env::current_dir().ok().as_deref(), built_in)
+}
+
+/// `cwd` when it is a checkout (it holds the example config and `bench/`), else `built_in`.
+fn root_from(cwd: Option<&Path>, built_in: &Path) -> PathBuf {
     let is_root =
         |dir: &Path| dir.join("examples/basic-proxy.yaml").is_file() && dir.join("bench").is_dir();
-    if let Ok(cwd) = std::env::current_dir() {
-        if is_root(&cwd) {
-            return cwd;
-        }
+    match cwd {
+        Some(dir) if is_root(dir) => dir.to_path_buf(),
+        _ => built_in.to_path_buf(),
     }
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("bench/ has a parent")
-        .to_path_buf()
 }
 
 /// Builds what the runs need (unless told not to) and says where it is.
@@ -252,6 +255,25 @@ pub fn machine() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_checkout_is_found_from_the_current_directory() {
+        let built_in = repo_root();
+        assert!(built_in.join("examples/basic-proxy.yaml").is_file());
+        // A copy of the checkout elsewhere is taken when run from it.
+        let copy = std::env::temp_dir().join(format!("ringway-root-{}", std::process::id()));
+        std::fs::create_dir_all(copy.join("examples")).unwrap();
+        std::fs::create_dir_all(copy.join("bench")).unwrap();
+        std::fs::write(copy.join("examples/basic-proxy.yaml"), "").unwrap();
+        assert_eq!(root_from(Some(&copy), &built_in), copy);
+        // Any other directory (bench/ itself, where cargo runs tests) falls back.
+        assert_eq!(
+            root_from(Some(&built_in.join("bench")), &built_in),
+            built_in
+        );
+        assert_eq!(root_from(None, &built_in), built_in);
+        std::fs::remove_dir_all(&copy).unwrap();
+    }
 
     #[test]
     fn body_sizes_parse() {
