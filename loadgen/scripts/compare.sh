@@ -14,7 +14,8 @@
 #         the achieved rate and p50/p99 of each run, then the median p99s and their ratios.
 #
 # stall:  at STALL_RATE, each tool in turn for DURATION while the origin is stopped (SIGSTOP) for
-#         STALL after the first 3 s: the coordinated-omission check. Requests due during the
+#         STALL after the first 3 s (DURATION at least STALL + 5 s): the coordinated-omission
+#         check. Requests due during the
 #         stall wait for it, so a tool that measures from the intended send time reports
 #         p99 ~ STALL * (1 - 0.01 * DURATION / STALL); one that measures from the actual send
 #         (plain `oha -q`) reports far less.
@@ -65,7 +66,7 @@ trap 'exit 130' INT TERM
 fail() { echo "compare.sh: $*" >&2; exit 2; }
 
 case "$MODE" in closed|open|stall|all) ;; *) echo "usage: compare.sh [closed|open|stall|all]" >&2; exit 2 ;; esac
-if [ "$MODE" != open ]; then
+if [ "$MODE" = closed ] || [ "$MODE" = all ]; then
     command -v "$WRK" >/dev/null || fail "wrk is not installed (apt-get install -y wrk)"
 fi
 if [ "$MODE" != closed ]; then
@@ -73,6 +74,11 @@ if [ "$MODE" != closed ]; then
 fi
 if [ ! -x "$RINGLOAD" ] || { [ "$ORIGIN" = ringway ] && [ ! -x "$RINGWAY" ]; }; then
     (cd "$ROOT" && cargo build --release -p ringway -p ringway-loadgen)
+fi
+
+# Something else answering on the port would be measured instead of our origin.
+if "$RINGLOAD" -n 1 -c 1 --timeout 1s "$URL" >/dev/null 2>&1; then
+    fail "something already answers on $URL: stop it or set PORT"
 fi
 
 case "$ORIGIN" in
@@ -125,6 +131,7 @@ for _ in $(seq 50); do
     sleep 0.1
 done
 [ -n "$up" ] || fail "the $ORIGIN origin did not come up on $URL"
+
 echo "origin: $ORIGIN on CPU $ORIGIN_CPU; load on CPU $LOAD_CPU"
 
 median() { sort -g | awk '{v[NR]=$1} END {print (NR % 2) ? v[(NR+1)/2] : (v[NR/2] + v[NR/2+1]) / 2}'; }
@@ -210,6 +217,9 @@ signal_origin() {
 
 stall() {
     tools=(ringload oha oha-lc)
+    # The stall must end well inside the run: a tool drops what is unanswered at its end.
+    awk -v s="$STALL" -v d="${DURATION%s}" 'BEGIN {exit !(d >= s + 5)}' \
+        || fail "stall: DURATION ($DURATION) must be at least STALL + 5 seconds (${STALL}s + 5)"
     expect=$(awk -v s="$STALL" -v d="${DURATION%s}" 'BEGIN {printf "%.0f", s * (1 - 0.01 * d / s) * 1e6}')
     echo "== stall: origin stopped for ${STALL}s after 3s of each ${DURATION} run at $STALL_RATE req/s; corrected p99 expected near $expect us"
     for t in "${tools[@]}"; do : >"$WORK/p99-$t"; done
