@@ -31,6 +31,8 @@ fn request_head(c: &mut Criterion) {
         edits,
         chunked: false,
         upgrade: false,
+        upgrades: &[],
+        default_host: b"192.0.2.1:8080",
     };
     let mut out = Vec::with_capacity(1024);
     let mut group = c.benchmark_group("rewrite");

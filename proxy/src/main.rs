@@ -113,10 +113,14 @@ fn serve(config: Config, demo_origin: Option<std::net::SocketAddr>) -> ExitCode 
             return ExitCode::from(1);
         }
     };
-    // Signals are caught before any worker starts, so that none is lost.
+    // Signals are caught before any worker starts, so that none is lost. SIGHUP, SIGUSR1 and
+    // SIGUSR2 would otherwise end the process at once, silently.
     let mut signals = match signal_hook::iterator::Signals::new([
         signal_hook::consts::SIGTERM,
         signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGHUP,
+        signal_hook::consts::SIGUSR1,
+        signal_hook::consts::SIGUSR2,
     ]) {
         Ok(s) => s,
         Err(e) => {
@@ -124,7 +128,7 @@ fn serve(config: Config, demo_origin: Option<std::net::SocketAddr>) -> ExitCode 
             return ExitCode::from(1);
         }
     };
-    let server = match Server::start(snapshot, None) {
+    let mut server = match Server::start(snapshot, None) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("ringway: {e}");
@@ -152,10 +156,50 @@ fn serve(config: Config, demo_origin: Option<std::net::SocketAddr>) -> ExitCode 
         println!("Stop with Ctrl-C.");
     }
     let control = Arc::clone(&server.control);
-    if let Some(signal) = signals.forever().next() {
-        eprintln!("ringway: signal {signal}: draining (up to {drain:?})");
-    }
+    // Wait for a stop signal, or for a worker to die. A dead worker is not restarted: the
+    // process drains the others and exits non-zero with the panic message, so that its
+    // supervisor (systemd, Kubernetes) starts a clean one. Nothing is left listening into
+    // the void meanwhile: the dead worker's listeners closed with its runtime.
+    let died = loop {
+        if let Some(signal) = signals.pending().find_map(|signal| match signal {
+            signal_hook::consts::SIGHUP
+            | signal_hook::consts::SIGUSR1
+            | signal_hook::consts::SIGUSR2 => {
+                eprintln!(
+                    "ringway: signal {}: ignored (configuration reload is not available yet; \
+                     restart to apply a changed file)",
+                    signal_name(signal)
+                );
+                None
+            }
+            other => Some(other),
+        }) {
+            eprintln!(
+                "ringway: signal {}: draining (up to {drain:?})",
+                signal_name(signal)
+            );
+            break None;
+        }
+        if let Some(index) = server.workers.iter().position(|w| w.thread.is_finished()) {
+            break Some(index);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
     control.drain();
+    if let Some(index) = died {
+        let worker = server.workers.remove(index);
+        let message = match worker.thread.join() {
+            Err(payload) => panic_message(&*payload),
+            Ok(()) => "its thread ended".to_string(),
+        };
+        eprintln!(
+            "ringway: error: worker {index} died: {message}; draining the other workers and \
+             exiting (status 70) so that the process is restarted"
+        );
+        server.wait(drain + Duration::from_millis(500));
+        eprintln!("ringway: stopped");
+        return ExitCode::from(70);
+    }
     let exit = match server.wait(drain + Duration::from_millis(500)) {
         Some(finished) => {
             for (index, metrics) in finished {
@@ -173,4 +217,26 @@ fn serve(config: Config, demo_origin: Option<std::net::SocketAddr>) -> ExitCode 
     };
     eprintln!("ringway: stopped");
     exit
+}
+
+fn signal_name(signal: i32) -> &'static str {
+    match signal {
+        signal_hook::consts::SIGTERM => "SIGTERM",
+        signal_hook::consts::SIGINT => "SIGINT",
+        signal_hook::consts::SIGHUP => "SIGHUP",
+        signal_hook::consts::SIGUSR1 => "SIGUSR1",
+        signal_hook::consts::SIGUSR2 => "SIGUSR2",
+        _ => "unknown",
+    }
+}
+
+/// The text a panic was raised with.
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        format!("panicked: {s}")
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        format!("panicked: {s}")
+    } else {
+        "panicked".to_string()
+    }
 }

@@ -68,20 +68,72 @@ fn idempotent_request_on_a_stale_pooled_connection_is_retried_once() {
 }
 
 #[test]
-fn non_idempotent_request_on_a_stale_pooled_connection_is_not_retried() {
+fn a_pooled_connection_the_origin_closed_is_not_used() {
     let origin = ForgetfulOrigin::start();
     let proxy = Ringway::start(&forward_all_config(1, &[&origin.url()], ""));
     let mut client = Client::connect(proxy.addr());
     assert_eq!(client.get("/x").status, 200);
     std::thread::sleep(Duration::from_millis(200));
+    // The pooled connection is checked before use and found closed: even a POST, which could
+    // not be retried, goes out on a fresh connection.
+    let response = client.request("POST", "/x", &[], b"data");
+    assert_eq!(response.status, 200, "{}", response.text());
+    assert_eq!(origin.connections.load(Ordering::SeqCst), 2);
+}
+
+/// An origin that answers the first request of each connection, then reads the second and
+/// closes without answering: a pooled connection that fails only once a request is on it.
+fn hang_up_on_second_request() -> (SocketAddr, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let connections = Arc::new(AtomicUsize::new(0));
+    let count = Arc::clone(&connections);
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            count.fetch_add(1, Ordering::SeqCst);
+            std::thread::spawn(move || {
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                for round in 0..2 {
+                    head.clear();
+                    while !head.ends_with(b"\r\n\r\n") {
+                        match stream.read(&mut byte) {
+                            Ok(1) => head.push(byte[0]),
+                            _ => return,
+                        }
+                    }
+                    if round == 0 {
+                        let _ = stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok");
+                    }
+                }
+                // Dropped with the request unanswered.
+            });
+        }
+    });
+    (addr, connections)
+}
+
+#[test]
+fn non_idempotent_request_on_a_failing_pooled_connection_is_not_retried() {
+    let (addr, connections) = hang_up_on_second_request();
+    let proxy = Ringway::start(&forward_all_config(1, &[&format!("http://{addr}")], ""));
+    let mut client = Client::connect(proxy.addr());
+    assert_eq!(client.get("/x").status, 200);
     let response = client.request("POST", "/x", &[], b"data");
     assert_eq!(response.status, 502, "{}", response.text());
     assert_eq!(response.json_error().as_deref(), Some("bad_gateway"));
     assert_eq!(
-        origin.connections.load(Ordering::SeqCst),
+        connections.load(Ordering::SeqCst),
         1,
         "a POST must not be re-sent"
     );
+    // The same failure for a GET is retried once, on a new connection.
+    let mut client = Client::connect(proxy.addr());
+    assert_eq!(client.get("/y").status, 200);
+    let response = client.get("/z");
+    assert_eq!(response.status, 200, "{}", response.text());
+    assert_eq!(connections.load(Ordering::SeqCst), 3);
 }
 
 #[test]

@@ -83,6 +83,19 @@ impl CodecErrorKind {
         }
     }
 
+    /// The machine-readable code of a JSON error answer, one per status, so that a client
+    /// sees the same code for a limit however the message was framed.
+    pub fn code(self) -> &'static str {
+        match self.status() {
+            413 => "body_too_large",
+            414 => "uri_too_long",
+            431 => "headers_too_large",
+            501 => "not_implemented",
+            505 => "version_not_supported",
+            _ => "bad_request",
+        }
+    }
+
     /// A short human description of what was wrong.
     pub fn reason(self) -> &'static str {
         use CodecErrorKind::*;
@@ -139,6 +152,12 @@ impl CodecError {
         self.kind.status()
     }
 
+    /// The code of the JSON error answer (`bad_request`, `body_too_large`, ...).
+    #[inline]
+    pub fn code(&self) -> &'static str {
+        self.kind.code()
+    }
+
     #[inline]
     pub fn kind(&self) -> CodecErrorKind {
         self.kind
@@ -180,6 +199,18 @@ mod tests {
         assert_eq!(CodecError::new(BodyTooLarge).status(), 413);
         assert_eq!(CodecError::new(UnknownTransferCoding).status(), 501);
         assert_eq!(CodecError::new(UnsupportedVersion).status(), 505);
+    }
+
+    #[test]
+    fn codes_follow_the_status() {
+        use CodecErrorKind::*;
+        assert_eq!(CodecError::new(BodyTooLarge).code(), "body_too_large");
+        assert_eq!(
+            CodecError::new(TrailersTooLarge).code(),
+            "headers_too_large"
+        );
+        assert_eq!(CodecError::new(BadChunkSize).code(), "bad_request");
+        assert_eq!(CodecError::new(UriTooLong).code(), "uri_too_long");
     }
 
     #[test]

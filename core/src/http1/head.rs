@@ -44,6 +44,7 @@ pub struct RequestHead {
     framing: BodyFraming,
     connection: ConnectionInfo,
     expect_continue: bool,
+    content_length_plain: bool,
     head_len: usize,
 }
 
@@ -166,6 +167,14 @@ impl RequestHead {
         self.head_len
     }
 
+    /// Whether Content-Length (if any) came as one header with one plain value, so that it can
+    /// be forwarded as it is; otherwise a proxy writes the single value itself (RFC 9110 8.6:
+    /// a list of identical values is accepted, but passed on as one).
+    #[inline]
+    pub fn content_length_is_plain(&self) -> bool {
+        self.content_length_plain
+    }
+
     /// GET, HEAD, PUT, DELETE, OPTIONS or TRACE (RFC 9110 9.2.2): safe to retry.
     pub fn is_idempotent(&self, buf: &[u8]) -> bool {
         matches!(
@@ -189,8 +198,11 @@ pub struct ResponseHead {
     reason: Span,
     headers: Vec<Header>,
     content_length: Option<u64>,
+    content_length_plain: bool,
     transfer: Transfer,
     connection: ConnectionInfo,
+    /// Where the status line starts (after any empty lines before it).
+    line_start: u32,
     head_len: usize,
 }
 
@@ -241,6 +253,19 @@ impl ResponseHead {
     #[inline]
     pub fn content_length(&self) -> Option<u64> {
         self.content_length
+    }
+
+    /// As [`RequestHead::content_length_is_plain`].
+    #[inline]
+    pub fn content_length_is_plain(&self) -> bool {
+        self.content_length_plain
+    }
+
+    /// The offset of the status line in the buffer: empty lines before it are allowed
+    /// (RFC 9112 2.2), so it need not start at 0.
+    #[inline]
+    pub fn status_line_start(&self) -> usize {
+        self.line_start as usize
     }
 
     /// Framing per RFC 9112 6.3, given whether the request was HEAD (CONNECT is not
@@ -393,6 +418,7 @@ fn fill_request(
         head.host = fields.host;
     }
     head.connection = fields.connection();
+    head.content_length_plain = fields.content_length.is_none() || fields.content_length_plain;
     head.expect_continue = fields.expect_continue && head.version == Version::Http11;
     head.framing = match fields.transfer {
         Some(te) => {
@@ -458,6 +484,8 @@ fn fill_response(
     let fields = Fields::scan(window, &head.headers)?;
     head.connection = fields.connection();
     head.content_length = fields.content_length;
+    head.content_length_plain = fields.content_length.is_none() || fields.content_length_plain;
+    head.line_start = line_start as u32;
     head.transfer = match fields.transfer {
         None => Transfer::Absent,
         Some(_) if fields.content_length.is_some() => {

@@ -257,6 +257,17 @@ where
                 let _ = ready_tx.send((index, Ok(context)));
                 drop(ready_tx);
                 rt.block_on(body(context));
+            })
+            .map_err(|e| {
+                io::Error::new(
+                    e.kind(),
+                    format!(
+                        "cannot start worker thread {index} of {}: {e} (the process may be at \
+                         its thread limit, RLIMIT_NPROC or the cgroup's pids.max, or out of \
+                         memory for thread stacks)",
+                        placement.workers
+                    ),
+                )
             })?;
         threads.push(thread);
     }

@@ -39,6 +39,11 @@ pub struct Config {
     pub backends: Vec<Backend>,
     /// Validated; [`crate::route::Router::build`] compiles them.
     pub routes: Vec<RouteConfig>,
+    /// Protocols an `Upgrade` may switch to, lower case (`websocket` by default).
+    pub upgrades: Vec<String>,
+    /// Open client connections one worker serves at most; at the limit it stops accepting
+    /// until one closes. None: derived from RLIMIT_NOFILE when the server starts.
+    pub max_connections_per_worker: Option<usize>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -50,6 +55,8 @@ pub struct Timeouts {
     /// None = no limit on the whole exchange.
     pub request: Option<Duration>,
     pub drain: Duration,
+    /// A WebSocket (or other upgraded) tunnel silent both ways this long is closed.
+    pub tunnel_idle: Duration,
 }
 
 impl Default for Timeouts {
@@ -59,8 +66,9 @@ impl Default for Timeouts {
             idle: Duration::from_secs(60),
             upstream_connect: Duration::from_secs(3),
             upstream_response: Duration::from_secs(30),
-            request: None,
+            request: Some(Duration::from_secs(300)),
             drain: Duration::from_secs(10),
+            tunnel_idle: Duration::from_secs(3600),
         }
     }
 }
@@ -69,6 +77,8 @@ impl Default for Timeouts {
 pub struct Listener {
     pub name: String,
     pub address: SocketAddr,
+    /// Open connections on this listener, across all workers (each worker takes its share).
+    pub max_connections: Option<usize>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

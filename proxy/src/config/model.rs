@@ -28,6 +28,8 @@ pub struct Document {
     pub backends: Vec<Backend>,
     #[serde(default)]
     pub routes: Vec<Route>,
+    /// Protocols that `Upgrade` may switch to (default: websocket).
+    pub upgrades: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -68,6 +70,7 @@ pub struct Limits {
     pub max_headers: Option<usize>,
     pub max_uri_bytes: Option<Size>,
     pub max_body_bytes: Option<Size>,
+    pub max_connections_per_worker: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -79,16 +82,18 @@ pub struct Timeouts {
     pub upstream_response: Option<Dur>,
     pub request: Option<Dur>,
     pub drain: Option<Dur>,
+    pub tunnel_idle: Option<Dur>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(
     deny_unknown_fields,
-    expecting = "a listener: a mapping with address and optionally name"
+    expecting = "a listener: a mapping with address and optionally name, max_connections"
 )]
 pub struct Listener {
     pub name: Option<String>,
     pub address: String,
+    pub max_connections: Option<usize>,
 }
 
 #[derive(Debug, Deserialize)]

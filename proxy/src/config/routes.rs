@@ -111,6 +111,7 @@ pub(super) fn route(
                 if !p.starts_with('/') {
                     errors.push(format_args!("{rpath}.path"), format!("{p:?} must start with '/'"));
                 }
+                check_rewrite_path(&format!("{rpath}.path"), p, errors);
                 Some(Rewrite::Path(p.as_bytes().into()))
             }
             (None, Some(p)) => {
@@ -120,6 +121,7 @@ pub(super) fn route(
                         format!("{p:?} must start with '/'"),
                     );
                 }
+                check_rewrite_path(&format!("{rpath}.prefix"), p, errors);
                 if let Some((m, kind)) = first_non_prefix {
                     errors.push(
                         format_args!("{rpath}.prefix"),
@@ -340,6 +342,7 @@ fn action(
     }
     for (name, value) in &rr.headers.0 {
         check_header(&format!("{rpath}.headers"), name, Some(value), errors);
+        check_not_managed(&format!("{rpath}.headers"), name, errors);
     }
     (errors.0.len() == before).then(|| {
         RouteAction::Respond(DirectResponse {
@@ -355,6 +358,7 @@ fn header_edits(path: &str, f: &model::HeaderFilter, errors: &mut Errors) -> Hea
         list.iter()
             .map(|(name, value)| {
                 check_header(&format!("{path}.{key}"), name, Some(value), errors);
+                check_not_managed(&format!("{path}.{key}"), name, errors);
                 (
                     name.to_ascii_lowercase().into_bytes().into(),
                     value.as_bytes().into(),
@@ -370,6 +374,7 @@ fn header_edits(path: &str, f: &model::HeaderFilter, errors: &mut Errors) -> Hea
         .enumerate()
         .map(|(i, name)| {
             check_header(&format!("{path}.remove[{i}]"), name, None, errors);
+            check_not_managed(&format!("{path}.remove[{i}]"), name, errors);
             name.to_ascii_lowercase().into_bytes().into()
         })
         .collect();
@@ -389,6 +394,55 @@ fn check_header(path: &str, name: &str, value: Option<&str>, errors: &mut Errors
                 ),
             );
         }
+    }
+}
+
+/// Headers the gateway writes itself, because they frame the message, manage the connection
+/// or name the target: an edit of one could make the next hop read the message differently
+/// (a body taken for a second request), so no filter may set, add or remove them.
+const MANAGED_HEADERS: [&str; 9] = [
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "host",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "upgrade",
+];
+
+fn check_not_managed(path: &str, name: &str, errors: &mut Errors) {
+    if MANAGED_HEADERS.iter().any(|m| m.eq_ignore_ascii_case(name)) {
+        errors.push(
+            path,
+            format!(
+                "{name:?} cannot be edited: the gateway writes it itself (framing, connection \
+                 management and Host follow the message, not the configuration)"
+            ),
+        );
+    }
+}
+
+/// A rewrite's path must be a valid path as it goes on the request line: RFC 3986 `pchar`s and
+/// `/`, no space, control character, `?` or `#`.
+fn check_rewrite_path(path: &str, value: &str, errors: &mut Errors) {
+    let bad = value
+        .bytes()
+        .find(|&b| !(b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@/%".contains(&b)));
+    if let Some(b) = bad {
+        let what = match b {
+            b' ' => "a space".to_string(),
+            b'?' | b'#' => format!("{:?}", b as char),
+            0..=0x1f | 0x7f => format!("the control character 0x{b:02x}"),
+            _ => format!("the byte 0x{b:02x} (percent-encode it)"),
+        };
+        errors.push(
+            path,
+            format!(
+                "{value:?} contains {what}; a rewritten path may hold only URL path characters"
+            ),
+        );
     }
 }
 

@@ -127,6 +127,7 @@ fn full_config_round_trip() {
             upstream_response: Duration::from_secs(3600),
             request: Some(Duration::from_secs(30)),
             drain: Duration::ZERO,
+            tunnel_idle: Duration::from_secs(3600),
         }
     );
     assert_eq!(c.listeners.len(), 2);
@@ -624,6 +625,6 @@ fn shape_errors_say_what_was_expected() {
     let e = errors("listeners: [foo]\n");
     assert_eq!(
         e,
-        vec!["test.yaml: line 1 column 13: listeners[0]: invalid type: string \"foo\", expected a listener: a mapping with address and optionally name"]
+        vec!["test.yaml: line 1 column 13: listeners[0]: invalid type: string \"foo\", expected a listener: a mapping with address and optionally name, max_connections"]
     );
 }

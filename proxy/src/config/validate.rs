@@ -37,6 +37,16 @@ pub(super) fn validate(doc: Document, source: &str) -> Result<Config, Vec<String
         .enumerate()
         .filter_map(|(i, r)| super::routes::route(i, r, &known, &mut errors))
         .collect();
+    let upgrades = upgrades(doc.upgrades.as_deref(), &mut errors);
+    let max_connections_per_worker = doc.limits.max_connections_per_worker;
+    if let Some(n) = max_connections_per_worker {
+        if !(1..=MAX_CONNECTIONS).contains(&n) {
+            errors.push(
+                "limits.max_connections_per_worker",
+                format!("must be from 1 to {MAX_CONNECTIONS}, not {n}"),
+            );
+        }
+    }
     if !errors.0.is_empty() {
         return Err(errors.0);
     }
@@ -50,7 +60,41 @@ pub(super) fn validate(doc: Document, source: &str) -> Result<Config, Vec<String
         listeners,
         backends,
         routes,
+        upgrades,
+        max_connections_per_worker,
     })
+}
+
+/// The most connections a worker or a listener may be given (the kernel's own ceiling on
+/// descriptors per process, `fs.nr_open`, defaults to 1,048,576).
+const MAX_CONNECTIONS: usize = 1 << 20;
+
+fn upgrades(list: Option<&[String]>, errors: &mut Errors) -> Vec<String> {
+    let Some(list) = list else {
+        return vec!["websocket".to_string()];
+    };
+    let mut out = Vec::new();
+    for (i, name) in list.iter().enumerate() {
+        let ok = !name.is_empty()
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+        if !ok {
+            errors.push(
+                format_args!("upgrades[{i}]"),
+                format!("{name:?} is not a protocol name (a token, such as websocket)"),
+            );
+        } else if name.eq_ignore_ascii_case("h2c") {
+            errors.push(
+                format_args!("upgrades[{i}]"),
+                "h2c cannot be tunnelled: an upgraded HTTP/2 connection would carry requests \
+                 past routing and every policy",
+            );
+        } else {
+            out.push(name.to_ascii_lowercase());
+        }
+    }
+    out
 }
 
 fn runtime(r: &model::Runtime, errors: &mut Errors) -> RuntimeSettings {
@@ -77,68 +121,159 @@ fn runtime(r: &model::Runtime, errors: &mut Errors) -> RuntimeSettings {
     }
 }
 
+/// The largest request head a worker will buffer (every connection may hold one).
+const MAX_HEAD_BYTES: u64 = 1 << 20;
+/// The largest declared body (`0` stays "unlimited"): a petabyte is no API call.
+const MAX_BODY_BYTES: u64 = 1 << 50;
+
 fn limits(l: &model::Limits, errors: &mut Errors) -> Limits {
     let defaults = Limits::default();
-    let mut positive = |key: &str, value: Option<u64>, default: usize| -> usize {
-        match value.map(usize::try_from) {
+    let mut bounded = |key: &str, value: Option<u64>, default: usize, max: u64| -> usize {
+        match value {
             None => default,
-            Some(Ok(0)) => {
+            Some(0) => {
                 errors.push(format_args!("limits.{key}"), "must be greater than 0");
                 default
             }
-            Some(Ok(n)) => n,
-            Some(Err(_)) => {
-                errors.push(format_args!("limits.{key}"), "is too large");
+            Some(n) if n > max => {
+                errors.push(
+                    format_args!("limits.{key}"),
+                    format!("must be at most {max}, not {n}"),
+                );
                 default
             }
+            Some(n) => n as usize,
         }
     };
-    Limits {
-        max_head_bytes: positive(
+    let limits = Limits {
+        max_head_bytes: bounded(
             "max_header_bytes",
             l.max_header_bytes.map(|s| s.0),
             defaults.max_head_bytes,
+            MAX_HEAD_BYTES,
         ),
-        max_headers: positive(
+        max_headers: bounded(
             "max_headers",
             l.max_headers.map(|n| n as u64),
             defaults.max_headers,
+            ringway_core::http1::MAX_HEADERS_CAP as u64,
         ),
-        max_uri_bytes: positive(
+        max_uri_bytes: bounded(
             "max_uri_bytes",
             l.max_uri_bytes.map(|s| s.0),
             defaults.max_uri_bytes,
+            MAX_HEAD_BYTES,
         ),
         max_body_bytes: l.max_body_bytes.map_or(defaults.max_body_bytes, |s| s.0),
+    };
+    if limits.max_body_bytes > MAX_BODY_BYTES {
+        errors.push(
+            "limits.max_body_bytes",
+            format!(
+                "must be at most {MAX_BODY_BYTES} (or 0 for no limit), not {}",
+                limits.max_body_bytes
+            ),
+        );
+    }
+    limits
+}
+
+/// One day: no wait in a request's life is sanely longer (tunnels may idle a week).
+const DAY: Duration = Duration::from_secs(24 * 3600);
+
+/// A duration setting: `default` when absent; an error when zero (unless `zero_ok`) or above
+/// `max`.
+fn duration(
+    errors: &mut Errors,
+    key: &str,
+    value: Option<super::units::Dur>,
+    default: Duration,
+    max: Duration,
+) -> Duration {
+    match value {
+        None => default,
+        Some(d) if d.0.is_zero() => {
+            errors.push(key, "must be greater than 0s");
+            default
+        }
+        Some(d) if d.0 > max => {
+            errors.push(
+                key,
+                format!("must be at most {}, not {}", show(max), show(d.0)),
+            );
+            default
+        }
+        Some(d) => d.0,
+    }
+}
+
+/// A duration as the configuration writes it.
+fn show(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms.is_multiple_of(3_600_000) {
+        format!("{}h", ms / 3_600_000)
+    } else if ms.is_multiple_of(60_000) {
+        format!("{}m", ms / 60_000)
+    } else if ms.is_multiple_of(1000) {
+        format!("{}s", ms / 1000)
+    } else {
+        format!("{ms}ms")
     }
 }
 
 fn timeouts(t: &model::Timeouts, errors: &mut Errors) -> Timeouts {
     let defaults = Timeouts::default();
-    let mut positive = |key: &str, value: Option<super::units::Dur>, default: Duration| match value
-    {
-        None => default,
-        Some(d) if d.0.is_zero() => {
-            errors.push(format_args!("timeouts.{key}"), "must be greater than 0s");
-            default
+    let hour = Duration::from_secs(3600);
+    let request = match t.request {
+        // `0s` turns the whole-request deadline off.
+        Some(d) if d.0.is_zero() => None,
+        Some(d) if d.0 > DAY => {
+            errors.push(
+                "timeouts.request",
+                format!("must be at most 24h (or 0s for none), not {}", show(d.0)),
+            );
+            defaults.request
+        }
+        Some(d) => Some(d.0),
+        None => defaults.request,
+    };
+    let drain = match t.drain {
+        Some(d) if d.0 > hour => {
+            errors.push(
+                "timeouts.drain",
+                format!("must be at most 1h, not {}", show(d.0)),
+            );
+            defaults.drain
         }
         Some(d) => d.0,
+        None => defaults.drain,
     };
     Timeouts {
-        header: positive("header", t.header, defaults.header),
-        idle: positive("idle", t.idle, defaults.idle),
-        upstream_connect: positive(
-            "upstream_connect",
+        header: duration(errors, "timeouts.header", t.header, defaults.header, hour),
+        idle: duration(errors, "timeouts.idle", t.idle, defaults.idle, DAY),
+        upstream_connect: duration(
+            errors,
+            "timeouts.upstream_connect",
             t.upstream_connect,
             defaults.upstream_connect,
+            hour,
         ),
-        upstream_response: positive(
-            "upstream_response",
+        upstream_response: duration(
+            errors,
+            "timeouts.upstream_response",
             t.upstream_response,
             defaults.upstream_response,
+            DAY,
         ),
-        request: t.request.map(|d| d.0).filter(|d| !d.is_zero()),
-        drain: t.drain.map_or(defaults.drain, |d| d.0),
+        request,
+        drain,
+        tunnel_idle: duration(
+            errors,
+            "timeouts.tunnel_idle",
+            t.tunnel_idle,
+            defaults.tunnel_idle,
+            7 * DAY,
+        ),
     }
 }
 
@@ -182,7 +317,19 @@ fn listeners(list: &[model::Listener], errors: &mut Errors) -> Vec<Listener> {
                 format!("address {address} is already used by {:?}", out[j].name),
             );
         }
-        out.push(Listener { name, address });
+        if let Some(n) = l.max_connections {
+            if !(1..=MAX_CONNECTIONS).contains(&n) {
+                errors.push(
+                    format_args!("listeners[{i}].max_connections"),
+                    format!("must be from 1 to {MAX_CONNECTIONS}, not {n}"),
+                );
+            }
+        }
+        out.push(Listener {
+            name,
+            address,
+            max_connections: l.max_connections,
+        });
     }
     out
 }
@@ -228,13 +375,30 @@ fn backends(list: &[model::Backend], errors: &mut Errors) -> Vec<Backend> {
             }
         }
         let defaults = PoolSettings::default();
-        let idle_timeout = b.pool.idle_timeout.map_or(defaults.idle_timeout, |d| d.0);
-        if idle_timeout.is_zero() {
+        let idle_timeout = duration(
+            errors,
+            &format!("{path}.pool.idle_timeout"),
+            b.pool.idle_timeout,
+            defaults.idle_timeout,
+            DAY,
+        );
+        let max_idle_per_target = b
+            .pool
+            .max_idle_per_target
+            .unwrap_or(defaults.max_idle_per_target);
+        if max_idle_per_target > MAX_IDLE_PER_TARGET {
             errors.push(
-                format_args!("{path}.pool.idle_timeout"),
-                "must be greater than 0s",
+                format_args!("{path}.pool.max_idle_per_target"),
+                format!("must be at most {MAX_IDLE_PER_TARGET}, not {max_idle_per_target}"),
             );
         }
+        let unavailable_for = duration(
+            errors,
+            &format!("{path}.unavailable_for"),
+            b.unavailable_for,
+            Duration::from_secs(5),
+            DAY,
+        );
         out.push(Backend {
             name: b.name.clone(),
             balance: match b.balance {
@@ -244,17 +408,17 @@ fn backends(list: &[model::Backend], errors: &mut Errors) -> Vec<Backend> {
             },
             targets,
             pool: PoolSettings {
-                max_idle_per_target: b
-                    .pool
-                    .max_idle_per_target
-                    .unwrap_or(defaults.max_idle_per_target),
+                max_idle_per_target,
                 idle_timeout,
             },
-            unavailable_for: b.unavailable_for.map_or(Duration::from_secs(5), |d| d.0),
+            unavailable_for,
         });
     }
     out
 }
+
+/// Idle pooled connections per target per worker: beyond this they only hold descriptors.
+const MAX_IDLE_PER_TARGET: usize = 10_000;
 
 /// Parses `http://host[:port][/]` and resolves it: the address and the authority as written.
 fn resolve_target(url: &str) -> Result<(SocketAddr, String), String> {

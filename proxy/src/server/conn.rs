@@ -17,6 +17,7 @@ use monoio::net::TcpStream;
 use ringway_core::http1::{parse_request, BodyFraming, CodecError, RequestHead, Version};
 use ringway_core::timer::Deadline;
 
+use super::head::upgrade_allowed;
 use super::io::{write_out, RecvBuf};
 use super::local::{self, Local};
 use super::Worker;
@@ -54,8 +55,8 @@ pub(super) struct Conn {
     pub rbuf: RecvBuf,
     pub wbuf: Vec<u8>,
     pub head: RequestHead,
+    /// The client socket's deadline: dropped (disarmed) with the socket, as every deadline is.
     pub deadline: Deadline,
-    pub up_deadline: Deadline,
     client_ip: [u8; 46],
     client_ip_len: u8,
 }
@@ -87,7 +88,6 @@ impl Conn {
         let fd = stream.as_raw_fd();
         Conn {
             deadline: w.wheel.deadline(),
-            up_deadline: w.wheel.deadline(),
             w,
             stream,
             fd,
@@ -115,7 +115,7 @@ impl Conn {
                     let message = e.to_string();
                     let answer = Local::Error {
                         status,
-                        code: "bad_request",
+                        code: e.code(),
                         message: &message,
                     };
                     local::reject(&mut self, answer).await;
@@ -132,14 +132,11 @@ impl Conn {
                 Next::KeepAlive if !self.w.draining.get() => continue,
                 Next::KeepAlive | Next::Close => break,
                 Next::Upgrade(up) => {
-                    self.deadline.disarm();
-                    self.up_deadline.disarm();
                     tunnel(self, *up).await;
                     return;
                 }
             }
         }
-        self.up_deadline.disarm();
         self.linger().await;
         self.deadline.disarm();
     }
@@ -212,7 +209,12 @@ impl Conn {
             http10: head.version() == Version::Http10,
             framing: head.framing(),
             expect_continue: head.expect_continue(),
-            upgrade: head.connection().upgrade,
+            // Only the protocols the gateway tunnels are passed on (an `h2c` upgrade would
+            // carry requests past routing); any other request is forwarded as plain HTTP.
+            upgrade: head.connection().upgrade
+                && head
+                    .header(buf, b"upgrade")
+                    .is_some_and(|p| upgrade_allowed(p, &snap.config.upgrades)),
         };
         // The client side waits under the idle timeout until the exchange's relays re-arm it;
         // the whole-request timeout bounds the upstream waits instead, so that it answers 504.
@@ -226,6 +228,14 @@ impl Conn {
             return local::answer(self, head_len, facts, answer).await;
         }
 
+        if let Some(path) = &w.panic_path {
+            if head.path(buf) == &path[..] {
+                panic!(
+                    "injected by RINGWAY_TEST_PANIC_PATH for {}",
+                    String::from_utf8_lossy(path)
+                );
+            }
+        }
         let request = RouteRequest {
             host: head.host(buf).unwrap_or_default(),
             method: head.method(buf),
@@ -278,36 +288,54 @@ impl Conn {
     }
 }
 
-/// Copies bytes both ways between the client and the upstream after a 101, until either side
-/// is done; a side that ends has its peer's write half shut down so the close propagates.
+/// Copies bytes both ways between the client and the upstream after a 101, until both sides
+/// are done. A side that ends has its peer's write half shut down, so a half-close passes
+/// through and the other direction carries on. Traffic either way re-arms both sockets'
+/// deadlines; a tunnel silent both ways for `timeouts.tunnel_idle` is cut.
 async fn tunnel(conn: Conn, up: UpstreamConn) {
+    let idle = conn.w.snapshot.config.timeouts.tunnel_idle;
     let Conn {
         stream: client,
         rbuf,
+        deadline: client_deadline,
+        fd: client_fd,
         ..
     } = conn;
+    let up_fd = up.fd();
     let UpstreamConn {
         stream: upstream,
         buf: up_buf,
+        deadline: up_deadline,
         ..
     } = up;
+    let touch = || {
+        client_deadline.arm(client_fd, idle);
+        up_deadline.arm(up_fd, idle);
+    };
+    touch();
+    let touch = &touch;
     let (mut client_rd, mut client_wr) = client.into_split();
     let (mut up_rd, mut up_wr) = upstream.into_split();
     let to_upstream = async move {
-        let _ = copy(&mut client_rd, &mut up_wr, rbuf).await;
+        let _ = copy(&mut client_rd, &mut up_wr, rbuf, touch).await;
         let _ = up_wr.shutdown().await;
     };
     let to_client = async move {
-        let _ = copy(&mut up_rd, &mut client_wr, up_buf).await;
+        let _ = copy(&mut up_rd, &mut client_wr, up_buf, touch).await;
         let _ = client_wr.shutdown().await;
     };
     monoio::join!(to_upstream, to_client);
+    // Both sockets closed with the last of their halves, just now: disarm before any other
+    // task runs.
+    client_deadline.disarm();
+    up_deadline.disarm();
 }
 
 async fn copy<R: AsyncReadRent, W: AsyncWriteRent>(
     src: &mut R,
     dst: &mut W,
     pending: RecvBuf,
+    touch: &impl Fn(),
 ) -> std::io::Result<()> {
     let mut buf = Vec::with_capacity(16 * 1024);
     buf.extend_from_slice(pending.data());
@@ -320,5 +348,6 @@ async fn copy<R: AsyncReadRent, W: AsyncWriteRent>(
         if res? == 0 {
             return Ok(());
         }
+        touch();
     }
 }

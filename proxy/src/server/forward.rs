@@ -4,17 +4,24 @@
 //! write and kept until the response's first byte: if a pooled connection turns out to have been
 //! closed by the origin before answering, an idempotent request whose body was sent whole is
 //! sent again, once, on a fresh connection. A target that refuses connections is marked down
-//! and the next one is tried; nothing was sent, so this is safe for any method.
+//! and the next one is tried; nothing was sent, so this is safe for any method. The loop ends
+//! when every target has been tried or the whole-request deadline has passed; a connect that
+//! fails for want of local resources (descriptors, ports, memory) says nothing about the target
+//! and does not mark it down.
 
+use std::io;
 use std::rc::Rc;
 use std::time::Instant;
 
 use monoio::net::TcpStream;
-use ringway_core::http1::{parse_response, BodyFraming, ChunkedDecoder, CodecError};
+use ringway_core::http1::{
+    is_hop_by_hop, parse_response, BodyFraming, ChunkedDecoder, CodecError, Limits,
+};
 
 use super::conn::{Conn, Facts, Next};
 use super::head::{
-    write_request_head, write_response_head, ClientFraming, Forwarded, ResponseShape,
+    upgrade_allowed, write_request_head, write_response_head, ClientFraming, Forwarded,
+    ResponseShape,
 };
 use super::io::{bounded, relay_body, write_keep, write_out, End, Relay, RelayError};
 use super::local;
@@ -29,6 +36,18 @@ enum Failure {
     /// The response head was malformed.
     Protocol,
 }
+
+/// Why a connect failed.
+enum ConnectError {
+    TimedOut,
+    /// Refused, unreachable, reset: the target's fault.
+    Target,
+    /// Out of descriptors, ports or memory here: nobody's fault but ours.
+    Local(io::Error),
+}
+
+/// More interim responses than this before the final one is a broken (or hostile) origin.
+const MAX_INTERIM: usize = 16;
 
 impl Conn {
     pub(super) async fn forward(
@@ -53,6 +72,12 @@ impl Conn {
         if !had_request_id {
             self.next_request_id(&mut id);
         }
+        let mut host = [0u8; 64];
+        let host_len = if self.head.host(buf).is_none() {
+            local_authority(self.fd, &mut host)
+        } else {
+            0
+        };
         self.wbuf.clear();
         let (ip, ip_len) = self.client_ip_raw();
         let forwarded = Forwarded {
@@ -64,6 +89,8 @@ impl Conn {
             edits: &route.request_headers,
             chunked: facts.framing == BodyFraming::Chunked,
             upgrade: facts.upgrade,
+            upgrades: &snap.config.upgrades,
+            default_host: &host[..host_len],
         };
         write_request_head(&mut self.wbuf, buf, &self.head, &forwarded);
         self.rbuf.consume(head_len);
@@ -99,7 +126,8 @@ impl Conn {
             _ => {}
         }
         let whole = body.is_none();
-        if !whole && facts.expect_continue {
+        let sent_continue = !whole && facts.expect_continue;
+        if sent_continue {
             let mut cont = Vec::new();
             cont.extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
             let _ = write_out(&mut self.stream, &mut cont).await;
@@ -108,8 +136,21 @@ impl Conn {
         // 2. A connection, the request, and the response head.
         let mut tried = Tried::default();
         let mut fresh_only = false;
+        let mut first_attempt = true;
         let mut last_status = (502u16, "bad_gateway", "could not connect to any target");
         let (mut up, resp_len) = loop {
+            if !first_attempt && until.is_some_and(|u| Instant::now() >= u) {
+                return local::upstream_error(
+                    self,
+                    facts,
+                    504,
+                    "upstream_timeout",
+                    "the request deadline passed before any target answered",
+                    whole,
+                )
+                .await;
+            }
+            first_attempt = false;
             let now = w.wheel.now();
             let Some(target) = w.upstreams.choose(snap, backend, &tried, now) else {
                 let (s, c, m) = last_status;
@@ -127,26 +168,46 @@ impl Conn {
                 }
                 None => match connect(&w, snap, target).await {
                     Ok(up) => up,
-                    Err(timed_out) => {
+                    Err(e) => {
                         w.metrics.upstream_connect_failed();
-                        w.upstreams.mark_down(snap, target, w.wheel.now());
                         tried.add(target - snap.backend_targets[backend].start);
-                        last_status = if timed_out {
-                            (
-                                504,
-                                "upstream_timeout",
-                                "connecting to the upstream timed out",
-                            )
-                        } else {
-                            (502, "bad_gateway", "could not connect to the upstream")
-                        };
                         fresh_only = false;
+                        last_status = match e {
+                            ConnectError::TimedOut => {
+                                w.upstreams.mark_down(snap, target, w.wheel.now());
+                                (
+                                    504,
+                                    "upstream_timeout",
+                                    "connecting to the upstream timed out",
+                                )
+                            }
+                            ConnectError::Target => {
+                                w.upstreams.mark_down(snap, target, w.wheel.now());
+                                (502, "bad_gateway", "could not connect to the upstream")
+                            }
+                            ConnectError::Local(e) => {
+                                w.connect_log.warn(
+                                    Instant::now(),
+                                    format_args!(
+                                        "cannot connect to {}: {e} (a local shortage; the \
+                                         target is not marked down)",
+                                        snap.targets[target].authority
+                                    ),
+                                );
+                                (
+                                    503,
+                                    "gateway_overloaded",
+                                    "the gateway is out of local resources (descriptors, ports \
+                                     or memory) to connect to the upstream",
+                                )
+                            }
+                        };
                         continue;
                     }
                 },
             };
             let up_fd = up.fd();
-            self.up_deadline.arm(up_fd, up_timeout());
+            up.deadline.arm(up_fd, up_timeout());
             let sent = write_keep(&mut up.stream, &mut self.wbuf).await.is_ok();
             let mut failed = if sent {
                 None
@@ -166,7 +227,7 @@ impl Conn {
                 );
                 let upstream = End::new(
                     &mut up.stream,
-                    &self.up_deadline,
+                    &up.deadline,
                     up_fd,
                     timeouts.upstream_response,
                     until,
@@ -183,13 +244,9 @@ impl Conn {
                 match relayed {
                     Ok(_) => {}
                     Err(RelayError::Destination) => failed = Some(Failure::NoResponse),
-                    Err(RelayError::Codec(e)) => {
-                        self.up_deadline.disarm();
-                        return self.refuse(facts, &e).await;
-                    }
+                    Err(RelayError::Codec(e)) => return self.refuse(facts, &e).await,
                     Err(RelayError::Source { timed_out }) => {
                         // The client went away, or stalled, mid-body.
-                        self.up_deadline.disarm();
                         return (Next::Close, if timed_out { 408 } else { 400 });
                     }
                 }
@@ -197,8 +254,9 @@ impl Conn {
             let result = match failed {
                 Some(failure) => Err(failure),
                 None => {
-                    self.up_deadline.arm(up_fd, up_timeout());
-                    read_response_head(&mut up, &limits, &self.up_deadline).await
+                    up.deadline.arm(up_fd, up_timeout());
+                    let client = (!facts.http10).then_some(&mut self.stream);
+                    read_response_head(&mut up, &limits, client, sent_continue).await
                 }
             };
             match result {
@@ -209,7 +267,6 @@ impl Conn {
                     continue;
                 }
                 Err(failure) => {
-                    self.up_deadline.disarm();
                     let (s, c, m) = match failure {
                         Failure::TimedOut => (
                             504,
@@ -234,7 +291,25 @@ impl Conn {
         // 3. The response.
         let response = &up.head;
         let status = response.status();
-        let upgrade = status == 101 && facts.upgrade;
+        if status == 101 {
+            // A switch nobody asked for, or to a protocol the gateway does not tunnel: what
+            // follows on that connection is not HTTP, so it is closed, never pooled.
+            let agreed = facts.upgrade
+                && response
+                    .header(up.buf.data(), b"upgrade")
+                    .is_some_and(|p| upgrade_allowed(p, &snap.config.upgrades));
+            if !agreed {
+                drop(up);
+                let message = if facts.upgrade {
+                    "the upstream switched to a protocol that was not asked for"
+                } else {
+                    "the upstream switched protocols, but the request asked for no upgrade"
+                };
+                return local::upstream_error(self, facts, 502, "bad_gateway", message, whole)
+                    .await;
+            }
+        }
+        let upgrade = status == 101;
         let up_framing = response.framing(facts.is_head);
         // How the body leaves: HTTP/1.0 clients get raw bytes and a close; HTTP/1.1 clients get
         // a close-delimited body chunked, so that their connection survives it.
@@ -271,7 +346,7 @@ impl Conn {
             self.wbuf.extend_from_slice(up.buf.data());
             let n = up.buf.len();
             up.buf.consume(n);
-            self.up_deadline.disarm();
+            up.deadline.disarm();
             return match write_out(&mut self.stream, &mut self.wbuf).await {
                 Ok(()) => (Next::Upgrade(Box::new(up)), status),
                 Err(_) => (Next::Close, status),
@@ -285,7 +360,7 @@ impl Conn {
             Some(mode) => {
                 let upstream = End::new(
                     &mut up.stream,
-                    &self.up_deadline,
+                    &up.deadline,
                     up_fd,
                     timeouts.upstream_response,
                     until,
@@ -309,7 +384,7 @@ impl Conn {
                 .map(|_| ())
             }
         };
-        self.up_deadline.disarm();
+        up.deadline.disarm();
         match outcome {
             Ok(()) => {
                 if up_reusable {
@@ -334,21 +409,44 @@ impl Conn {
     /// Answers a request whose body broke the framing rules or the size limit; the connection
     /// closes after it.
     async fn refuse(&mut self, facts: Facts, e: &CodecError) -> (Next, u16) {
-        let code = if e.status() == 413 {
-            "body_too_large"
-        } else {
-            "bad_request"
-        };
-        local::upstream_error(self, facts, e.status(), code, &e.to_string(), false).await
+        local::upstream_error(self, facts, e.status(), e.code(), &e.to_string(), false).await
     }
 }
 
-/// Connects to a target under the connect timeout. `Err(true)` is a timeout.
+/// The connection's local address as `ip:port`, the authority a client without Host reached.
+/// Returns the length written to `out` (0 if it cannot be had).
+fn local_authority(fd: std::os::fd::RawFd, out: &mut [u8; 64]) -> usize {
+    use std::io::Write as _;
+    // SAFETY: getsockname(2) writes at most `len` bytes into storage that outlives the call.
+    let addr = unsafe {
+        let mut storage: libc::sockaddr_storage = std::mem::zeroed();
+        let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+        if libc::getsockname(
+            fd,
+            (&mut storage as *mut libc::sockaddr_storage).cast(),
+            &mut len,
+        ) != 0
+        {
+            return 0;
+        }
+        socket2::SockAddr::new(storage, len)
+    };
+    let Some(addr) = addr.as_socket() else {
+        return 0;
+    };
+    let mut cursor = io::Cursor::new(&mut out[..]);
+    match write!(cursor, "{addr}") {
+        Ok(()) => cursor.position() as usize,
+        Err(_) => 0,
+    }
+}
+
+/// Connects to a target under the connect timeout.
 async fn connect(
     w: &super::Worker,
     snap: &crate::snapshot::Snapshot,
     target: usize,
-) -> Result<UpstreamConn, bool> {
+) -> Result<UpstreamConn, ConnectError> {
     let addr = snap.targets[target].addr;
     // A runtime timer per connect is acceptable: with pooling, connects are rare.
     let connecting = monoio::time::timeout(
@@ -359,21 +457,40 @@ async fn connect(
         Ok(Ok(stream)) => {
             let _ = stream.set_nodelay(true);
             w.metrics.upstream_connected();
-            Ok(UpstreamConn::new(stream, target))
+            Ok(UpstreamConn::new(stream, target, w.wheel.deadline()))
         }
-        Ok(Err(_)) => Err(false),
-        Err(_) => Err(true),
+        Ok(Err(e)) if is_local_shortage(&e) => Err(ConnectError::Local(e)),
+        Ok(Err(_)) => Err(ConnectError::Target),
+        Err(_) => Err(ConnectError::TimedOut),
     }
 }
 
-/// Reads until a final response head is in `up.buf`, skipping interim 1xx responses other than
-/// 101. Returns the head's length.
+/// Errors of connect(2) that come from this host running short, not from the target.
+fn is_local_shortage(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(
+            libc::EMFILE
+                | libc::ENFILE
+                | libc::ENOBUFS
+                | libc::ENOMEM
+                | libc::EADDRNOTAVAIL
+                | libc::EAGAIN
+        )
+    )
+}
+
+/// Reads until a final (or 101) response head is in `up.buf`. Interim 1xx responses (`100
+/// Continue`, `103 Early Hints`) go on to `client` (an HTTP/1.1 client; 1.0 has none) as they
+/// come, except a 100 when the gateway has sent its own. Returns the head's length.
 async fn read_response_head(
     up: &mut UpstreamConn,
-    limits: &ringway_core::http1::Limits,
-    deadline: &ringway_core::timer::Deadline,
+    limits: &Limits,
+    mut client: Option<&mut TcpStream>,
+    sent_continue: bool,
 ) -> Result<usize, Failure> {
     let mut got_any = false;
+    let mut interim = 0;
     loop {
         if !up.buf.is_empty() {
             got_any = true;
@@ -381,6 +498,18 @@ async fn read_response_head(
                 Ok(Some(n)) => {
                     let status = up.head.status();
                     if (100..200).contains(&status) && status != 101 {
+                        interim += 1;
+                        if interim > MAX_INTERIM {
+                            return Err(Failure::Protocol);
+                        }
+                        if let Some(client) = client.as_deref_mut() {
+                            if !(status == 100 && sent_continue) {
+                                let mut out = Vec::new();
+                                write_interim_head(&mut out, up.buf.data(), &up.head);
+                                // A client that went away is noticed when the answer is sent.
+                                let _ = write_out(client, &mut out).await;
+                            }
+                        }
                         up.buf.consume(n);
                         continue;
                     }
@@ -396,9 +525,26 @@ async fn read_response_head(
             .await
         {
             Ok(n) if n > 0 => {}
-            _ if deadline.fired() => return Err(Failure::TimedOut),
+            _ if up.deadline.fired() => return Err(Failure::TimedOut),
             _ if got_any => return Err(Failure::Protocol),
             _ => return Err(Failure::NoResponse),
         }
     }
+}
+
+/// An interim response as the client gets it: status line under our version, end-to-end
+/// headers (RFC 9110 15.2: a proxy forwards 1xx; hop-by-hop fields stay behind).
+fn write_interim_head(out: &mut Vec<u8>, buf: &[u8], head: &ringway_core::http1::ResponseHead) {
+    let headers = head.headers();
+    let line_end = headers
+        .first()
+        .map_or(head.head_len() - 2, |h| h.line.start as usize);
+    out.extend_from_slice(b"HTTP/1.1");
+    out.extend_from_slice(&buf[head.status_line_start() + 8..line_end]);
+    for h in headers {
+        if !is_hop_by_hop(h.name.of(buf)) {
+            out.extend_from_slice(h.line.of(buf));
+        }
+    }
+    out.extend_from_slice(b"\r\n");
 }

@@ -5,7 +5,7 @@
 //! copy); only what the proxy changes is formatted. The head goes out in the same write as the
 //! first body bytes, so a small exchange costs one write each way.
 
-use ringway_core::http1::{is_hop_by_hop, Header, RequestHead, ResponseHead, Version};
+use ringway_core::http1::{is_hop_by_hop, BodyFraming, Header, RequestHead, ResponseHead, Version};
 
 use crate::route::{HeaderEdits, Rewrite};
 
@@ -20,17 +20,67 @@ pub struct Forwarded<'a> {
     pub edits: &'a HeaderEdits,
     /// The body goes out chunked.
     pub chunked: bool,
-    /// Pass `Connection: upgrade` and `Upgrade` through.
+    /// Pass `Connection: upgrade` and the allowed protocols of `Upgrade` through.
     pub upgrade: bool,
+    /// The protocols the gateway tunnels (lower case); others are dropped from `Upgrade`.
+    pub upgrades: &'a [String],
+    /// The Host to send when the request has none (an HTTP/1.0 request): the authority the
+    /// client reached, the connection's local address (RFC 9112 3.3).
+    pub default_host: &'a [u8],
 }
 
-/// Whether a header named `name` is listed in any `Connection` header of the message.
-fn listed_in_connection(buf: &[u8], headers: &[Header], name: &[u8]) -> bool {
-    headers
+/// Whether `Upgrade` names at least one protocol of `allowed`.
+pub fn upgrade_allowed(value: &[u8], allowed: &[String]) -> bool {
+    upgrade_tokens(value).any(|t| protocol_allowed(t, allowed))
+}
+
+fn upgrade_tokens(value: &[u8]) -> impl Iterator<Item = &[u8]> {
+    value
+        .split(|&b| b == b',')
+        .map(<[u8]>::trim_ascii)
+        .filter(|t| !t.is_empty())
+}
+
+/// `protocol-name ["/" protocol-version]`: the name decides.
+fn protocol_allowed(token: &[u8], allowed: &[String]) -> bool {
+    let name = token.split(|&b| b == b'/').next().unwrap_or_default();
+    allowed
         .iter()
-        .filter(|h| h.name.of(buf).eq_ignore_ascii_case(b"connection"))
-        .flat_map(|h| h.value.of(buf).split(|&b| b == b','))
-        .any(|token| token.trim_ascii().eq_ignore_ascii_case(name))
+        .any(|a| a.as_bytes().eq_ignore_ascii_case(name))
+}
+
+/// Writes `Upgrade` with only the allowed protocols of `value`.
+fn write_upgrade(out: &mut Vec<u8>, value: &[u8], allowed: &[String]) {
+    out.extend_from_slice(b"upgrade: ");
+    let mut first = true;
+    for token in upgrade_tokens(value).filter(|t| protocol_allowed(t, allowed)) {
+        if !first {
+            out.extend_from_slice(b", ");
+        }
+        first = false;
+        out.extend_from_slice(token);
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Headers that a `Connection` header can never remove: they frame the message or name its
+/// target, and dropping them while the body still flows lets the next hop read the body as
+/// another request (`Connection: content-length`). Listing them is ignored.
+fn framing_or_host(name: &[u8]) -> bool {
+    name.eq_ignore_ascii_case(b"content-length")
+        || name.eq_ignore_ascii_case(b"transfer-encoding")
+        || name.eq_ignore_ascii_case(b"host")
+}
+
+/// Whether a header named `name` is listed in any `Connection` header of the message, and
+/// may be removed for it.
+fn listed_in_connection(buf: &[u8], headers: &[Header], name: &[u8]) -> bool {
+    !framing_or_host(name)
+        && headers
+            .iter()
+            .filter(|h| h.name.of(buf).eq_ignore_ascii_case(b"connection"))
+            .flat_map(|h| h.value.of(buf).split(|&b| b == b','))
+            .any(|token| token.trim_ascii().eq_ignore_ascii_case(name))
 }
 
 fn write_header(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
@@ -96,18 +146,31 @@ pub fn write_request_head(out: &mut Vec<u8>, buf: &[u8], head: &RequestHead, f: 
     }
     out.extend_from_slice(b" HTTP/1.1\r\n");
 
+    // An absolute-form target names the authority; the client's Host, if any, gives way to it
+    // (RFC 9112 3.2.2). A request without Host (HTTP/1.0) gets one, as HTTP/1.1 requires.
+    let replace_host = head.is_absolute_form() || head.host(buf).is_none();
+    let rewrite_length = !head.content_length_is_plain();
     copy_headers(out, buf, headers, |name| {
         !(is_hop_by_hop(name)
+            || (replace_host && name.eq_ignore_ascii_case(b"host"))
+            || ((f.chunked || rewrite_length) && name.eq_ignore_ascii_case(b"content-length"))
             || name.eq_ignore_ascii_case(b"x-forwarded-for")
             || name.eq_ignore_ascii_case(b"x-forwarded-proto")
             || name.eq_ignore_ascii_case(b"x-forwarded-host")
             || name.eq_ignore_ascii_case(b"via")
             || name.eq_ignore_ascii_case(b"expect")
-            || (f.chunked && name.eq_ignore_ascii_case(b"content-length"))
             || f.edits.touches(name)
             || (lists_other && listed_in_connection(buf, headers, name)))
     });
 
+    if replace_host {
+        write_header(out, b"host", head.host(buf).unwrap_or(f.default_host));
+    }
+    if rewrite_length && !f.chunked {
+        if let BodyFraming::Length(n) = head.framing() {
+            write_content_length(out, n);
+        }
+    }
     // X-Forwarded-For: what earlier proxies said, then the client.
     out.extend_from_slice(b"x-forwarded-for: ");
     for h in headers {
@@ -142,10 +205,27 @@ pub fn write_request_head(out: &mut Vec<u8>, buf: &[u8], head: &RequestHead, f: 
     if f.upgrade {
         out.extend_from_slice(b"connection: upgrade\r\n");
         if let Some(up) = head.header(buf, b"upgrade") {
-            write_header(out, b"upgrade", up);
+            write_upgrade(out, up, f.upgrades);
         }
     }
     apply_edits(out, f.edits);
+    out.extend_from_slice(b"\r\n");
+}
+
+fn write_content_length(out: &mut Vec<u8>, n: u64) {
+    out.extend_from_slice(b"content-length: ");
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    let mut n = n;
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[at..]);
     out.extend_from_slice(b"\r\n");
 }
 
@@ -184,21 +264,27 @@ pub fn write_response_head(
     } = *shape;
     let headers = head.headers();
     let lists_other = head.connection().lists_other;
-    // The status line as sent, under our version.
+    // The status line as sent, under our version: from after "HTTP/1.x" (which the parser
+    // checked) to the end of the line, wherever the line starts.
     let status_line_end = headers
         .first()
         .map_or(head.head_len() - 2, |h| h.line.start as usize);
     out.extend_from_slice(b"HTTP/1.1");
-    out.extend_from_slice(&buf[8..status_line_end]);
+    out.extend_from_slice(&buf[head.status_line_start() + 8..status_line_end]);
+    let rewrite_length = framing == ClientFraming::AsIs && !head.content_length_is_plain();
     copy_headers(out, buf, headers, |name| {
         !(is_hop_by_hop(name)
-            || (framing != ClientFraming::AsIs && name.eq_ignore_ascii_case(b"content-length"))
+            || ((framing != ClientFraming::AsIs || rewrite_length)
+                && name.eq_ignore_ascii_case(b"content-length"))
             || edits.touches(name)
             || (lists_other && listed_in_connection(buf, headers, name)))
     });
     match framing {
         ClientFraming::Chunked => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
         ClientFraming::AsIs | ClientFraming::Close => {}
+    }
+    if let (true, Some(n)) = (rewrite_length, head.content_length()) {
+        write_content_length(out, n);
     }
     if upgrade {
         out.extend_from_slice(b"connection: upgrade\r\n");

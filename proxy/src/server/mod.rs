@@ -40,8 +40,46 @@ pub(crate) struct Worker {
     pub wheel: TimerWheel,
     pub metrics: WorkerMetrics,
     pub draining: Cell<bool>,
+    /// Open client connections on this worker, and the most it takes.
     pub connections: Cell<usize>,
+    pub max_connections: usize,
     pub ids: RequestIds,
+    /// Warnings that can come in floods (accept and connect failures at a descriptor limit)
+    /// are logged at most once a second each, with a count of the ones held back.
+    pub accept_log: LogLimit,
+    pub connect_log: LogLimit,
+    /// Test-only (`RINGWAY_TEST_PANIC_PATH`): a request for this path panics the worker.
+    pub panic_path: Option<Box<[u8]>>,
+}
+
+/// At most one log line a second; the lines held back are counted into the next one.
+#[derive(Default)]
+pub(crate) struct LogLimit {
+    last: Cell<Option<Instant>>,
+    held: Cell<u64>,
+}
+
+impl LogLimit {
+    const EVERY: Duration = Duration::from_secs(1);
+
+    /// Logs `message` unless a line was logged within the last second.
+    pub fn warn(&self, now: Instant, message: std::fmt::Arguments<'_>) {
+        if self
+            .last
+            .get()
+            .is_some_and(|last| now.saturating_duration_since(last) < Self::EVERY)
+        {
+            self.held.set(self.held.get() + 1);
+            return;
+        }
+        let held = self.held.replace(0);
+        self.last.set(Some(now));
+        if held > 0 {
+            log::warn!("{message} (and {held} more like it since the last report)");
+        } else {
+            log::warn!("{message}");
+        }
+    }
 }
 
 /// Request ids: a per-worker random prefix and a counter, unique across workers and restarts.
@@ -119,10 +157,29 @@ impl Server {
         }
         let placement = Placement::new(config.workers, config.cpus.as_deref());
         let settings = config.runtime;
+        let limits = ConnectionLimits::new(config, placement.workers);
+        log::info!(
+            "each worker takes at most {} connections{}",
+            limits.per_worker,
+            match limits.derived_from {
+                Some(nofile) => format!(
+                    " (from RLIMIT_NOFILE {nofile}; set limits.max_connections_per_worker to change)"
+                ),
+                None => String::new(),
+            }
+        );
         let snapshot = Arc::new(snapshot);
         let control = Arc::new(Control::default());
         let addrs: Vec<SocketAddr> = listeners.iter().map(|(_, a)| *a).collect();
 
+        // SO_REUSEPORT would let this process share a port with another one that already
+        // serves it (a second instance started by mistake would take part of the traffic):
+        // probe each configured port with a socket that does not share it.
+        for (l, (_, addr)) in snapshot.config.listeners.iter().zip(&listeners) {
+            if l.address.port() != 0 {
+                ensure_unused(*addr)?;
+            }
+        }
         // Bind every worker's listeners on this thread first, so that a bad address fails the
         // start with a clear error instead of a worker dying quietly.
         let mut std_listeners = Vec::new();
@@ -141,6 +198,9 @@ impl Server {
 
         let ctl = Arc::clone(&control);
         let snap = Arc::clone(&snapshot);
+        let panic_path: Option<Box<[u8]>> = std::env::var("RINGWAY_TEST_PANIC_PATH")
+            .ok()
+            .map(|p| p.into_bytes().into());
         let workers = runtime::launch("ringway-worker", &placement, settings, move |ctx| {
             if let Some(hook) = &on_thread_start {
                 hook(ctx.index);
@@ -150,7 +210,14 @@ impl Server {
                 .expect("listener hand-off")
                 .take()
                 .expect("each worker takes its listeners once");
-            worker_main(ctx, Arc::clone(&snap), Arc::clone(&ctl), mine)
+            worker_main(
+                ctx,
+                Arc::clone(&snap),
+                Arc::clone(&ctl),
+                mine,
+                limits.clone(),
+                panic_path.clone(),
+            )
         })?;
         // Logged here, in order and before the caller reports ready: monoio's own fallback to
         // epoll is silent, and the driver decides much of the throughput.
@@ -214,6 +281,100 @@ fn reuse_port_socket(addr: SocketAddr) -> std::io::Result<socket2::Socket> {
     Ok(socket)
 }
 
+/// Fails with "address in use" when another socket listens on `addr`: a socket without
+/// SO_REUSEPORT cannot bind a port that any other socket holds in LISTEN.
+fn ensure_unused(addr: SocketAddr) -> std::io::Result<()> {
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM,
+        None,
+    )?;
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into()).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::AddrInUse {
+            std::io::Error::new(
+                e.kind(),
+                format!(
+                    "cannot listen on {addr}: address in use (another process, perhaps another \
+                     ringway, listens there)"
+                ),
+            )
+        } else {
+            std::io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}"))
+        }
+    })
+}
+
+/// How many connections each worker, and each worker's share of each listener, may hold.
+#[derive(Clone, Debug)]
+struct ConnectionLimits {
+    per_worker: usize,
+    /// Per listener (by index): this worker's share of the listener's `max_connections`.
+    per_listener: Vec<usize>,
+    /// The RLIMIT_NOFILE the default was derived from, if it was.
+    derived_from: Option<u64>,
+}
+
+impl ConnectionLimits {
+    fn new(config: &crate::config::Config, workers: usize) -> ConnectionLimits {
+        let workers = workers.max(1);
+        let (per_worker, derived_from) = match config.max_connections_per_worker {
+            Some(n) => (n, None),
+            None => {
+                // Each client connection may hold an upstream connection too; keep a reserve
+                // for pooled idle connections, listeners and the process's own files.
+                let nofile = nofile_limit();
+                let pooled: usize = config
+                    .backends
+                    .iter()
+                    .map(|b| b.pool.max_idle_per_target * b.targets.len())
+                    .sum::<usize>()
+                    .saturating_mul(workers);
+                let usable = (nofile as usize).saturating_sub(64 + pooled.min(nofile as usize / 2));
+                ((usable / 2 / workers).max(1), Some(nofile))
+            }
+        };
+        let per_listener = config
+            .listeners
+            .iter()
+            .map(|l| {
+                l.max_connections
+                    .map_or(usize::MAX, |n| n.div_ceil(workers))
+            })
+            .collect();
+        ConnectionLimits {
+            per_worker,
+            per_listener,
+            derived_from,
+        }
+    }
+}
+
+/// The soft limit on open descriptors, raised to the hard limit first (as most servers do:
+/// the soft default of 1024 is far too low for a proxy, and raising it needs no privilege).
+fn nofile_limit() -> u64 {
+    let mut rl = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit read and write a struct owned by this frame.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut rl) != 0 {
+            return 1024;
+        }
+        if rl.rlim_cur < rl.rlim_max {
+            let raised = libc::rlimit {
+                rlim_cur: rl.rlim_max,
+                rlim_max: rl.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                rl.rlim_cur = rl.rlim_max;
+            }
+        }
+    }
+    rl.rlim_cur
+}
+
 fn bind_std(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
     let socket = reuse_port_socket(addr)?;
     socket.set_nodelay(true)?;
@@ -228,6 +389,8 @@ async fn worker_main(
     snapshot: Arc<Snapshot>,
     control: Arc<Control>,
     listeners: Vec<std::net::TcpListener>,
+    limits: ConnectionLimits,
+    panic_path: Option<Box<[u8]>>,
 ) {
     let worker = Rc::new(Worker {
         upstreams: Upstreams::new(&snapshot),
@@ -236,10 +399,14 @@ async fn worker_main(
         metrics: WorkerMetrics::default(),
         draining: Cell::new(false),
         connections: Cell::new(0),
+        max_connections: limits.per_worker,
         ids: RequestIds::new(ctx.index),
+        accept_log: LogLimit::default(),
+        connect_log: LogLimit::default(),
+        panic_path,
     });
     let mut listener_fds = Vec::new();
-    for std_listener in listeners {
+    for (std_listener, &share) in listeners.into_iter().zip(&limits.per_listener) {
         let listener = match TcpListener::from_std(std_listener) {
             Ok(l) => l,
             Err(e) => {
@@ -248,7 +415,7 @@ async fn worker_main(
             }
         };
         listener_fds.push(listener.as_raw_fd());
-        monoio::spawn(accept_loop(Rc::clone(&worker), listener));
+        monoio::spawn(accept_loop(Rc::clone(&worker), listener, share));
     }
 
     // The tick: advance the wheel, and watch for a drain.
@@ -289,26 +456,51 @@ async fn worker_main(
         .push((ctx.index, worker.metrics.snapshot()));
 }
 
-async fn accept_loop(worker: Rc<Worker>, listener: TcpListener) {
+/// The shortest and longest pause of an accept loop that is at a limit or failing.
+const ACCEPT_PAUSE_MIN: Duration = Duration::from_millis(5);
+const ACCEPT_PAUSE_MAX: Duration = Duration::from_millis(500);
+
+/// Accepts connections while this worker, and its share of the listener, are under their
+/// limits. At a limit it stops accepting (the kernel's backlog holds new clients) and looks
+/// again after a pause that doubles while the limit holds; accept errors (EMFILE, ENFILE,
+/// ENOBUFS) pause the same way, and are logged at most once a second.
+async fn accept_loop(worker: Rc<Worker>, listener: TcpListener, share: usize) {
+    let open = Rc::new(Cell::new(0usize));
+    let mut pause = ACCEPT_PAUSE_MIN;
     loop {
+        if worker.connections.get() >= worker.max_connections || open.get() >= share {
+            monoio::time::sleep(pause).await;
+            pause = (pause * 2).min(ACCEPT_PAUSE_MAX);
+            if worker.draining.get() {
+                return;
+            }
+            continue;
+        }
         let accepted = listener.accept().await;
         if worker.draining.get() {
             return;
         }
         match accepted {
             Ok((stream, peer)) => {
+                pause = ACCEPT_PAUSE_MIN;
                 let _ = stream.set_nodelay(true);
                 let w = Rc::clone(&worker);
+                let open = Rc::clone(&open);
+                w.connections.set(w.connections.get() + 1);
+                open.set(open.get() + 1);
                 monoio::spawn(async move {
-                    w.connections.set(w.connections.get() + 1);
                     conn::Conn::new(Rc::clone(&w), stream, peer).run().await;
                     w.connections.set(w.connections.get() - 1);
+                    open.set(open.get() - 1);
                 });
             }
             Err(e) => {
-                // EMFILE and the like: back off briefly rather than spin.
-                log::warn!("accept failed: {e}");
-                monoio::time::sleep(Duration::from_millis(10)).await;
+                worker.accept_log.warn(
+                    Instant::now(),
+                    format_args!("accept failed: {e}; pausing accepts for {pause:?}"),
+                );
+                monoio::time::sleep(pause).await;
+                pause = (pause * 2).min(ACCEPT_PAUSE_MAX);
             }
         }
     }

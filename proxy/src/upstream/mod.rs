@@ -23,20 +23,29 @@ pub struct Upstreams {
     pub pool: UpstreamPool,
 }
 
-/// Tried targets of one request, so that a failed connect moves on to another.
+/// Tried targets of one request, so that a failed connect moves on to another and the retry
+/// loop ends once every target has been tried. The first 128 targets of a backend fit in a
+/// bit set; a larger backend spills the rest into a vector (allocated only on that path).
 #[derive(Default)]
 pub struct Tried {
     bits: u128,
+    more: Vec<usize>,
 }
 
 impl Tried {
     fn has(&self, local: usize) -> bool {
-        local < 128 && self.bits & (1u128 << local) != 0
+        if local < 128 {
+            self.bits & (1u128 << local) != 0
+        } else {
+            self.more.contains(&local)
+        }
     }
 
     pub fn add(&mut self, local: usize) {
         if local < 128 {
             self.bits |= 1u128 << local;
+        } else if !self.more.contains(&local) {
+            self.more.push(local);
         }
     }
 }
@@ -94,5 +103,23 @@ impl Upstreams {
         if self.down_until[target].get().is_some() {
             self.down_until[target].set(None);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Tried;
+
+    #[test]
+    fn tried_holds_every_target_of_a_large_backend() {
+        let mut tried = Tried::default();
+        for local in 0..300 {
+            assert!(!tried.has(local));
+            tried.add(local);
+            assert!(tried.has(local));
+        }
+        tried.add(200);
+        assert_eq!(tried.more.len(), 300 - 128);
+        assert!(!tried.has(300));
     }
 }

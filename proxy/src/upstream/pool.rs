@@ -1,8 +1,11 @@
 //! A worker's keep-alive pool of upstream connections: LIFO per target, bounded, aged out.
 //!
 //! LIFO keeps the hottest connections in use and lets the others age out, which is what makes
-//! `idle_timeout` effective. A connection taken from the pool may have been closed by the origin
-//! in the meantime; the caller detects that on first use and retries idempotent requests once.
+//! `idle_timeout` effective. A connection is checked before it is handed out (as Pingora does):
+//! one that is readable while idle has either been closed by the origin or carries bytes nobody
+//! asked for (a stray response, bytes after an unsolicited 101), and either way must never be
+//! given a request. The origin can still close it between the check and the request; the caller
+//! detects that on first use and retries idempotent requests once.
 
 use std::cell::RefCell;
 use std::os::fd::{AsRawFd, RawFd};
@@ -10,13 +13,17 @@ use std::time::{Duration, Instant};
 
 use monoio::net::TcpStream;
 use ringway_core::http1::ResponseHead;
+use ringway_core::timer::Deadline;
 
 use crate::server::RecvBuf;
 use crate::snapshot::Snapshot;
 
-/// A connection to one target, with its own read buffer.
+/// A connection to one target, with its own read buffer and its own deadline. The deadline
+/// lives and dies with the socket, so it can never fire on a descriptor number that the kernel
+/// has since given to another connection (it is disarmed when the connection is dropped).
 pub struct UpstreamConn {
     pub stream: TcpStream,
+    pub deadline: Deadline,
     pub buf: RecvBuf,
     /// The last response head read on this connection (its spans index `buf`); kept with the
     /// connection so that its header vector is reused.
@@ -28,9 +35,10 @@ pub struct UpstreamConn {
 }
 
 impl UpstreamConn {
-    pub fn new(stream: TcpStream, target: usize) -> UpstreamConn {
+    pub fn new(stream: TcpStream, target: usize, deadline: Deadline) -> UpstreamConn {
         UpstreamConn {
             stream,
+            deadline,
             buf: RecvBuf::with_capacity(8 * 1024),
             head: ResponseHead::default(),
             target,
@@ -41,6 +49,26 @@ impl UpstreamConn {
 
     pub fn fd(&self) -> RawFd {
         self.stream.as_raw_fd()
+    }
+}
+
+/// Whether an idle connection has nothing to read: not closed by its peer, no unsolicited
+/// bytes. One non-blocking peek.
+fn quiet(fd: RawFd) -> bool {
+    let mut byte = 0u8;
+    // SAFETY: recv(2) into a one-byte buffer that outlives the call; MSG_PEEK leaves the data
+    // (there should be none) in the socket, MSG_DONTWAIT makes it return at once.
+    let n = unsafe {
+        libc::recv(
+            fd,
+            (&mut byte as *mut u8).cast(),
+            1,
+            libc::MSG_PEEK | libc::MSG_DONTWAIT,
+        )
+    };
+    n < 0 && {
+        let errno = std::io::Error::last_os_error().raw_os_error();
+        errno == Some(libc::EAGAIN) || errno == Some(libc::EWOULDBLOCK)
     }
 }
 
@@ -70,18 +98,23 @@ impl UpstreamPool {
         }
     }
 
-    /// The most recently returned live connection to `target`, if any.
+    /// The most recently returned live connection to `target`, if any. Connections that have
+    /// aged out, or that the check finds closed or carrying stray bytes, are closed.
     pub fn take(&self, target: usize, now: Instant) -> Option<UpstreamConn> {
         let mut idle = self.idle.borrow_mut();
         let conns = &mut idle[target];
-        let mut conn = conns.pop()?;
-        if now.duration_since(conn.idle_since) >= self.limits[target].1 {
-            // This one and every older one below it have aged out.
-            conns.clear();
-            return None;
+        loop {
+            let mut conn = conns.pop()?;
+            if now.duration_since(conn.idle_since) >= self.limits[target].1 {
+                // This one and every older one below it have aged out.
+                conns.clear();
+                return None;
+            }
+            if quiet(conn.fd()) {
+                conn.reused = true;
+                return Some(conn);
+            }
         }
-        conn.reused = true;
-        Some(conn)
     }
 
     /// Returns a connection whose last exchange ended cleanly.

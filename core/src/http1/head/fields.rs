@@ -11,6 +11,9 @@ use crate::http1::{CodecErrorKind as K, ConnectionInfo, Header, Span};
 #[derive(Default)]
 pub(super) struct Fields {
     pub(super) content_length: Option<u64>,
+    /// Content-Length came as one header with one plain value ("5", not "5, 5" or "05"), so
+    /// it can be forwarded as it is.
+    pub(super) content_length_plain: bool,
     pub(super) transfer: Option<TransferCodings>,
     pub(super) host: Option<Span>,
     pub(super) host_repeated: bool,
@@ -60,6 +63,9 @@ impl Fields {
                     }
                 }
                 14 if name.eq_ignore_ascii_case(b"content-length") => {
+                    f.content_length_plain = f.content_length.is_none()
+                        && !value.contains(&b',')
+                        && (value.len() == 1 || value.first() != Some(&b'0'));
                     for element in value.split(|&b| b == b',') {
                         let n = parse_content_length(trim_ows(element))?;
                         match f.content_length {
