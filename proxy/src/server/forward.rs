@@ -166,7 +166,9 @@ impl Conn {
                     w.metrics.upstream_reused();
                     up
                 }
-                None => match connect(&w, snap, target).await {
+                // Boxed: a connect is rare with pooling, and its future (with a runtime timer,
+                // aligned to 128 bytes) would otherwise set the size of every connection's task.
+                None => match Box::pin(connect(&w, snap, target)).await {
                     Ok(up) => up,
                     Err(e) => {
                         w.metrics.upstream_connect_failed();
