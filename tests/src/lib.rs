@@ -12,6 +12,7 @@
 pub mod client;
 pub mod origin;
 pub mod process;
+pub mod recording;
 pub mod websocket;
 pub mod wire;
 

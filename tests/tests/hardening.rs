@@ -245,21 +245,34 @@ fn an_unsolicited_101_is_a_502_and_its_connection_is_never_reused() {
 
 #[test]
 fn bytes_an_origin_sends_on_an_idle_connection_never_answer_a_later_request() {
-    let (addr, _) = scripted_origin(|index, _| {
-        let mut out = ok("first");
-        if index == 0 {
-            // After the answer, while the connection sits in the pool: a second response.
-            out.extend_from_slice(b"HTTP/1.1 200 OK\r\ncontent-length: 6\r\n\r\nstolen");
+    // The first connection answers, and once the gateway has pooled it, sends a second
+    // response nobody asked for. Later connections answer normally.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for (i, stream) in listener.incoming().enumerate() {
+            let Ok(mut s) = stream else { return };
+            std::thread::spawn(move || {
+                let mut pending = Vec::new();
+                while read_head(&mut s, &mut pending).is_some() {
+                    if i == 0 {
+                        s.write_all(&ok("first")).unwrap();
+                        std::thread::sleep(Duration::from_millis(100));
+                        let _ = s.write_all(&ok("stolen"));
+                    } else {
+                        s.write_all(&ok("second")).unwrap();
+                    }
+                }
+            });
         }
-        Some(out)
     });
     let proxy = proxy_for(addr, "");
     let mut client = Client::connect(proxy.addr());
     assert_eq!(client.get("/a").body, b"first");
-    std::thread::sleep(Duration::from_millis(100));
+    std::thread::sleep(Duration::from_millis(300));
     let mut other = Client::connect(proxy.addr());
     let response = other.get("/b");
-    assert_eq!(response.body, b"first", "a request got stray bytes");
+    assert_eq!(response.body, b"second", "a request got stray bytes");
 }
 
 // 3. A deadline never outlives its socket.
@@ -516,4 +529,20 @@ fn a_backend_of_many_refusing_targets_ends_in_a_502() {
     assert!(started.elapsed() < Duration::from_secs(8));
     // And again, now that every target is marked down.
     assert_eq!(client.get("/").status, 502);
+}
+
+#[test]
+fn an_error_answer_to_a_malformed_head_request_has_no_body() {
+    let origin = Origin::start("a");
+    let proxy = ringway_tests::proxy_to(&origin);
+    let mut s = raw_connect(proxy.addr());
+    s.write_all(b"HEAD / HTTP/1.1\r\nHost: x\r\nX-Bad: a\rb\r\n\r\n")
+        .unwrap();
+    let got = read_until(&mut s, |_| false);
+    let text = String::from_utf8_lossy(&got);
+    assert!(text.starts_with("HTTP/1.1 400 "), "{text}");
+    assert!(
+        text.ends_with("\r\n\r\n"),
+        "a body followed the head: {text}"
+    );
 }

@@ -28,6 +28,10 @@ use crate::upstream::UpstreamConn;
 const LINGER_TIME: std::time::Duration = std::time::Duration::from_secs(1);
 const LINGER_BYTES: usize = 1024 * 1024;
 
+/// The read buffer a connection waits in between requests: a request head that fits (most
+/// do) is read and parsed without borrowing a large buffer from the worker's pool.
+const IDLE_READ: usize = 1024;
+
 /// What the connection does after a request.
 pub(super) enum Next {
     KeepAlive,
@@ -48,6 +52,26 @@ pub(super) struct Facts {
     pub upgrade: bool,
 }
 
+/// Counts a connection against its worker's and its listener's limits for as long as it lives.
+pub(super) struct Counted {
+    w: Rc<Worker>,
+    listener: Rc<std::cell::Cell<usize>>,
+}
+
+impl Counted {
+    /// For a connection already counted in both.
+    pub fn new(w: Rc<Worker>, listener: Rc<std::cell::Cell<usize>>) -> Counted {
+        Counted { w, listener }
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.w.connections.set(self.w.connections.get() - 1);
+        self.listener.set(self.listener.get() - 1);
+    }
+}
+
 pub(super) struct Conn {
     pub w: Rc<Worker>,
     pub stream: TcpStream,
@@ -59,6 +83,7 @@ pub(super) struct Conn {
     pub deadline: Deadline,
     client_ip: [u8; 46],
     client_ip_len: u8,
+    _counted: Counted,
 }
 
 struct HeadView<'a> {
@@ -80,22 +105,24 @@ enum HeadRead {
 }
 
 impl Conn {
-    pub fn new(w: Rc<Worker>, stream: TcpStream, peer: SocketAddr) -> Conn {
+    pub fn new(w: Rc<Worker>, stream: TcpStream, peer: SocketAddr, counted: Counted) -> Conn {
         let mut client_ip = [0u8; 46];
         let mut cursor = std::io::Cursor::new(&mut client_ip[..]);
         let _ = write!(cursor, "{}", peer.ip());
         let client_ip_len = cursor.position() as u8;
         let fd = stream.as_raw_fd();
+        let rbuf = RecvBuf::pooled(Rc::clone(&w.bufs), IDLE_READ);
         Conn {
             deadline: w.wheel.deadline(),
             w,
             stream,
             fd,
-            rbuf: RecvBuf::with_capacity(8 * 1024),
-            wbuf: Vec::with_capacity(8 * 1024),
+            rbuf,
+            wbuf: Vec::new(),
             head: RequestHead::default(),
             client_ip,
             client_ip_len,
+            _counted: counted,
         }
     }
 
@@ -126,13 +153,16 @@ impl Conn {
                 }
             };
             let started = Instant::now();
+            self.lend_wbuf();
             let (next, status) = self.handle(head_len).await;
             self.w.metrics.record_request(status, started.elapsed());
             match next {
                 Next::KeepAlive if !self.w.draining.get() => continue,
                 Next::KeepAlive | Next::Close => break,
                 Next::Upgrade(up) => {
-                    tunnel(self, *up).await;
+                    // Boxed: upgrades are rare, and the tunnel's two copy loops would
+                    // otherwise take room in every connection's task.
+                    Box::pin(tunnel(self, *up)).await;
                     return;
                 }
             }
@@ -182,6 +212,7 @@ impl Conn {
                 if self.w.draining.get() {
                     return HeadRead::Closed;
                 }
+                self.go_idle();
                 self.deadline.arm_idle(self.fd, timeouts.idle);
             }
             match self
@@ -274,6 +305,23 @@ impl Conn {
                 };
                 local::answer(self, head_len, facts, answer).await
             }
+        }
+    }
+
+    /// Gives the lent buffers back to the worker's pool while no request is in flight.
+    #[inline]
+    fn go_idle(&mut self) {
+        self.rbuf.release();
+        if self.wbuf.capacity() > 0 {
+            self.w.bufs.give(std::mem::take(&mut self.wbuf));
+        }
+    }
+
+    /// Borrows a write buffer for the request in flight, if the connection holds none.
+    #[inline]
+    pub fn lend_wbuf(&mut self) {
+        if self.wbuf.capacity() == 0 {
+            self.wbuf = self.w.bufs.take();
         }
     }
 

@@ -60,39 +60,42 @@ impl Conn {
     ) -> (Next, u16) {
         let w = Rc::clone(&self.w);
         let snap = &*w.snapshot;
-        let timeouts = snap.config.timeouts;
-        let limits = snap.config.limits;
+        let timeouts = &snap.config.timeouts;
+        let limits = &snap.config.limits;
         let until = timeouts.request.map(|d| Instant::now() + d);
         let up_timeout = || bounded(timeouts.upstream_response, until);
 
-        // 1. The upstream request head, then whatever body bytes have arrived with it.
-        let mut id = [0u8; 32];
-        let buf = self.rbuf.data();
-        let had_request_id = self.head.header(buf, b"x-request-id").is_some();
-        if !had_request_id {
-            self.next_request_id(&mut id);
+        // 1. The upstream request head, then whatever body bytes have arrived with it. (In a
+        // block, so that its scratch arrays take no room in the task across the awaits below.)
+        {
+            let mut id = [0u8; 32];
+            let buf = self.rbuf.data();
+            let had_request_id = self.head.header(buf, b"x-request-id").is_some();
+            if !had_request_id {
+                self.next_request_id(&mut id);
+            }
+            let mut host = [0u8; 64];
+            let host_len = if self.head.host(buf).is_none() {
+                local_authority(self.fd, &mut host)
+            } else {
+                0
+            };
+            self.wbuf.clear();
+            let (ip, ip_len) = self.client_ip_raw();
+            let forwarded = Forwarded {
+                client_ip: &ip[..ip_len],
+                request_id: &id,
+                had_request_id,
+                rewrite: route.rewrite.as_ref(),
+                prefix_len,
+                edits: &route.request_headers,
+                chunked: facts.framing == BodyFraming::Chunked,
+                upgrade: facts.upgrade,
+                upgrades: &snap.config.upgrades,
+                default_host: &host[..host_len],
+            };
+            write_request_head(&mut self.wbuf, buf, &self.head, &forwarded);
         }
-        let mut host = [0u8; 64];
-        let host_len = if self.head.host(buf).is_none() {
-            local_authority(self.fd, &mut host)
-        } else {
-            0
-        };
-        self.wbuf.clear();
-        let (ip, ip_len) = self.client_ip_raw();
-        let forwarded = Forwarded {
-            client_ip: &ip[..ip_len],
-            request_id: &id,
-            had_request_id,
-            rewrite: route.rewrite.as_ref(),
-            prefix_len,
-            edits: &route.request_headers,
-            chunked: facts.framing == BodyFraming::Chunked,
-            upgrade: facts.upgrade,
-            upgrades: &snap.config.upgrades,
-            default_host: &host[..host_len],
-        };
-        write_request_head(&mut self.wbuf, buf, &self.head, &forwarded);
         self.rbuf.consume(head_len);
 
         let mut body = match facts.framing {
@@ -258,7 +261,7 @@ impl Conn {
                 None => {
                     up.deadline.arm(up_fd, up_timeout());
                     let client = (!facts.http10).then_some(&mut self.stream);
-                    read_response_head(&mut up, &limits, client, sent_continue).await
+                    read_response_head(&mut up, limits, client, sent_continue).await
                 }
             };
             match result {
@@ -350,7 +353,7 @@ impl Conn {
             up.buf.consume(n);
             up.deadline.disarm();
             return match write_out(&mut self.stream, &mut self.wbuf).await {
-                Ok(()) => (Next::Upgrade(Box::new(up)), status),
+                Ok(()) => (Next::Upgrade(up), status),
                 Err(_) => (Next::Close, status),
             };
         }
@@ -448,7 +451,7 @@ async fn connect(
     w: &super::Worker,
     snap: &crate::snapshot::Snapshot,
     target: usize,
-) -> Result<UpstreamConn, ConnectError> {
+) -> Result<Box<UpstreamConn>, ConnectError> {
     let addr = snap.targets[target].addr;
     // A runtime timer per connect is acceptable: with pooling, connects are rare.
     let connecting = monoio::time::timeout(

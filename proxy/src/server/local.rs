@@ -106,7 +106,17 @@ async fn discard_body(c: &mut Conn, framing: BodyFraming) -> bool {
 
 /// Answers a request that could not be parsed; the connection closes after it.
 pub(super) async fn reject(c: &mut Conn, answer: Local<'_>) {
-    write_answer(&mut c.wbuf, &answer, false, false, false);
+    c.lend_wbuf();
+    // The head did not parse, but its method may have: an answer to HEAD has no body.
+    let is_head = {
+        let raw = c.rbuf.data();
+        let start = raw
+            .iter()
+            .position(|&b| b != b'\r' && b != b'\n')
+            .unwrap_or(raw.len());
+        raw[start..].starts_with(b"HEAD ")
+    };
+    write_answer(&mut c.wbuf, &answer, false, is_head, false);
     let _ = write_out(&mut c.stream, &mut c.wbuf).await;
 }
 

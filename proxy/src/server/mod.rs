@@ -22,6 +22,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use monoio::net::TcpListener;
+use ringway_core::buf::BufPool;
 use ringway_core::metrics::{MetricsSnapshot, WorkerMetrics};
 use ringway_core::runtime::{self, Placement, WorkerContext};
 use ringway_core::timer::TimerWheel;
@@ -32,6 +33,10 @@ use crate::upstream::Upstreams;
 const TICK: Duration = Duration::from_millis(10);
 /// Idle pooled connections are aged out every this many ticks (100 ms).
 const POOL_SWEEP_TICKS: u64 = 10;
+/// Unused lent buffers are freed every this many ticks (1 s).
+const BUF_TRIM_TICKS: u64 = 100;
+/// The size of the buffers a worker lends its connections (read and write).
+const LENT_BUFFER: usize = 16 * 1024;
 
 /// One worker's state, shared by its connection tasks (`Rc`: never leaves its thread).
 pub(crate) struct Worker {
@@ -39,6 +44,8 @@ pub(crate) struct Worker {
     pub upstreams: Upstreams,
     pub wheel: TimerWheel,
     pub metrics: WorkerMetrics,
+    /// Large buffers, lent to connections only while a request is in flight.
+    pub bufs: Rc<BufPool>,
     pub draining: Cell<bool>,
     /// Open client connections on this worker, and the most it takes.
     pub connections: Cell<usize>,
@@ -397,6 +404,7 @@ async fn worker_main(
         snapshot,
         wheel: TimerWheel::new(TICK),
         metrics: WorkerMetrics::default(),
+        bufs: BufPool::new(LENT_BUFFER),
         draining: Cell::new(false),
         connections: Cell::new(0),
         max_connections: limits.per_worker,
@@ -428,6 +436,9 @@ async fn worker_main(
         ticks += 1;
         if ticks.is_multiple_of(POOL_SWEEP_TICKS) {
             worker.upstreams.pool.sweep(now);
+        }
+        if ticks.is_multiple_of(BUF_TRIM_TICKS) {
+            worker.bufs.trim();
         }
         if drain_deadline.is_none() && control.draining() {
             worker.draining.set(true);
@@ -484,15 +495,12 @@ async fn accept_loop(worker: Rc<Worker>, listener: TcpListener, share: usize) {
             Ok((stream, peer)) => {
                 pause = ACCEPT_PAUSE_MIN;
                 let _ = stream.set_nodelay(true);
-                let w = Rc::clone(&worker);
-                let open = Rc::clone(&open);
-                w.connections.set(w.connections.get() + 1);
+                worker.connections.set(worker.connections.get() + 1);
                 open.set(open.get() + 1);
-                monoio::spawn(async move {
-                    conn::Conn::new(Rc::clone(&w), stream, peer).run().await;
-                    w.connections.set(w.connections.get() - 1);
-                    open.set(open.get() - 1);
-                });
+                let counted = conn::Counted::new(Rc::clone(&worker), Rc::clone(&open));
+                // The connection's task is its `run` future alone (nothing wrapped round it),
+                // which keeps it within one allocation size class.
+                monoio::spawn(conn::Conn::new(Rc::clone(&worker), stream, peer, counted).run());
             }
             Err(e) => {
                 worker.accept_log.warn(

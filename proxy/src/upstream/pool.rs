@@ -35,8 +35,10 @@ pub struct UpstreamConn {
 }
 
 impl UpstreamConn {
-    pub fn new(stream: TcpStream, target: usize, deadline: Deadline) -> UpstreamConn {
-        UpstreamConn {
+    /// Boxed once, at connect: it then moves between the pool and requests as a pointer, so
+    /// that a request's task holds 8 bytes for it rather than the whole connection.
+    pub fn new(stream: TcpStream, target: usize, deadline: Deadline) -> Box<UpstreamConn> {
+        Box::new(UpstreamConn {
             stream,
             deadline,
             buf: RecvBuf::with_capacity(8 * 1024),
@@ -44,7 +46,7 @@ impl UpstreamConn {
             target,
             reused: false,
             idle_since: Instant::now(),
-        }
+        })
     }
 
     pub fn fd(&self) -> RawFd {
@@ -73,7 +75,9 @@ fn quiet(fd: RawFd) -> bool {
 }
 
 pub struct UpstreamPool {
-    idle: RefCell<Vec<Vec<UpstreamConn>>>,
+    // Boxed: a connection leaves the pool as the pointer a request's task holds.
+    #[allow(clippy::vec_box)]
+    idle: RefCell<Vec<Vec<Box<UpstreamConn>>>>,
     limits: Vec<(usize, Duration)>,
 }
 
@@ -100,7 +104,7 @@ impl UpstreamPool {
 
     /// The most recently returned live connection to `target`, if any. Connections that have
     /// aged out, or that the check finds closed or carrying stray bytes, are closed.
-    pub fn take(&self, target: usize, now: Instant) -> Option<UpstreamConn> {
+    pub fn take(&self, target: usize, now: Instant) -> Option<Box<UpstreamConn>> {
         let mut idle = self.idle.borrow_mut();
         let conns = &mut idle[target];
         loop {
@@ -118,7 +122,7 @@ impl UpstreamPool {
     }
 
     /// Returns a connection whose last exchange ended cleanly.
-    pub fn put(&self, mut conn: UpstreamConn, now: Instant) {
+    pub fn put(&self, mut conn: Box<UpstreamConn>, now: Instant) {
         let (max, _) = self.limits[conn.target];
         if max == 0 || !conn.buf.is_empty() {
             return;
