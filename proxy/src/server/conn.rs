@@ -157,7 +157,9 @@ impl Conn {
             let (next, status) = self.handle(head_len).await;
             self.w.metrics.record_request(status, started.elapsed());
             match next {
-                Next::KeepAlive if !self.w.draining.get() => continue,
+                // Draining: a request the client has already pipelined is still answered (with
+                // `Connection: close`); nothing new is waited for.
+                Next::KeepAlive if !self.w.is_draining() || !self.rbuf.is_empty() => continue,
                 Next::KeepAlive | Next::Close => break,
                 Next::Upgrade(up) => {
                     // Boxed: upgrades are rare, and the tunnel's two copy loops would
@@ -209,7 +211,7 @@ impl Conn {
                     self.deadline.arm(self.fd, timeouts.header);
                 }
             } else {
-                if self.w.draining.get() {
+                if self.w.is_draining() {
                     return HeadRead::Closed;
                 }
                 self.go_idle();

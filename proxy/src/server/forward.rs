@@ -331,7 +331,7 @@ impl Conn {
         let keep_alive = !upgrade
             && facts.keep_alive
             && client_framing != ClientFraming::Close
-            && !w.draining.get();
+            && !w.is_draining();
         self.wbuf.clear();
         let shape = ResponseShape {
             framing: client_framing,

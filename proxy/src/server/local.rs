@@ -139,7 +139,7 @@ pub(super) async fn upstream_error(
 }
 
 async fn send(c: &mut Conn, facts: Facts, answer: &Local<'_>, keep_alive: bool) -> (Next, u16) {
-    let keep_alive = keep_alive && facts.keep_alive && !c.w.draining.get();
+    let keep_alive = keep_alive && facts.keep_alive && !c.w.is_draining();
     c.wbuf.clear();
     write_answer(&mut c.wbuf, answer, keep_alive, facts.is_head, facts.http10);
     let sent = write_out(&mut c.stream, &mut c.wbuf).await.is_ok();

@@ -57,6 +57,18 @@ pub(crate) struct Worker {
     pub connect_log: LogLimit,
     /// Test-only (`RINGWAY_TEST_PANIC_PATH`): a request for this path panics the worker.
     pub panic_path: Option<Box<[u8]>>,
+    /// The control thread's flags: read (never written) here, so the line stays shared.
+    pub control: Arc<Control>,
+}
+
+impl Worker {
+    /// Whether a drain has begun: the worker's own flag (set on its tick), or the control
+    /// thread's, so that a response written between the signal and the next tick already says
+    /// `Connection: close`.
+    #[inline]
+    pub fn is_draining(&self) -> bool {
+        self.draining.get() || self.control.draining()
+    }
 }
 
 /// At most one log line a second; the lines held back are counted into the next one.
@@ -412,6 +424,7 @@ async fn worker_main(
         accept_log: LogLimit::default(),
         connect_log: LogLimit::default(),
         panic_path,
+        control: Arc::clone(&control),
     });
     let mut listener_fds = Vec::new();
     for (std_listener, &share) in listeners.into_iter().zip(&limits.per_listener) {
