@@ -546,3 +546,32 @@ fn an_error_answer_to_a_malformed_head_request_has_no_body() {
         "a body followed the head: {text}"
     );
 }
+
+#[test]
+fn an_idempotent_request_moves_on_from_a_target_that_hangs_up() {
+    // Target one accepts, reads the request and closes without a word (an origin going
+    // down); target two answers.
+    let (dying, dying_seen) = scripted_origin(|_, _| None);
+    let (alive, _) = scripted_origin(|_, _| Some(ok("alive")));
+    let proxy = Ringway::start(&forward_all_config(
+        1,
+        &[&format!("http://{dying}"), &format!("http://{alive}")],
+        "",
+    ));
+    for _ in 0..4 {
+        let mut client = Client::connect(proxy.addr());
+        let response = client.get("/");
+        assert_eq!(response.status, 200, "{}", response.text());
+        assert_eq!(response.body, b"alive");
+    }
+    assert!(
+        !dying_seen.lock().unwrap().is_empty(),
+        "target one was tried"
+    );
+    // A POST that reached the dying target is not sent again.
+    let mut posts = (0..4).map(|_| {
+        let mut client = Client::connect(proxy.addr());
+        client.request("POST", "/", &[], b"data").status
+    });
+    assert!(posts.any(|status| status == 502));
+}

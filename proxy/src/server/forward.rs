@@ -266,9 +266,21 @@ impl Conn {
             };
             match result {
                 Ok(len) => break (up, len),
-                Err(Failure::NoResponse) if up.reused && whole && facts.idempotent => {
-                    // A pooled connection the origin had closed: once more, on a new one.
-                    fresh_only = true;
+                Err(Failure::NoResponse) if whole && facts.idempotent => {
+                    if up.reused {
+                        // A pooled connection the origin had closed: once more, on a new one.
+                        fresh_only = true;
+                    } else {
+                        // A new connection closed without a word (an origin going down): the
+                        // next target, as nginx's `proxy_next_upstream error` does.
+                        tried.add(up.target - snap.backend_targets[backend].start);
+                        fresh_only = false;
+                        last_status = (
+                            502,
+                            "bad_gateway",
+                            "the upstream closed the connection without answering",
+                        );
+                    }
                     continue;
                 }
                 Err(failure) => {
