@@ -119,6 +119,17 @@ impl RequestHead {
         &self.headers
     }
 
+    /// Gives back the header vector's memory when it has grown past twice `keep` slots, so
+    /// that an idle connection does not hold what its largest request needed (the margin keeps
+    /// a client that always sends a little more than `keep` from reallocating every time).
+    #[inline]
+    pub fn shrink_headers(&mut self, keep: usize) {
+        if self.headers.capacity() > 2 * keep {
+            self.headers.clear();
+            self.headers.shrink_to(keep);
+        }
+    }
+
     /// The first value of the header `name` (compared case-insensitively).
     #[inline]
     pub fn header<'b>(&self, buf: &'b [u8], name: &[u8]) -> Option<&'b [u8]> {
