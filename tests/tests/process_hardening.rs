@@ -946,3 +946,114 @@ fn accept_failures_at_the_descriptor_limit_are_logged_once_a_second() {
     let stderr = proxy.stderr_text();
     assert!(!stderr.contains("panicked at"), "{stderr}");
 }
+
+/// An origin that answers every request on its connection with `name` as the body.
+fn named_origin(name: &'static str) -> SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            thread::spawn(move || {
+                let mut seen = Vec::new();
+                let mut buf = [0u8; 1024];
+                while let Ok(n) = stream.read(&mut buf) {
+                    if n == 0 {
+                        return;
+                    }
+                    seen.extend_from_slice(&buf[..n]);
+                    while let Some(end) = seen.windows(4).position(|w| w == b"\r\n\r\n") {
+                        seen.drain(..end + 4);
+                        let answer = format!(
+                            "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{name}",
+                            name.len()
+                        );
+                        if stream.write_all(answer.as_bytes()).is_err() {
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+/// A GET `/` on `stream` (kept open): the status and body, or `None`.
+fn get_on(stream: &mut TcpStream) -> Option<(u16, String)> {
+    stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    stream
+        .write_all(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+        .ok()?;
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let text = String::from_utf8_lossy(&got).into_owned();
+        if let Some((head, body)) = text.split_once("\r\n\r\n") {
+            let len: usize = head
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length:")
+                        .map(|v| v.trim().to_string())
+                })
+                .and_then(|v| v.parse().ok())?;
+            if body.len() >= len {
+                let status = head.strip_prefix("HTTP/1.1 ")?.get(..3)?.parse().ok()?;
+                return Some((status, body[..len].to_string()));
+            }
+        }
+        let n = stream.read(&mut buf).ok()?;
+        if n == 0 {
+            return None;
+        }
+        got.extend_from_slice(&buf[..n]);
+    }
+}
+
+#[test]
+fn a_connect_that_fails_for_want_of_descriptors_marks_no_target_down() {
+    let (a, b) = (named_origin("A"), named_origin("B"));
+    // No pooled upstream connections: every request connects, so once the clients hold every
+    // descriptor but one, the accept of the next client succeeds and its connect fails (EMFILE).
+    let yaml = format!(
+        "workers: 1\nlimits:\n  max_connections_per_worker: 1000\n\
+         listeners:\n  - address: 127.0.0.1:0\n\
+         backends:\n  - name: two\n    unavailable_for: 1h\n    pool:\n      max_idle_per_target: 0\n    targets:\n      - url: http://{a}\n      - url: http://{b}\n\
+         routes:\n  - backend: two\n"
+    );
+    let (proxy, addr) = Limited::start(&yaml, 64);
+    let mut clients = Vec::new();
+    let mut overloaded = None;
+    for _ in 0..80 {
+        let Ok(mut stream) = TcpStream::connect_timeout(&addr, Duration::from_secs(1)) else {
+            break;
+        };
+        match get_on(&mut stream) {
+            Some((200, _)) => clients.push(stream),
+            other => {
+                overloaded = Some(other);
+                break;
+            }
+        }
+    }
+    assert_eq!(
+        overloaded.as_ref().map(|o| o.as_ref().map(|(s, _)| *s)),
+        Some(Some(503)),
+        "expected a 503 once descriptors ran out:\n{}",
+        proxy.stderr_text()
+    );
+    // Descriptors back: both targets are still in rotation (a target marked down would be
+    // skipped for the hour that `unavailable_for` says).
+    clients.truncate(clients.len().saturating_sub(10));
+    let mut client = TcpStream::connect(addr).unwrap();
+    let bodies: Vec<String> = (0..4)
+        .map(|_| get_on(&mut client).expect("answered").1)
+        .collect();
+    assert!(
+        bodies.contains(&"A".to_string()) && bodies.contains(&"B".to_string()),
+        "{bodies:?}\n{}",
+        proxy.stderr_text()
+    );
+    assert!(proxy.stderr_text().contains("not marked down"));
+}
