@@ -1008,3 +1008,39 @@ mod response_props {
         }
     }
 }
+
+#[test]
+fn content_length_spelling_decides_whether_it_is_forwarded_as_is() {
+    let plain = |raw: &[u8]| req(raw).unwrap().0.content_length_is_plain();
+    assert!(plain(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"));
+    assert!(plain(
+        b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\n"
+    ));
+    assert!(plain(
+        b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n"
+    ));
+    assert!(!plain(
+        b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5, 5\r\n\r\n"
+    ));
+    assert!(!plain(
+        b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 05\r\n\r\n"
+    ));
+    assert!(!plain(
+        b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\n"
+    ));
+    let r = res(b"HTTP/1.1 200 OK\r\nContent-Length: 2, 2\r\n\r\n");
+    assert!(!r.content_length_is_plain());
+    assert_eq!(r.content_length(), Some(2));
+}
+
+#[test]
+fn the_status_line_is_found_after_empty_lines() {
+    let raw = b"\r\n\r\nHTTP/1.1 204 No Content\r\n\r\n";
+    let r = res(raw);
+    assert_eq!(r.status_line_start(), 4);
+    assert_eq!(
+        &raw[r.status_line_start()..r.status_line_start() + 12],
+        b"HTTP/1.1 204"
+    );
+    assert_eq!(res(b"HTTP/1.1 200 OK\r\n\r\n").status_line_start(), 0);
+}
