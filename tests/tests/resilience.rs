@@ -10,6 +10,19 @@ use std::time::{Duration, Instant};
 
 use ringway_tests::{expect_closed, forward_all_config, Client, Origin, Ringway, HELLO};
 
+/// Reads one request head byte by byte (so nothing after it is consumed); false at EOF.
+fn read_head(stream: &mut TcpStream) -> bool {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        match stream.read(&mut byte) {
+            Ok(1) => head.push(byte[0]),
+            _ => return false,
+        }
+    }
+    true
+}
+
 /// An origin that answers one request per connection with a keep-alive response, then closes
 /// the connection shortly after without saying so: what an origin with a short keep-alive
 /// timeout does to a proxy's pooled connections.
@@ -29,13 +42,8 @@ impl ForgetfulOrigin {
                 let Ok(mut stream) = stream else { return };
                 count.fetch_add(1, Ordering::SeqCst);
                 std::thread::spawn(move || {
-                    let mut head = Vec::new();
-                    let mut byte = [0u8; 1];
-                    while !head.ends_with(b"\r\n\r\n") {
-                        match stream.read(&mut byte) {
-                            Ok(1) => head.push(byte[0]),
-                            _ => return,
-                        }
+                    if !read_head(&mut stream) {
+                        return;
                     }
                     let _ = stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok");
                     std::thread::sleep(Duration::from_millis(50));
@@ -93,15 +101,9 @@ fn hang_up_on_second_request() -> (SocketAddr, Arc<AtomicUsize>) {
             let Ok(mut stream) = stream else { return };
             count.fetch_add(1, Ordering::SeqCst);
             std::thread::spawn(move || {
-                let mut head = Vec::new();
-                let mut byte = [0u8; 1];
                 for round in 0..2 {
-                    head.clear();
-                    while !head.ends_with(b"\r\n\r\n") {
-                        match stream.read(&mut byte) {
-                            Ok(1) => head.push(byte[0]),
-                            _ => return,
-                        }
+                    if !read_head(&mut stream) {
+                        return;
                     }
                     if round == 0 {
                         let _ = stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok");

@@ -14,16 +14,16 @@ use std::rc::Rc;
 use std::time::Instant;
 
 use monoio::net::TcpStream;
-use ringway_core::http1::{
-    is_hop_by_hop, parse_response, BodyFraming, ChunkedDecoder, CodecError, Limits,
-};
+use ringway_core::http1::{parse_response, BodyFraming, ChunkedDecoder, CodecError, Limits};
 
 use super::conn::{Conn, Facts, Next};
 use super::head::{
-    upgrade_allowed, write_request_head, write_response_head, ClientFraming, Forwarded,
-    ResponseShape,
+    upgrade_allowed, write_interim_head, write_request_head, write_response_head, ClientFraming,
+    Forwarded, ResponseShape,
 };
-use super::io::{bounded, relay_body, write_keep, write_out, End, Relay, RelayError};
+use super::io::{
+    bounded, relay_body, send_continue, write_keep, write_out, End, Relay, RelayError,
+};
 use super::local;
 use crate::route::Route;
 use crate::upstream::{Tried, UpstreamConn};
@@ -131,9 +131,7 @@ impl Conn {
         let whole = body.is_none();
         let sent_continue = !whole && facts.expect_continue;
         if sent_continue {
-            let mut cont = Vec::new();
-            cont.extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
-            let _ = write_out(&mut self.stream, &mut cont).await;
+            send_continue(&mut self.stream).await;
         }
 
         // 2. A connection, the request, and the response head.
@@ -547,21 +545,4 @@ async fn read_response_head(
             _ => return Err(Failure::NoResponse),
         }
     }
-}
-
-/// An interim response as the client gets it: status line under our version, end-to-end
-/// headers (RFC 9110 15.2: a proxy forwards 1xx; hop-by-hop fields stay behind).
-fn write_interim_head(out: &mut Vec<u8>, buf: &[u8], head: &ringway_core::http1::ResponseHead) {
-    let headers = head.headers();
-    let line_end = headers
-        .first()
-        .map_or(head.head_len() - 2, |h| h.line.start as usize);
-    out.extend_from_slice(b"HTTP/1.1");
-    out.extend_from_slice(&buf[head.status_line_start() + 8..line_end]);
-    for h in headers {
-        if !is_hop_by_hop(h.name.of(buf)) {
-            out.extend_from_slice(h.line.of(buf));
-        }
-    }
-    out.extend_from_slice(b"\r\n");
 }

@@ -212,6 +212,25 @@ pub fn write_request_head(out: &mut Vec<u8>, buf: &[u8], head: &RequestHead, f: 
     out.extend_from_slice(b"\r\n");
 }
 
+/// The status line as sent, under our version: from after "HTTP/1.x" (which the parser
+/// checked) to the end of the line, wherever the line starts.
+fn write_status_line(out: &mut Vec<u8>, buf: &[u8], head: &ResponseHead) {
+    let line_end = head
+        .headers()
+        .first()
+        .map_or(head.head_len() - 2, |h| h.line.start as usize);
+    out.extend_from_slice(b"HTTP/1.1");
+    out.extend_from_slice(&buf[head.status_line_start() + 8..line_end]);
+}
+
+/// An interim response as the client gets it: status line under our version, end-to-end
+/// headers (RFC 9110 15.2: a proxy forwards 1xx; hop-by-hop fields stay behind).
+pub fn write_interim_head(out: &mut Vec<u8>, buf: &[u8], head: &ResponseHead) {
+    write_status_line(out, buf, head);
+    copy_headers(out, buf, head.headers(), |name| !is_hop_by_hop(name));
+    out.extend_from_slice(b"\r\n");
+}
+
 fn write_content_length(out: &mut Vec<u8>, n: u64) {
     out.extend_from_slice(b"content-length: ");
     let mut digits = [0u8; 20];
@@ -264,13 +283,7 @@ pub fn write_response_head(
     } = *shape;
     let headers = head.headers();
     let lists_other = head.connection().lists_other;
-    // The status line as sent, under our version: from after "HTTP/1.x" (which the parser
-    // checked) to the end of the line, wherever the line starts.
-    let status_line_end = headers
-        .first()
-        .map_or(head.head_len() - 2, |h| h.line.start as usize);
-    out.extend_from_slice(b"HTTP/1.1");
-    out.extend_from_slice(&buf[head.status_line_start() + 8..status_line_end]);
+    write_status_line(out, buf, head);
     let rewrite_length = framing == ClientFraming::AsIs && !head.content_length_is_plain();
     copy_headers(out, buf, headers, |name| {
         !(is_hop_by_hop(name)

@@ -22,6 +22,12 @@ pub async fn write_out<S: AsyncWriteRent>(dst: &mut S, out: &mut Vec<u8>) -> io:
     res.map(|_| ())
 }
 
+/// Answers `Expect: 100-continue`. A client that went away is noticed by the next read or
+/// write on its connection, so a failure here is not reported.
+pub async fn send_continue<S: AsyncWriteRent>(dst: &mut S) {
+    let (_, _) = dst.write_all(&b"HTTP/1.1 100 Continue\r\n\r\n"[..]).await;
+}
+
 /// Writes all of `out` and leaves it as it was (a request kept for a retry).
 pub async fn write_keep<S: AsyncWriteRent>(dst: &mut S, out: &mut Vec<u8>) -> io::Result<()> {
     let buf = std::mem::take(out);

@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 use ringway_core::http1::{BodyFraming, ChunkedDecoder, RequestHead};
 
 use super::conn::{Conn, Facts, Next};
-use super::io::write_out;
+use super::io::{send_continue, write_out};
 use crate::route::{DirectResponse, HeaderEdits, Redirect};
 
 pub(super) enum Local<'a> {
@@ -53,9 +53,7 @@ pub(super) async fn answer(
         BodyFraming::None | BodyFraming::Close => false,
     };
     if facts.expect_continue && body_to_read {
-        let mut cont = Vec::new();
-        cont.extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
-        let _ = write_out(&mut c.stream, &mut cont).await;
+        send_continue(&mut c.stream).await;
     }
     let keep_alive = discard_body(c, facts.framing).await;
     send(c, facts, &answer, keep_alive).await
