@@ -3,6 +3,7 @@
 pub mod config;
 pub mod demo;
 pub mod logging;
+pub mod policy;
 pub mod route;
 pub mod server;
 pub mod snapshot;

@@ -1,0 +1,1 @@
+//! Response and value caching: cache-lookup, cache-store and the value cache.

@@ -1,0 +1,1 @@
+//! Throttling and quotas: rate-limit-by-key, quota-by-key, limit-concurrency.
