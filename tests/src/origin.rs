@@ -27,6 +27,11 @@
 //! - `/head-split`: a response whose head arrives in pieces 20 ms apart (inside the status
 //!   line, a header name, between CR and LF, and the final blank line).
 //! - `/stall-body`: a head promising 1000 bytes, 10 of them, then silence for 3 s.
+//! - `/counter?...`: `200` with the body `n=N` (N: the requests this origin has served,
+//!   this one included), so a test can tell a fresh answer from a cached one. Query
+//!   parameters shape it: `cc=` a `Cache-Control` value, `vary=` a `Vary` value,
+//!   `status=` the status, `delay=` milliseconds to wait first, `chunked=1` a chunked body,
+//!   `retry_after=` a `Retry-After` value (values percent-decoded).
 //! - anything else: `200` with the body `METHOD TARGET`.
 //!
 //! Every response carries `X-Origin: NAME` and `Server: ringway-test-origin`; HEAD gets GET's
@@ -324,6 +329,30 @@ impl Reply {
     }
 }
 
+/// `%XX` escapes and `+` (a space) decoded; anything malformed is kept as it is.
+pub fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < bytes.len() => {
+                match u8::from_str_radix(&text[i + 1..i + 3], 16) {
+                    Ok(b) => {
+                        out.push(b);
+                        i += 2;
+                    }
+                    Err(_) => out.push(b'%'),
+                }
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 fn respond(
     wire: &mut Wire,
     shared: &Shared,
@@ -370,6 +399,33 @@ fn respond(
             }
         }
         ("name", _) => Reply::new(200, shared.name.clone()),
+        ("counter", _) => {
+            let n = shared.requests.load(Ordering::SeqCst);
+            let query = request.target.split_once('?').map_or("", |(_, q)| q);
+            let param = |name: &str| {
+                query
+                    .split('&')
+                    .filter_map(|p| p.split_once('='))
+                    .find(|(k, _)| *k == name)
+                    .map(|(_, v)| percent_decode(v))
+            };
+            if let Some(ms) = param("delay").and_then(|d| d.parse::<u64>().ok()) {
+                thread::sleep(Duration::from_millis(ms));
+            }
+            let status = param("status").and_then(|s| s.parse().ok()).unwrap_or(200);
+            let mut reply = Reply::new(status, format!("n={n}"));
+            if let Some(cc) = param("cc") {
+                reply = reply.header("Cache-Control", &cc);
+            }
+            if let Some(v) = param("vary") {
+                reply = reply.header("Vary", &v);
+            }
+            if let Some(v) = param("retry_after") {
+                reply = reply.header("Retry-After", &v);
+            }
+            reply.chunked = param("chunked").as_deref() == Some("1");
+            reply
+        }
         ("cookies", _) => Reply::new(200, "cookies\n")
             .header("Set-Cookie", "a=1; Path=/")
             .header("Set-Cookie", "b=2, with comma; Path=/"),

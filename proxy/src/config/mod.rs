@@ -5,8 +5,10 @@
 //! (`validate`, `routes`) which collects every semantic error with its document path rather than
 //! stopping at the first. `docs/configuration.md` is the contract for the format.
 
+mod apis;
 mod env;
 mod model;
+mod resilience;
 mod routes;
 mod units;
 mod validate;
@@ -21,6 +23,10 @@ use ringway_core::runtime::RuntimeSettings;
 
 use crate::route::{DirectResponse, HeaderEdits, HostPattern, Redirect, Rewrite, RouteMatch};
 
+pub use apis::{
+    parse_rfc3339_ms, parse_status_range, ApiConfig, CacheSettings, ConcurrencyDef,
+    OperationConfig, PolicyTables, QuotaDef, RateDef, StateSettings,
+};
 pub use units::{parse_cpu_list, parse_duration, parse_size};
 
 /// A loaded, validated configuration.
@@ -44,6 +50,15 @@ pub struct Config {
     /// Open client connections one worker serves at most; at the limit it stops accepting
     /// until one closes. None: derived from RLIMIT_NOFILE when the server starts.
     pub max_connections_per_worker: Option<usize>,
+    pub apis: Vec<ApiConfig>,
+    /// Every flattened pipeline; routes and operations refer to them by index.
+    pub pipelines: Vec<crate::policy::Pipeline>,
+    /// The node-wide tables of the limit policies.
+    pub policy_tables: PolicyTables,
+    /// Names of the variables policies set (`{var:NAME}`), by index.
+    pub vars: Vec<String>,
+    pub cache: CacheSettings,
+    pub state: StateSettings,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -89,6 +104,11 @@ pub struct Backend {
     pub pool: PoolSettings,
     /// How long a target is skipped after a connect failure.
     pub unavailable_for: Duration,
+    /// What picks the target under `consistent_hash` (set exactly when that is the balance).
+    pub hash_on: Option<HashOn>,
+    /// The circuit breaker's rules, each watched per target; empty: no breaker.
+    pub circuit_breaker: Vec<BreakerRule>,
+    pub health_check: Option<HealthCheck>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -96,6 +116,62 @@ pub enum Balance {
     RoundRobin,
     Weighted,
     Priority,
+    /// The target with the fewest requests in flight on this worker (per weight unit).
+    LeastRequest,
+    /// A ring of virtual nodes keyed by [`Backend::hash_on`].
+    ConsistentHash,
+}
+
+/// The part of a request that `consistent_hash` hashes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum HashOn {
+    /// A request header's value; the name is stored in lower case.
+    Header(String),
+    /// One cookie's value, by name (case-sensitive, as cookies are).
+    Cookie(String),
+    /// The client's address.
+    Ip,
+}
+
+/// One circuit-breaker rule (APIM's `rules[]`): when responses matching it reach the
+/// threshold within `interval`, the target is skipped for `trip_duration`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BreakerRule {
+    pub name: String,
+    pub threshold: TripThreshold,
+    /// The sliding window the failures (and, for a percentage, the requests) are counted in.
+    pub interval: Duration,
+    /// Inclusive status ranges that count as failures.
+    pub statuses: Vec<(u16, u16)>,
+    /// Whether connect failures, timeouts, resets and malformed responses count as failures.
+    pub connection_errors: bool,
+    pub trip_duration: Duration,
+    /// Stay open for the tripping response's `Retry-After` (seconds) instead, when it has one.
+    pub accept_retry_after: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TripThreshold {
+    /// Trip at this many failures within the interval.
+    Count(u32),
+    /// Trip when failures are at least `percent` of the requests within the interval, once
+    /// there have been at least `min_requests`.
+    Percentage { percent: u32, min_requests: u32 },
+}
+
+/// Active health checking of every target of a backend (run by worker 0).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HealthCheck {
+    /// Origin-form request target, starting with `/`.
+    pub path: String,
+    pub interval: Duration,
+    pub timeout: Duration,
+    /// Consecutive passing checks that bring an unhealthy target back.
+    pub healthy_threshold: u32,
+    /// Consecutive failing checks that take a healthy target out.
+    pub unhealthy_threshold: u32,
+    /// Inclusive status ranges that pass.
+    pub expected_statuses: Vec<(u16, u16)>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -140,6 +216,8 @@ pub struct RouteConfig {
     pub request_headers: HeaderEdits,
     pub response_headers: HeaderEdits,
     pub rewrite: Option<Rewrite>,
+    /// Index into `Config::pipelines`; None when no policy applies.
+    pub pipeline: Option<usize>,
 }
 
 #[derive(Clone, Debug)]

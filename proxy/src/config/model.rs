@@ -30,6 +30,15 @@ pub struct Document {
     pub routes: Vec<Route>,
     /// Protocols that `Upgrade` may switch to (default: websocket).
     pub upgrades: Option<Vec<String>>,
+    #[serde(default)]
+    pub apis: Vec<super::apis::Api>,
+    /// The global policy scope.
+    #[serde(default)]
+    pub policies: super::apis::Sections,
+    #[serde(default)]
+    pub cache: super::apis::CacheDoc,
+    #[serde(default)]
+    pub state: super::apis::StateDoc,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -99,7 +108,7 @@ pub struct Listener {
 #[derive(Debug, Deserialize)]
 #[serde(
     deny_unknown_fields,
-    expecting = "a backend: a mapping with name and targets"
+    expecting = "a backend: a mapping with name, targets and optionally balance, hash_on, pool, unavailable_for, circuit_breaker, health_check"
 )]
 pub struct Backend {
     pub name: String,
@@ -110,6 +119,10 @@ pub struct Backend {
     #[serde(default)]
     pub pool: Pool,
     pub unavailable_for: Option<Dur>,
+    /// `consistent_hash` only.
+    pub hash_on: Option<HashOn>,
+    pub circuit_breaker: Option<CircuitBreaker>,
+    pub health_check: Option<HealthCheck>,
 }
 
 #[derive(Debug, Default, Clone, Copy, Deserialize)]
@@ -119,6 +132,110 @@ pub enum Balance {
     RoundRobin,
     Weighted,
     Priority,
+    LeastRequest,
+    ConsistentHash,
+}
+
+/// `{header: NAME}`, `{cookie: NAME}` or `ip`.
+#[derive(Debug)]
+pub enum HashOn {
+    Header(String),
+    Cookie(String),
+    Ip,
+}
+
+impl<'de> Deserialize<'de> for HashOn {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<HashOn, D::Error> {
+        use serde::de::{Error, MapAccess, Visitor};
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = HashOn;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("{header: NAME}, {cookie: NAME} or ip")
+            }
+            fn visit_str<E: Error>(self, v: &str) -> Result<HashOn, E> {
+                match v {
+                    "ip" => Ok(HashOn::Ip),
+                    _ => Err(E::invalid_value(serde::de::Unexpected::Str(v), &self)),
+                }
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<HashOn, A::Error> {
+                let Some(key) = map.next_key::<String>()? else {
+                    return Err(A::Error::invalid_length(0, &self));
+                };
+                let on = match key.as_str() {
+                    "header" => HashOn::Header(map.next_value()?),
+                    "cookie" => HashOn::Cookie(map.next_value()?),
+                    other => return Err(A::Error::unknown_field(other, &["header", "cookie"])),
+                };
+                if map.next_key::<String>()?.is_some() {
+                    return Err(A::Error::custom(
+                        "give one of header or cookie, not both",
+                    ));
+                }
+                Ok(on)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a mapping with rules")]
+pub struct CircuitBreaker {
+    #[serde(default)]
+    pub rules: Vec<BreakerRule>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a breaker rule: a mapping with failure_condition, trip_duration and optionally name, accept_retry_after"
+)]
+pub struct BreakerRule {
+    pub name: Option<String>,
+    pub failure_condition: Option<FailureCondition>,
+    pub trip_duration: Option<Dur>,
+    #[serde(default)]
+    pub accept_retry_after: bool,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a mapping with count or percentage, interval, status_codes, connection_errors"
+)]
+pub struct FailureCondition {
+    pub count: Option<u32>,
+    pub percentage: Option<u32>,
+    pub min_requests: Option<u32>,
+    pub interval: Option<Dur>,
+    #[serde(default)]
+    pub status_codes: Vec<StatusCodes>,
+    #[serde(default)]
+    pub connection_errors: bool,
+}
+
+/// `429`, or `"500-599"`, or `"5xx"`; checked in validation.
+#[derive(Debug, Deserialize)]
+#[serde(untagged, expecting = "a status code (429) or a range (\"500-599\", \"5xx\")")]
+pub enum StatusCodes {
+    Code(u32),
+    Text(String),
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a mapping with path, interval, timeout, healthy_threshold, unhealthy_threshold, expected_statuses"
+)]
+pub struct HealthCheck {
+    pub path: Option<String>,
+    pub interval: Option<Dur>,
+    pub timeout: Option<Dur>,
+    pub healthy_threshold: Option<u32>,
+    pub unhealthy_threshold: Option<u32>,
+    pub expected_statuses: Option<Vec<StatusCodes>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -157,6 +274,8 @@ pub struct Route {
     pub backend: Option<String>,
     pub redirect: Option<Redirect>,
     pub return_response: Option<ReturnResponse>,
+    #[serde(default)]
+    pub policies: super::apis::Sections,
 }
 
 #[derive(Debug, Default, Deserialize)]

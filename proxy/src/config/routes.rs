@@ -148,6 +148,7 @@ pub(super) fn route(
         request_headers,
         response_headers,
         rewrite,
+        pipeline: None,
     })
 }
 
@@ -160,7 +161,7 @@ fn kind_name(kind: PathKind) -> &'static str {
     }
 }
 
-fn route_match(path: &str, spec: &model::Match, errors: &mut Errors) -> Option<RouteMatch> {
+pub(super) fn route_match(path: &str, spec: &model::Match, errors: &mut Errors) -> Option<RouteMatch> {
     let before = errors.0.len();
     let path_match = match &spec.path {
         None => PathMatch::Prefix(Box::default()),
@@ -382,7 +383,7 @@ fn header_edits(path: &str, f: &model::HeaderFilter, errors: &mut Errors) -> Hea
 }
 
 /// Records an error unless `name` is a valid header name and `value` a valid value.
-fn check_header(path: &str, name: &str, value: Option<&str>, errors: &mut Errors) {
+pub(super) fn check_header(path: &str, name: &str, value: Option<&str>, errors: &mut Errors) {
     if !is_token(name) {
         errors.push(path, format!("{name:?} is not a valid header name"));
     } else if let Some(value) = value {
@@ -412,7 +413,7 @@ const MANAGED_HEADERS: [&str; 9] = [
     "upgrade",
 ];
 
-fn check_not_managed(path: &str, name: &str, errors: &mut Errors) {
+pub(super) fn check_not_managed(path: &str, name: &str, errors: &mut Errors) {
     if MANAGED_HEADERS.iter().any(|m| m.eq_ignore_ascii_case(name)) {
         errors.push(
             path,
@@ -426,7 +427,7 @@ fn check_not_managed(path: &str, name: &str, errors: &mut Errors) {
 
 /// A rewrite's path must be a valid path as it goes on the request line: RFC 3986 `pchar`s and
 /// `/`, no space, control character, `?` or `#`.
-fn check_rewrite_path(path: &str, value: &str, errors: &mut Errors) {
+pub(super) fn check_rewrite_path(path: &str, value: &str, errors: &mut Errors) {
     let bad = value
         .bytes()
         .find(|&b| !(b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@/%".contains(&b)));
@@ -447,7 +448,7 @@ fn check_rewrite_path(path: &str, value: &str, errors: &mut Errors) {
 }
 
 /// RFC 9110 token: header names and methods.
-fn is_token(s: &str) -> bool {
+pub(super) fn is_token(s: &str) -> bool {
     !s.is_empty()
         && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))

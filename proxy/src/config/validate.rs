@@ -31,12 +31,20 @@ pub(super) fn validate(doc: Document, source: &str) -> Result<Config, Vec<String
     let listeners = listeners(&doc.listeners, &mut errors);
     let backends = backends(&doc.backends, &mut errors);
     let known: Vec<&str> = doc.backends.iter().map(|b| b.name.as_str()).collect();
-    let routes: Vec<RouteConfig> = doc
-        .routes
-        .iter()
-        .enumerate()
-        .filter_map(|(i, r)| super::routes::route(i, r, &known, &mut errors))
-        .collect();
+    let mut routes: Vec<RouteConfig> = Vec::new();
+    let mut route_docs = Vec::new();
+    for (i, r) in doc.routes.iter().enumerate() {
+        if let Some(route) = super::routes::route(i, r, &known, &mut errors) {
+            routes.push(route);
+            route_docs.push((i, r));
+        }
+    }
+    let compiled = super::apis::compile(&doc, &known, &route_docs, &mut errors);
+    for (route, pipeline) in routes.iter_mut().zip(&compiled.route_pipelines) {
+        route.pipeline = *pipeline;
+    }
+    let cache = super::apis::cache_settings(&doc.cache, &mut errors);
+    let state = super::apis::state_settings(&doc.state, source, &mut errors);
     let upgrades = upgrades(doc.upgrades.as_deref(), &mut errors);
     let max_connections_per_worker = doc.limits.max_connections_per_worker;
     if let Some(n) = max_connections_per_worker {
@@ -62,6 +70,12 @@ pub(super) fn validate(doc: Document, source: &str) -> Result<Config, Vec<String
         routes,
         upgrades,
         max_connections_per_worker,
+        apis: compiled.apis,
+        pipelines: compiled.pipelines,
+        policy_tables: compiled.tables,
+        vars: compiled.vars,
+        cache,
+        state,
     })
 }
 
@@ -179,11 +193,11 @@ fn limits(l: &model::Limits, errors: &mut Errors) -> Limits {
 }
 
 /// One day: no wait in a request's life is sanely longer (tunnels may idle a week).
-const DAY: Duration = Duration::from_secs(24 * 3600);
+pub(super) const DAY: Duration = Duration::from_secs(24 * 3600);
 
 /// A duration setting: `default` when absent; an error when zero (unless `zero_ok`) or above
 /// `max`.
-fn duration(
+pub(super) fn duration(
     errors: &mut Errors,
     key: &str,
     value: Option<super::units::Dur>,
@@ -208,7 +222,7 @@ fn duration(
 }
 
 /// A duration as the configuration writes it.
-fn show(d: Duration) -> String {
+pub(super) fn show(d: Duration) -> String {
     let ms = d.as_millis();
     if ms.is_multiple_of(3_600_000) {
         format!("{}h", ms / 3_600_000)
@@ -399,19 +413,29 @@ fn backends(list: &[model::Backend], errors: &mut Errors) -> Vec<Backend> {
             Duration::from_secs(5),
             DAY,
         );
+        let balance = match b.balance {
+            model::Balance::RoundRobin => Balance::RoundRobin,
+            model::Balance::Weighted => Balance::Weighted,
+            model::Balance::Priority => Balance::Priority,
+            model::Balance::LeastRequest => Balance::LeastRequest,
+            model::Balance::ConsistentHash => Balance::ConsistentHash,
+        };
         out.push(Backend {
             name: b.name.clone(),
-            balance: match b.balance {
-                model::Balance::RoundRobin => Balance::RoundRobin,
-                model::Balance::Weighted => Balance::Weighted,
-                model::Balance::Priority => Balance::Priority,
-            },
+            balance,
             targets,
             pool: PoolSettings {
                 max_idle_per_target,
                 idle_timeout,
             },
             unavailable_for,
+            hash_on: super::resilience::hash_on(&path, balance, b.hash_on.as_ref(), errors),
+            circuit_breaker: super::resilience::circuit_breaker(
+                &path,
+                b.circuit_breaker.as_ref(),
+                errors,
+            ),
+            health_check: super::resilience::health_check(&path, b.health_check.as_ref(), errors),
         });
     }
     out

@@ -1,5 +1,159 @@
-//! The policy pipeline: APIs' and operations' `inbound`, `backend`, `outbound` and `on_error`
-//! sections, compiled once into plain data and run per request without allocation.
+//! The policy pipeline: the `inbound`, `backend`, `outbound` and `on_error` sections of the
+//! global scope, APIs, operations and routes, compiled once into plain data and run per
+//! request without allocation.
+//!
+//! Inheritance is resolved when the configuration loads: each scope's section either holds an
+//! explicit `base` (the parent's section is spliced in at that point) or replaces its parent's
+//! section; a section that is not written inherits it whole, as APIM's default `<base />` does.
+//! What a route carries is then one flat [`Pipeline`]. Policies that keep state (limits,
+//! quotas, caches) refer to node-wide tables by index, so a policy inherited by a hundred
+//! operations is still one policy with one set of counters.
 
 pub mod cache;
+pub mod edits;
 pub mod limit;
+pub mod run;
+pub mod template;
+
+use std::time::Duration;
+
+use bytes::Bytes;
+
+pub use edits::{Edits, ExistsAction};
+pub use template::Template;
+
+/// The four sections, flattened for one route or operation.
+#[derive(Clone, Debug, Default)]
+pub struct Pipeline {
+    pub inbound: Box<[Policy]>,
+    pub backend: Box<[Policy]>,
+    pub outbound: Box<[Policy]>,
+    pub on_error: Box<[Policy]>,
+}
+
+impl Pipeline {
+    pub fn is_empty(&self) -> bool {
+        self.inbound.is_empty()
+            && self.backend.is_empty()
+            && self.outbound.is_empty()
+            && self.on_error.is_empty()
+    }
+}
+
+/// One compiled policy. An enum, not a trait object: the pipeline is a slice walked with a
+/// `match`, and a policy's settings sit inline or behind one box made at load time.
+#[derive(Clone, Debug)]
+pub enum Policy {
+    /// `set-header`: on the request in `inbound`, on the response elsewhere.
+    SetHeader(SetHeader),
+    /// `set-query-parameter`.
+    SetQuery(SetHeader),
+    /// `rewrite-uri`.
+    RewriteUri(Box<RewriteUri>),
+    /// `return-response` and `mock-response`: answer now, without the backend.
+    Respond(Box<Respond>),
+    /// `set-status`.
+    SetStatus { code: u16, reason: Box<str> },
+    /// `set-backend-service`: the backend (by index) requests go to.
+    SetBackend(usize),
+    /// `rate-limit-by-key`.
+    RateLimit(Box<Limit>),
+    /// `quota-by-key`.
+    Quota(Box<Limit>),
+    /// `limit-concurrency`.
+    Concurrency(Box<Limit>),
+    /// `cache-lookup`.
+    CacheLookup(Box<CacheLookup>),
+    /// `cache-store`.
+    CacheStore(Box<CacheStore>),
+    /// `cache-lookup-value`: sets a variable from the value cache.
+    LookupValue(Box<LookupValue>),
+    /// `cache-store-value`.
+    StoreValue(Box<StoreValue>),
+    /// `cache-remove-value`.
+    RemoveValue(Template),
+    /// `retry` (backend section).
+    Retry(Box<crate::upstream::RetrySpec>),
+}
+
+#[derive(Clone, Debug)]
+pub struct SetHeader {
+    /// As written (header names are sent in the case given).
+    pub name: Box<[u8]>,
+    /// Lower case, for looking the header up.
+    pub lower: Box<[u8]>,
+    pub value: Template,
+    pub action: ExistsAction,
+}
+
+#[derive(Clone, Debug)]
+pub struct RewriteUri {
+    /// The new path, and optionally `?query`; `{name}` is a path parameter of the operation.
+    pub template: Template,
+    /// Keep the request's query parameters that the template does not set (APIM's
+    /// `copy-unmatched-params`, default true).
+    pub copy_unmatched_params: bool,
+}
+
+#[derive(Clone, Debug)]
+pub struct Respond {
+    pub status: u16,
+    pub reason: Option<Box<str>>,
+    pub headers: Vec<(Box<[u8]>, Template)>,
+    pub body: Bytes,
+}
+
+/// Inclusive status ranges (`"200-299"`, `429`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct StatusRanges(pub Vec<(u16, u16)>);
+
+impl StatusRanges {
+    pub fn contains(&self, status: u16) -> bool {
+        self.0.iter().any(|&(lo, hi)| (lo..=hi).contains(&status))
+    }
+}
+
+/// A limit policy's settings; the counters live in the snapshot's table at `index`.
+#[derive(Clone, Debug)]
+pub struct Limit {
+    pub index: usize,
+    pub key: Template,
+    /// Count and report, never refuse.
+    pub shadow: bool,
+    /// Only answers with these statuses count (rate limits and quotas).
+    pub increment_condition: Option<StatusRanges>,
+    /// How many calls one request counts for.
+    pub increment_count: u32,
+    /// For logs: where the policy was declared.
+    pub origin: Box<str>,
+}
+
+#[derive(Clone, Debug)]
+pub struct CacheLookup {
+    /// Query parameters whose values are part of the key; `*` = the whole query.
+    pub vary_by_query: Vec<Box<[u8]>>,
+    /// Header names (lower case) whose values are part of the key.
+    pub vary_by_header: Vec<Box<[u8]>>,
+    /// Cache requests that carry `Authorization`.
+    pub allow_private: bool,
+}
+
+#[derive(Clone, Debug)]
+pub struct CacheStore {
+    pub duration: Duration,
+    pub statuses: StatusRanges,
+}
+
+#[derive(Clone, Debug)]
+pub struct LookupValue {
+    pub key: Template,
+    pub var: u16,
+    pub default: Option<Bytes>,
+}
+
+#[derive(Clone, Debug)]
+pub struct StoreValue {
+    pub key: Template,
+    pub value: Template,
+    pub duration: Duration,
+}

@@ -92,11 +92,14 @@ fn prefix_matches(prefix: &[u8], path: &[u8]) -> bool {
 }
 
 /// `/orders/{id}/items/{item}`: literal segments must be equal, each `{name}` matches one
-/// non-empty segment, and the segment counts must be equal.
+/// non-empty segment, and the segment counts must be equal. A last segment `*` (`/files/*`)
+/// matches whatever follows, including nothing, as an APIM wildcard operation does.
 #[derive(Clone, Debug)]
 pub struct Template {
     segments: Box<[Segment]>,
     literal_chars: usize,
+    names: Box<[String]>,
+    wildcard: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -114,7 +117,28 @@ impl Template {
         let mut segments = Vec::new();
         let mut names: Vec<&str> = Vec::new();
         let mut literal_chars = 0;
-        for segment in text[1..].split('/') {
+        let mut wildcard = false;
+        let (body, star) = match text.strip_suffix("/*") {
+            Some(body) => (body, true),
+            None => (text, false),
+        };
+        if star {
+            wildcard = true;
+            if body.is_empty() {
+                return Ok(Template {
+                    segments: Box::default(),
+                    literal_chars: 1,
+                    names: Box::default(),
+                    wildcard,
+                });
+            }
+        }
+        for segment in body[1..].split('/') {
+            if segment == "*" {
+                return Err(format!(
+                    "template {text:?}: '*' may only be the last segment (/files/*)"
+                ));
+            }
             if let Some(inner) = segment.strip_prefix('{') {
                 let Some(name) = inner.strip_suffix('}') else {
                     return Err(format!(
@@ -152,7 +176,29 @@ impl Template {
         Ok(Template {
             segments: segments.into(),
             literal_chars,
+            names: names.iter().map(|n| n.to_string()).collect(),
+            wildcard,
         })
+    }
+
+    /// The parameter names, in order.
+    pub fn param_names(&self) -> &[String] {
+        &self.names
+    }
+
+    /// Appends the spans of the parameters in `path` (which must match) to `out`.
+    pub fn capture(&self, path: &[u8], out: &mut Vec<(u32, u32)>) {
+        let mut at = 1;
+        for segment in self.segments.iter() {
+            let end = path[at.min(path.len())..]
+                .iter()
+                .position(|&b| b == b'/')
+                .map_or(path.len(), |p| at + p);
+            if matches!(segment, Segment::Param) {
+                out.push((at as u32, end as u32));
+            }
+            at = end + 1;
+        }
     }
 
     /// Characters that are not parameters; more of them is a more specific template.
@@ -166,6 +212,9 @@ impl Template {
             return false;
         };
         let mut parts = rest.split(|&b| b == b'/');
+        if self.wildcard && self.segments.is_empty() {
+            return true;
+        }
         for segment in self.segments.iter() {
             let Some(part) = parts.next() else {
                 return false;
@@ -178,7 +227,7 @@ impl Template {
                 return false;
             }
         }
-        parts.next().is_none()
+        self.wildcard || parts.next().is_none()
     }
 }
 

@@ -65,12 +65,25 @@ pub struct Route {
     pub request_headers: HeaderEdits,
     pub response_headers: HeaderEdits,
     pub rewrite: Option<Rewrite>,
+    /// Index into `Config::pipelines`, when policies apply.
+    pub pipeline: Option<usize>,
+    /// The API's name (`{api}` in templates); the route's name outside APIs.
+    pub api: Box<str>,
+    /// The operation's id (`{operation}`); empty outside operations.
+    pub operation: Box<str>,
+    /// The operation's template, when it has path parameters (`{id}`) policies may read.
+    pub params: Option<Template>,
+    /// The bytes of the path a prefix rewrite replaces, when fixed (an API's base path);
+    /// otherwise the matched prefix.
+    pub strip: Option<usize>,
 }
 
 #[derive(Clone, Debug)]
 pub enum Action {
     /// Proxy to `config.backends[index]`.
     Backend(usize),
+    /// No backend of its own: a policy answers or picks one (`set-backend-service`).
+    Pipeline,
     Redirect(Redirect),
     Respond(DirectResponse),
 }
@@ -269,6 +282,11 @@ impl Router {
                 request_headers: rc.request_headers.clone(),
                 response_headers: rc.response_headers.clone(),
                 rewrite: rc.rewrite.clone(),
+                pipeline: rc.pipeline,
+                api: rc.name.as_str().into(),
+                operation: Box::default(),
+                params: None,
+                strip: None,
             });
             let route = routes.len() - 1;
             for (m, matcher) in rc.matches.iter().enumerate() {
@@ -297,6 +315,124 @@ impl Router {
                     group.push(candidate.clone());
                 }
             }
+        }
+        let mut order = config.routes.len();
+        for api in &config.apis {
+            let mut add = |route: Route, matcher: RouteMatch| {
+                routes.push(route);
+                let candidate = Candidate {
+                    route: routes.len() - 1,
+                    order: (order, 0),
+                    matcher,
+                };
+                order += 1;
+                if api.hosts.is_empty() {
+                    any_host.push(candidate);
+                    return;
+                }
+                for host in &api.hosts {
+                    let group = match host {
+                        HostPattern::Exact(name) => exact_hosts.entry(name.clone()).or_default(),
+                        HostPattern::Wildcard(suffix) => {
+                            match wildcard_hosts.iter().position(|(s, _)| s == suffix) {
+                                Some(i) => &mut wildcard_hosts[i].1,
+                                None => {
+                                    wildcard_hosts.push((suffix.clone(), Group::default()));
+                                    &mut wildcard_hosts.last_mut().expect("just pushed").1
+                                }
+                            }
+                        }
+                    };
+                    group.push(candidate.clone());
+                }
+            };
+            let backend = |name: &Option<String>| match name {
+                Some(n) => config
+                    .backends
+                    .iter()
+                    .position(|b| &b.name == n)
+                    .map_or(Action::Pipeline, Action::Backend),
+                None => Action::Pipeline,
+            };
+            let (rewrite, strip) = if api.strip_path {
+                (
+                    Some(Rewrite::Prefix(api.backend_path.as_bytes().into())),
+                    Some(api.path.len()),
+                )
+            } else if !api.backend_path.is_empty() {
+                (
+                    Some(Rewrite::Prefix(api.backend_path.as_bytes().into())),
+                    Some(0),
+                )
+            } else {
+                (None, None)
+            };
+            let route = |name: String, action: Action, pipeline: usize, operation: &str| Route {
+                name,
+                action,
+                request_headers: HeaderEdits::default(),
+                response_headers: HeaderEdits::default(),
+                rewrite: rewrite.clone(),
+                pipeline: (!config.pipelines[pipeline].is_empty()).then_some(pipeline),
+                api: api.name.as_str().into(),
+                operation: operation.into(),
+                params: None,
+                strip,
+            };
+            for op in &api.operations {
+                let action = match &op.backend {
+                    Some(_) => backend(&op.backend),
+                    None => backend(&api.backend),
+                };
+                let mut r = route(
+                    format!("{}/{}", api.name, op.id),
+                    action,
+                    op.pipeline,
+                    &op.id,
+                );
+                if !op.template.param_names().is_empty() {
+                    r.params = Some(op.template.clone());
+                }
+                add(
+                    r,
+                    RouteMatch {
+                        path: PathMatch::Template(op.template.clone()),
+                        method: op.method.clone(),
+                        headers: Vec::new(),
+                        query: Vec::new(),
+                    },
+                );
+            }
+            // The API's own path: every request under it when it lists no operations;
+            // otherwise APIM's 404 for a request that matches none of them.
+            let fallback = if api.operations.is_empty() {
+                route(api.name.clone(), backend(&api.backend), api.pipeline, "")
+            } else {
+                let mut r = route(
+                    format!("{}/no-operation", api.name),
+                    Action::Respond(DirectResponse {
+                        status: 404,
+                        headers: vec![("content-type".into(), "application/json".into())],
+                        body: Bytes::from_static(
+                            b"{ \"statusCode\": 404, \"message\": \"Resource not found\" }",
+                        ),
+                    }),
+                    api.pipeline,
+                    "",
+                );
+                r.pipeline = None;
+                r.rewrite = None;
+                r
+            };
+            add(
+                fallback,
+                RouteMatch {
+                    path: PathMatch::Prefix(api.path.as_bytes().into()),
+                    method: None,
+                    headers: Vec::new(),
+                    query: Vec::new(),
+                },
+            );
         }
         if !errors.is_empty() {
             return Err(ConfigError { errors });
@@ -357,9 +493,10 @@ impl Router {
                     if c.matcher
                         .conditions_match(req.method, req.headers, req.query)
                     {
+                        let route = &self.routes[c.route];
                         return Some(Matched {
-                            route: &self.routes[c.route],
-                            prefix_len: 0,
+                            route,
+                            prefix_len: route.strip.unwrap_or(0),
                         });
                     }
                 }
@@ -370,9 +507,10 @@ impl Router {
                 if c.matcher
                     .conditions_match(req.method, req.headers, req.query)
                 {
+                    let route = &self.routes[c.route];
                     return Some(Matched {
-                        route: &self.routes[c.route],
-                        prefix_len,
+                        route,
+                        prefix_len: route.strip.unwrap_or(prefix_len),
                     });
                 }
             }

@@ -86,12 +86,16 @@ pub(super) struct Conn {
     pub deadline: Deadline,
     client_ip: [u8; 46],
     client_ip_len: u8,
+    /// The policy state of the request in flight, made on the first request with policies
+    /// and reused.
+    pub exchange: Option<Box<crate::policy::run::Exchange>>,
     _counted: Counted,
 }
 
-struct HeadView<'a> {
-    head: &'a RequestHead,
-    buf: &'a [u8],
+#[derive(Clone, Copy)]
+pub(super) struct HeadView<'a> {
+    pub head: &'a RequestHead,
+    pub buf: &'a [u8],
 }
 
 impl HeaderLookup for HeadView<'_> {
@@ -125,8 +129,14 @@ impl Conn {
             head: RequestHead::default(),
             client_ip,
             client_ip_len,
+            exchange: None,
             _counted: counted,
         }
+    }
+
+    /// The client's address as text.
+    pub fn client_ip(&self) -> &[u8] {
+        &self.client_ip[..self.client_ip_len as usize]
     }
 
     /// The client's address as text (a copy, so that it can be used while `self` is borrowed).
@@ -261,7 +271,7 @@ impl Conn {
                 code: "not_implemented",
                 message: "CONNECT is not supported by this gateway",
             };
-            return local::answer(self, head_len, facts, answer).await;
+            return local::answer(self, head_len, facts, answer, None).await;
         }
 
         if let Some(path) = &w.panic_path {
@@ -290,17 +300,30 @@ impl Conn {
                 code: "no_route",
                 message: &message,
             };
-            return local::answer(self, head_len, facts, answer).await;
+            return local::answer(self, head_len, facts, answer, None).await;
         };
         let route = matched.route;
+        if let Some(pipeline) = route.pipeline {
+            return self
+                .with_policies(head_len, facts, route, matched.prefix_len, pipeline)
+                .await;
+        }
         match &route.action {
             Action::Backend(backend) => {
-                self.forward(head_len, facts, route, matched.prefix_len, *backend)
+                self.forward(head_len, facts, route, matched.prefix_len, *backend, None)
                     .await
+            }
+            Action::Pipeline => {
+                let answer = Local::Error {
+                    status: 500,
+                    code: "no_backend",
+                    message: "this route has no backend",
+                };
+                local::answer(self, head_len, facts, answer, None).await
             }
             Action::Respond(response) => {
                 let answer = Local::Direct(response, &route.response_headers);
-                local::answer(self, head_len, facts, answer).await
+                local::answer(self, head_len, facts, answer, None).await
             }
             Action::Redirect(redirect) => {
                 let location = local::location(redirect, buf, head);
@@ -308,7 +331,7 @@ impl Conn {
                     status: redirect.status,
                     location: &location,
                 };
-                local::answer(self, head_len, facts, answer).await
+                local::answer(self, head_len, facts, answer, None).await
             }
         }
     }

@@ -18,15 +18,28 @@ use ringway_core::http1::{parse_response, BodyFraming, ChunkedDecoder, CodecErro
 
 use super::conn::{Conn, Facts, Next};
 use super::head::{
-    upgrade_allowed, write_interim_head, write_request_head, write_response_head, ClientFraming,
-    Forwarded, ResponseShape,
+    cacheable_headers, upgrade_allowed, write_interim_head, write_request_head,
+    write_response_head, ClientFraming, Forwarded, ResponseShape,
 };
 use super::io::{
-    bounded, relay_body, send_continue, write_keep, write_out, End, Relay, RelayError,
+    bounded, relay_body, send_continue, write_keep, write_out, End, Relay, RelayError, Tee,
 };
-use super::local;
+use super::local::{self, Local};
+use crate::policy::run::{Ctx, Exchange};
+use crate::policy::Pipeline;
 use crate::route::Route;
-use crate::upstream::{Tried, UpstreamConn};
+use crate::upstream::{hash_input, NoTarget, Tried, UpstreamConn};
+
+/// The policies of a request that has them: its pipeline and its exchange.
+pub(super) type Policies<'a> = Option<(&'a Pipeline, &'a mut Exchange)>;
+
+/// A response being kept for the cache as it streams to the client.
+struct CacheTee {
+    body: Tee,
+    headers: Vec<u8>,
+    ttl: std::time::Duration,
+    status: u16,
+}
 
 /// Why an attempt on one upstream connection failed.
 enum Failure {
@@ -57,6 +70,7 @@ impl Conn {
         route: &Route,
         prefix_len: usize,
         backend: usize,
+        mut ex: Policies<'_>,
     ) -> (Next, u16) {
         let w = Rc::clone(&self.w);
         let snap = &*w.snapshot;
@@ -64,6 +78,16 @@ impl Conn {
         let limits = &snap.config.limits;
         let until = timeouts.request.map(|d| Instant::now() + d);
         let up_timeout = || bounded(timeouts.upstream_response, until);
+
+        // The request's key for `consistent_hash`, read before the head is consumed.
+        let hash = snap.config.backends[backend]
+            .hash_on
+            .as_ref()
+            .and_then(|on| {
+                let (ip, ip_len) = self.client_ip_raw();
+                let buf = self.rbuf.data();
+                hash_input(on, |name| self.head.header(buf, name), &ip[..ip_len])
+            });
 
         // 1. The upstream request head, then whatever body bytes have arrived with it. (In a
         // block, so that its scratch arrays take no room in the task across the awaits below.)
@@ -93,6 +117,10 @@ impl Conn {
                 upgrade: facts.upgrade,
                 upgrades: &snap.config.upgrades,
                 default_host: &host[..host_len],
+                extra: ex.as_ref().map(|(_, e)| &e.request),
+                target: ex
+                    .as_ref()
+                    .and_then(|(_, e)| e.target_set.then_some(&e.target[..])),
             };
             write_request_head(&mut self.wbuf, buf, &self.head, &forwarded);
         }
@@ -120,7 +148,7 @@ impl Conn {
                 match decoder.decode(self.rbuf.data(), &mut self.wbuf, true) {
                     // The relay below continues from where the decoder stopped.
                     Ok(used) => self.rbuf.consume(used),
-                    Err(e) => return self.refuse(facts, &e).await,
+                    Err(e) => return self.refuse(facts, &e, route, &mut ex).await,
                 }
                 if decoder.is_done() {
                     body = None;
@@ -139,10 +167,13 @@ impl Conn {
         let mut fresh_only = false;
         let mut first_attempt = true;
         let mut last_status = (502u16, "bad_gateway", "could not connect to any target");
-        let (mut up, resp_len) = loop {
+        // The attempt that got the response lives until the response has been relayed: it
+        // counts as in flight meanwhile.
+        let (mut up, resp_len, _attempt) = loop {
             if !first_attempt && until.is_some_and(|u| Instant::now() >= u) {
-                return local::upstream_error(
-                    self,
+                return self.upstream_failed(
+                    route,
+                    &mut ex,
                     facts,
                     504,
                     "upstream_timeout",
@@ -153,10 +184,21 @@ impl Conn {
             }
             first_attempt = false;
             let now = w.wheel.now();
-            let Some(target) = w.upstreams.choose(snap, backend, &tried, now) else {
-                let (s, c, m) = last_status;
-                return local::upstream_error(self, facts, s, c, m, whole).await;
+            let mut attempt = match w.upstreams.choose(snap, backend, &tried, now, hash) {
+                Ok(attempt) => attempt,
+                Err(NoTarget::Open { retry_after }) if ex.is_none() => {
+                    return local::circuit_open(self, facts, retry_after.as_secs(), whole).await;
+                }
+                Err(NoTarget::Open { .. }) => {
+                    let (s, c, m) = (503, "circuit_open", "every target has its circuit open");
+                    return self.upstream_failed(route, &mut ex, facts, s, c, m, whole).await;
+                }
+                Err(NoTarget::Exhausted) => {
+                    let (s, c, m) = last_status;
+                    return self.upstream_failed(route, &mut ex, facts, s, c, m, whole).await;
+                }
             };
+            let target = attempt.target();
             let pooled = if fresh_only {
                 None
             } else {
@@ -178,6 +220,7 @@ impl Conn {
                         last_status = match e {
                             ConnectError::TimedOut => {
                                 w.upstreams.mark_down(snap, target, w.wheel.now());
+                                attempt.connection_failed(w.wheel.now());
                                 (
                                     504,
                                     "upstream_timeout",
@@ -186,6 +229,7 @@ impl Conn {
                             }
                             ConnectError::Target => {
                                 w.upstreams.mark_down(snap, target, w.wheel.now());
+                                attempt.connection_failed(w.wheel.now());
                                 (502, "bad_gateway", "could not connect to the upstream")
                             }
                             ConnectError::Local(e) => {
@@ -242,12 +286,13 @@ impl Conn {
                     &mut self.wbuf,
                     mode,
                     &mut decoder,
+                    None,
                 )
                 .await;
                 match relayed {
                     Ok(_) => {}
                     Err(RelayError::Destination) => failed = Some(Failure::NoResponse),
-                    Err(RelayError::Codec(e)) => return self.refuse(facts, &e).await,
+                    Err(RelayError::Codec(e)) => return self.refuse(facts, &e, route, &mut ex).await,
                     Err(RelayError::Source { timed_out }) => {
                         // The client went away, or stalled, mid-body.
                         return (Next::Close, if timed_out { 408 } else { 400 });
@@ -262,8 +307,18 @@ impl Conn {
                     read_response_head(&mut up, limits, client, sent_continue).await
                 }
             };
+            // A pooled connection that fails without a word was most likely closed by the
+            // origin while idle: not the target's fault, and not a breaker's failure.
+            let stale = up.reused && matches!(result, Err(Failure::NoResponse));
+            if result.is_err() && !stale {
+                attempt.connection_failed(w.wheel.now());
+            }
             match result {
-                Ok(len) => break (up, len),
+                Ok(len) => {
+                    let retry_after = up.head.header(up.buf.data(), b"retry-after");
+                    attempt.responded(up.head.status(), retry_after, w.wheel.now());
+                    break (up, len, attempt);
+                }
                 Err(Failure::NoResponse) if whole && facts.idempotent => {
                     if up.reused {
                         // A pooled connection the origin had closed: once more, on a new one.
@@ -297,7 +352,7 @@ impl Conn {
                             "the upstream closed the connection without answering",
                         ),
                     };
-                    return local::upstream_error(self, facts, s, c, m, whole).await;
+                    return self.upstream_failed(route, &mut ex, facts, s, c, m, whole).await;
                 }
             }
         };
@@ -320,7 +375,8 @@ impl Conn {
                 } else {
                     "the upstream switched protocols, but the request asked for no upgrade"
                 };
-                return local::upstream_error(self, facts, 502, "bad_gateway", message, whole)
+                return self
+                    .upstream_failed(route, &mut ex, facts, 502, "bad_gateway", message, whole)
                     .await;
             }
         }
@@ -342,12 +398,55 @@ impl Conn {
             && facts.keep_alive
             && client_framing != ClientFraming::Close
             && !w.is_draining();
+        // The outbound section, and whether the response goes into the cache.
+        let mut tee: Option<Box<CacheTee>> = None;
+        if let Some((pipe, ex)) = ex.as_mut() {
+            let data = up.buf.data();
+            {
+                let ctx = Ctx::after_forward(self.client_ip(), route, Instant::now());
+                let has = |name: &[u8]| response.header(data, name).is_some();
+                ex.outbound(pipe, status, &has, &w.policies, &ctx);
+            }
+            if ex.cache.store_for.is_some() && !upgrade && !facts.is_head {
+                let mut cc = response
+                    .headers()
+                    .iter()
+                    .filter(|h| h.name.of(data).eq_ignore_ascii_case(b"cache-control"))
+                    .map(|h| h.value.of(data));
+                let ttl = ex.store_ttl(
+                    pipe,
+                    &mut cc,
+                    response.header(data, b"pragma"),
+                    response.header(data, b"vary"),
+                );
+                let cap = snap.config.cache.max_entry_bytes;
+                let expected = match up_framing {
+                    BodyFraming::Length(n) => Some(n as usize),
+                    BodyFraming::None => Some(0),
+                    _ => None,
+                };
+                if let (Some(ttl), true) = (ttl, expected.is_none_or(|n| n <= cap)) {
+                    let mut headers = Vec::new();
+                    cacheable_headers(&mut headers, data, response);
+                    tee = Some(Box::new(CacheTee {
+                        body: Tee::new(cap, expected.unwrap_or(16 * 1024)),
+                        headers,
+                        ttl,
+                        status: ex.status.unwrap_or(status),
+                    }));
+                }
+            }
+        }
+        let ex_view = ex.as_ref().map(|(_, e)| &**e);
+        let sent_status = ex_view.and_then(|e| e.status).unwrap_or(status);
         self.wbuf.clear();
         let shape = ResponseShape {
             framing: client_framing,
             keep_alive,
             client_http10: facts.http10,
             upgrade,
+            extra: ex_view.map(|e| &e.response),
+            status: ex_view.and_then(|e| e.status.map(|s| (s, &e.reason[..]))),
         };
         write_response_head(
             &mut self.wbuf,
@@ -356,6 +455,7 @@ impl Conn {
             &shape,
             &route.response_headers,
         );
+        let status = sent_status;
         up.buf.consume(resp_len);
         if upgrade {
             self.wbuf.extend_from_slice(up.buf.data());
@@ -371,6 +471,7 @@ impl Conn {
         let outcome = match relay {
             None => write_out(&mut self.stream, &mut self.wbuf)
                 .await
+                .map(|_| 0)
                 .map_err(|_| RelayError::Destination),
             Some(mode) => {
                 let upstream = End::new(
@@ -394,16 +495,35 @@ impl Conn {
                     &mut self.wbuf,
                     mode,
                     &mut ChunkedDecoder::new(),
+                    tee.as_deref_mut().map(|t| &mut t.body),
                 )
                 .await
-                .map(|_| ())
             }
         };
         up.deadline.disarm();
         match outcome {
-            Ok(()) => {
+            Ok(moved) => {
                 if up_reusable {
                     w.upstreams.pool.put(up, w.wheel.now());
+                }
+                if let Some((_, ex)) = ex {
+                    ex.bytes += moved;
+                    if let Some(t) = tee.filter(|t| !t.body.overflow) {
+                        let CacheTee {
+                            body,
+                            headers,
+                            ttl,
+                            status,
+                        } = *t;
+                        ex.store(
+                            &w.policies,
+                            status,
+                            headers.into(),
+                            body.body.into(),
+                            ttl,
+                            Instant::now(),
+                        );
+                    }
                 }
                 (
                     if keep_alive {
@@ -423,8 +543,45 @@ impl Conn {
 impl Conn {
     /// Answers a request whose body broke the framing rules or the size limit; the connection
     /// closes after it.
-    async fn refuse(&mut self, facts: Facts, e: &CodecError) -> (Next, u16) {
-        local::upstream_error(self, facts, e.status(), e.code(), &e.to_string(), false).await
+    async fn refuse(
+        &mut self,
+        facts: Facts,
+        e: &CodecError,
+        route: &Route,
+        ex: &mut Policies<'_>,
+    ) -> (Next, u16) {
+        self.upstream_failed(route, ex, facts, e.status(), e.code(), &e.to_string(), false)
+            .await
+    }
+
+    /// Answers a failed exchange: after `on_error`, when the request has policies.
+    #[allow(clippy::too_many_arguments)]
+    async fn upstream_failed(
+        &mut self,
+        route: &Route,
+        ex: &mut Policies<'_>,
+        facts: Facts,
+        status: u16,
+        code: &str,
+        message: &str,
+        keep_alive: bool,
+    ) -> (Next, u16) {
+        let Some((pipe, ex)) = ex else {
+            return local::upstream_error(self, facts, status, code, message, keep_alive).await;
+        };
+        let replaced = {
+            let ctx = Ctx::after_forward(self.client_ip(), route, Instant::now());
+            ex.on_error(pipe, &ctx)
+        };
+        let answer = match replaced {
+            Some(r) => Local::Policy(r),
+            None => Local::Error {
+                status,
+                code,
+                message,
+            },
+        };
+        local::send(self, facts, &answer, keep_alive, Some(&**ex)).await
     }
 }
 

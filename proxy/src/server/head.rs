@@ -7,6 +7,7 @@
 
 use ringway_core::http1::{is_hop_by_hop, BodyFraming, Header, RequestHead, ResponseHead, Version};
 
+use crate::policy::Edits;
 use crate::route::{HeaderEdits, Rewrite};
 
 /// What the request head to the upstream carries besides the client's own headers.
@@ -27,6 +28,11 @@ pub struct Forwarded<'a> {
     /// The Host to send when the request has none (an HTTP/1.0 request): the authority the
     /// client reached, the connection's local address (RFC 9112 3.3).
     pub default_host: &'a [u8],
+    /// Header edits made by policies.
+    pub extra: Option<&'a Edits>,
+    /// The request target (path and query) as policies left it, when they changed it; the
+    /// route's rewrite still applies to its path.
+    pub target: Option<&'a [u8]>,
 }
 
 /// Whether `Upgrade` names at least one protocol of `allowed`.
@@ -129,18 +135,28 @@ pub fn write_request_head(out: &mut Vec<u8>, buf: &[u8], head: &RequestHead, f: 
     out.extend_from_slice(head.method(buf));
     out.push(b' ');
     let target = head.target(buf);
-    match f.rewrite {
+    match (f.rewrite, f.target) {
         // The target goes on exactly as it came, escapes and all.
-        None if !head.is_absolute_form() => out.extend_from_slice(target),
-        rewrite => {
-            let path = head.path(buf);
+        (None, None) if !head.is_absolute_form() => out.extend_from_slice(target),
+        (None, Some(t)) => out.extend_from_slice(t),
+        (rewrite, policy_target) => {
+            let (path, query) = match policy_target {
+                Some(t) => match t.iter().position(|&b| b == b'?') {
+                    Some(q) => (&t[..q], Some(&t[q + 1..])),
+                    None => (t, None),
+                },
+                None => (
+                    head.path(buf),
+                    target.contains(&b'?').then(|| head.query(buf)),
+                ),
+            };
             match rewrite {
                 None => out.extend_from_slice(path),
                 Some(r) => r.apply(path, f.prefix_len, out),
             }
-            if target.contains(&b'?') {
+            if let Some(query) = query {
                 out.push(b'?');
-                out.extend_from_slice(head.query(buf));
+                out.extend_from_slice(query);
             }
         }
     }
@@ -160,6 +176,7 @@ pub fn write_request_head(out: &mut Vec<u8>, buf: &[u8], head: &RequestHead, f: 
             || name.eq_ignore_ascii_case(b"via")
             || name.eq_ignore_ascii_case(b"expect")
             || f.edits.touches(name)
+            || f.extra.is_some_and(|e| e.touches(name))
             || (lists_other && listed_in_connection(buf, headers, name)))
     });
 
@@ -209,6 +226,9 @@ pub fn write_request_head(out: &mut Vec<u8>, buf: &[u8], head: &RequestHead, f: 
         }
     }
     apply_edits(out, f.edits);
+    if let Some(extra) = f.extra {
+        extra.write(out);
+    }
     out.extend_from_slice(b"\r\n");
 }
 
@@ -260,11 +280,15 @@ pub enum ClientFraming {
 }
 
 /// What the proxy decided about the response it sends the client.
-pub struct ResponseShape {
+pub struct ResponseShape<'a> {
     pub framing: ClientFraming,
     pub keep_alive: bool,
     pub client_http10: bool,
     pub upgrade: bool,
+    /// Header edits made by policies.
+    pub extra: Option<&'a Edits>,
+    /// `set-status`: the status and reason sent instead of the upstream's.
+    pub status: Option<(u16, &'a [u8])>,
 }
 
 /// Writes the response head for the client.
@@ -280,16 +304,22 @@ pub fn write_response_head(
         keep_alive,
         client_http10,
         upgrade,
+        extra,
+        status,
     } = *shape;
     let headers = head.headers();
     let lists_other = head.connection().lists_other;
-    write_status_line(out, buf, head);
+    match status {
+        Some((code, reason)) => write_own_status_line(out, code, reason),
+        None => write_status_line(out, buf, head),
+    }
     let rewrite_length = framing == ClientFraming::AsIs && !head.content_length_is_plain();
     copy_headers(out, buf, headers, |name| {
         !(is_hop_by_hop(name)
             || ((framing != ClientFraming::AsIs || rewrite_length)
                 && name.eq_ignore_ascii_case(b"content-length"))
             || edits.touches(name)
+            || extra.is_some_and(|e| e.touches(name))
             || (lists_other && listed_in_connection(buf, headers, name)))
     });
     match framing {
@@ -310,5 +340,31 @@ pub fn write_response_head(
         out.extend_from_slice(b"connection: keep-alive\r\n");
     }
     apply_edits(out, edits);
+    if let Some(extra) = extra {
+        extra.write(out);
+    }
     out.extend_from_slice(b"\r\n");
+}
+
+/// `HTTP/1.1 CODE REASON`.
+pub fn write_own_status_line(out: &mut Vec<u8>, code: u16, reason: &[u8]) {
+    out.extend_from_slice(b"HTTP/1.1 ");
+    crate::policy::run::push_u64(out, u64::from(code));
+    out.push(b' ');
+    out.extend_from_slice(reason);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// The header lines of a response worth storing in a cache: end-to-end, not framing (a hit is
+/// sent with its own Content-Length), not `Age` (a hit gets its own).
+pub fn cacheable_headers(out: &mut Vec<u8>, buf: &[u8], head: &ResponseHead) {
+    let headers = head.headers();
+    let lists_other = head.connection().lists_other;
+    copy_headers(out, buf, headers, |name| {
+        !(is_hop_by_hop(name)
+            || name.eq_ignore_ascii_case(b"content-length")
+            || name.eq_ignore_ascii_case(b"age")
+            || name.eq_ignore_ascii_case(b"x-cache")
+            || (lists_other && listed_in_connection(buf, headers, name)))
+    });
 }

@@ -89,6 +89,39 @@ pub fn bounded(timeout: Duration, until: Option<Instant>) -> Duration {
     }
 }
 
+/// A copy of a body's payload kept while it is relayed (a response going into the cache), up
+/// to `cap` bytes; past that the copy is abandoned and only `overflow` says so.
+#[derive(Default)]
+pub struct Tee {
+    pub body: Vec<u8>,
+    pub cap: usize,
+    pub overflow: bool,
+    /// Decoded chunked payload on its way out.
+    stage: Vec<u8>,
+}
+
+impl Tee {
+    pub fn new(cap: usize, expected: usize) -> Tee {
+        Tee {
+            body: Vec::with_capacity(expected.min(cap)),
+            cap,
+            ..Tee::default()
+        }
+    }
+
+    fn push(&mut self, bytes: &[u8]) {
+        if self.overflow {
+            return;
+        }
+        if self.body.len() + bytes.len() > self.cap {
+            self.overflow = true;
+            self.body = Vec::new();
+            return;
+        }
+        self.body.extend_from_slice(bytes);
+    }
+}
+
 #[derive(Debug)]
 pub enum RelayError {
     /// The source failed, closed early or timed out.
@@ -110,6 +143,7 @@ pub async fn relay_body<R: AsyncReadRent, W: AsyncWriteRent>(
     out: &mut Vec<u8>,
     mut mode: Relay,
     decoder: &mut ChunkedDecoder,
+    mut tee: Option<&mut Tee>,
 ) -> Result<u64, RelayError> {
     let mut moved: u64 = 0;
     loop {
@@ -117,23 +151,56 @@ pub async fn relay_body<R: AsyncReadRent, W: AsyncWriteRent>(
         let done = match &mut mode {
             Relay::Length(left) => {
                 let take = (*left).min(src_buf.len() as u64) as usize;
+                if let Some(t) = tee.as_deref_mut() {
+                    t.push(&src_buf.data()[..take]);
+                }
                 out.extend_from_slice(&src_buf.data()[..take]);
                 src_buf.consume(take);
                 *left -= take as u64;
                 moved += take as u64;
                 *left == 0
             }
-            Relay::Chunked(reencode) => {
-                let used = decoder
-                    .decode(src_buf.data(), out, *reencode)
-                    .map_err(RelayError::Codec)?;
-                src_buf.consume(used);
-                moved = decoder.payload_bytes();
-                decoder.is_done()
-            }
+            Relay::Chunked(reencode) => match tee.as_deref_mut() {
+                None => {
+                    let used = decoder
+                        .decode(src_buf.data(), out, *reencode)
+                        .map_err(RelayError::Codec)?;
+                    src_buf.consume(used);
+                    moved = decoder.payload_bytes();
+                    decoder.is_done()
+                }
+                Some(t) => {
+                    // Decoded into the stage, kept, and framed again for the destination
+                    // (trailers are not kept: a stored response is sent with a length).
+                    let mut stage = std::mem::take(&mut t.stage);
+                    stage.clear();
+                    let used = decoder
+                        .decode(src_buf.data(), &mut stage, false)
+                        .map_err(RelayError::Codec)?;
+                    src_buf.consume(used);
+                    t.push(&stage);
+                    if *reencode && !stage.is_empty() {
+                        encode_chunk(stage.len(), out);
+                        out.extend_from_slice(&stage);
+                        out.extend_from_slice(b"\r\n");
+                    } else if !*reencode {
+                        out.extend_from_slice(&stage);
+                    }
+                    t.stage = stage;
+                    moved = decoder.payload_bytes();
+                    let done = decoder.is_done();
+                    if done && *reencode {
+                        encode_last_chunk(out);
+                    }
+                    done
+                }
+            },
             Relay::UntilClose(chunk_out) => {
                 let n = src_buf.len();
                 if n > 0 {
+                    if let Some(t) = tee.as_deref_mut() {
+                        t.push(src_buf.data());
+                    }
                     if *chunk_out {
                         encode_chunk(n, out);
                         out.extend_from_slice(src_buf.data());

@@ -4,8 +4,13 @@ use std::fmt::Write as _;
 
 use ringway_core::http1::{BodyFraming, ChunkedDecoder, RequestHead};
 
+use monoio::io::AsyncWriteRentExt;
+
 use super::conn::{Conn, Facts, Next};
 use super::io::{send_continue, write_out};
+use crate::policy::cache::Hit;
+use crate::policy::run::Exchange;
+use crate::policy::Respond;
 use crate::route::{DirectResponse, HeaderEdits, Redirect};
 
 pub(super) enum Local<'a> {
@@ -19,13 +24,29 @@ pub(super) enum Local<'a> {
         status: u16,
         location: &'a str,
     },
+    /// An error in Azure API Management's shape, `{"statusCode": N, "message": "..."}`, for
+    /// the policies' refusals (429, 403).
+    Apim {
+        status: u16,
+        message: &'a str,
+        retry_after: Option<u64>,
+    },
+    /// A policy's answer: `return-response` or `mock-response` (its headers are in the
+    /// exchange's response edits).
+    Policy(&'a Respond),
+    /// A response from the cache.
+    Cached(&'a Hit),
 }
 
 impl Local<'_> {
     fn status(&self) -> u16 {
         match self {
-            Local::Error { status, .. } | Local::Redirect { status, .. } => *status,
+            Local::Error { status, .. }
+            | Local::Redirect { status, .. }
+            | Local::Apim { status, .. } => *status,
             Local::Direct(d, _) => d.status,
+            Local::Policy(r) => r.status,
+            Local::Cached(h) => h.status,
         }
     }
 }
@@ -42,6 +63,7 @@ pub(super) async fn answer(
     head_len: usize,
     facts: Facts,
     answer: Local<'_>,
+    ex: Option<&Exchange>,
 ) -> (Next, u16) {
     c.rbuf.consume(head_len);
     // A client that sent `Expect: 100-continue` waits for it before the body (curl for a
@@ -56,7 +78,7 @@ pub(super) async fn answer(
         send_continue(&mut c.stream).await;
     }
     let keep_alive = discard_body(c, facts.framing).await;
-    send(c, facts, &answer, keep_alive).await
+    send(c, facts, &answer, keep_alive, ex).await
 }
 
 /// Reads and drops a request body; false when it could not be (too large, malformed, the
@@ -114,7 +136,7 @@ pub(super) async fn reject(c: &mut Conn, answer: Local<'_>) {
             .unwrap_or(raw.len());
         raw[start..].starts_with(b"HEAD ")
     };
-    write_answer(&mut c.wbuf, &answer, false, is_head, false);
+    write_answer(&mut c.wbuf, &answer, false, is_head, false, None);
     let _ = write_out(&mut c.stream, &mut c.wbuf).await;
 }
 
@@ -133,23 +155,82 @@ pub(super) async fn upstream_error(
         code,
         message,
     };
-    send(c, facts, &answer, keep_alive).await
+    send(c, facts, &answer, keep_alive, None).await
 }
 
-async fn send(c: &mut Conn, facts: Facts, answer: &Local<'_>, keep_alive: bool) -> (Next, u16) {
+/// Answers 503 `circuit_open` with `Retry-After: retry_after_secs`, for a backend whose every
+/// target left has its circuit breaker open (as [`upstream_error`] otherwise).
+pub(super) async fn circuit_open(
+    c: &mut Conn,
+    facts: Facts,
+    retry_after_secs: u64,
+    keep_alive: bool,
+) -> (Next, u16) {
+    let answer = Local::Error {
+        status: 503,
+        code: "circuit_open",
+        message: "every target of the backend has its circuit breaker open; retry after the \
+                  time in Retry-After",
+    };
     let keep_alive = keep_alive && facts.keep_alive && !c.w.is_draining();
     c.wbuf.clear();
-    write_answer(&mut c.wbuf, answer, keep_alive, facts.is_head, facts.http10);
+    let status = write_answer(
+        &mut c.wbuf,
+        &answer,
+        keep_alive,
+        facts.is_head,
+        facts.http10,
+        None,
+    );
+    // After the status line.
+    let at = c.wbuf.iter().position(|&b| b == b'\n').map_or(0, |p| p + 1);
+    let header = format!("retry-after: {retry_after_secs}\r\n");
+    c.wbuf.splice(at..at, header.bytes());
     let sent = write_out(&mut c.stream, &mut c.wbuf).await.is_ok();
     let next = if sent && keep_alive {
         Next::KeepAlive
     } else {
         Next::Close
     };
-    (next, answer.status())
+    (next, status)
 }
 
-fn reason(status: u16) -> &'static str {
+/// Writes an answer for a request whose body has been dealt with (or which closes the
+/// connection: `keep_alive` false), with the exchange's edits and status, if any.
+pub(super) async fn send(
+    c: &mut Conn,
+    facts: Facts,
+    answer: &Local<'_>,
+    keep_alive: bool,
+    ex: Option<&Exchange>,
+) -> (Next, u16) {
+    let keep_alive = keep_alive && facts.keep_alive && !c.w.is_draining();
+    c.wbuf.clear();
+    let status = write_answer(
+        &mut c.wbuf,
+        answer,
+        keep_alive,
+        facts.is_head,
+        facts.http10,
+        ex,
+    );
+    let mut sent = write_out(&mut c.stream, &mut c.wbuf).await.is_ok();
+    if let (Local::Cached(hit), true, false) = (answer, sent, facts.is_head) {
+        // The body is shared with the store: written from it, not copied.
+        if !hit.body.is_empty() {
+            let (res, _) = c.stream.write_all(hit.body.clone()).await;
+            sent = res.is_ok();
+        }
+    }
+    let next = if sent && keep_alive {
+        Next::KeepAlive
+    } else {
+        Next::Close
+    };
+    (next, status)
+}
+
+pub fn reason(status: u16) -> &'static str {
     match status {
         200 => "OK",
         201 => "Created",
@@ -197,25 +278,87 @@ fn json_escape(out: &mut Vec<u8>, text: &str) {
     }
 }
 
+/// Writes the answer (for a cached response, its head only: the caller sends the body) and
+/// returns the status sent.
 fn write_answer(
     out: &mut Vec<u8>,
     answer: &Local<'_>,
     keep_alive: bool,
     is_head: bool,
     http10: bool,
-) {
-    let status = answer.status();
-    let mut head = String::with_capacity(128);
-    let _ = write!(
-        head,
-        "HTTP/1.1 {status} {}\r\nserver: ringway\r\n",
-        reason(status)
-    );
-    out.extend_from_slice(head.as_bytes());
-    let body_start;
-    match answer {
-        Local::Error { code, message, .. } => {
+    ex: Option<&Exchange>,
+) -> u16 {
+    let own = answer.status();
+    let (status, reason_text): (u16, &[u8]) = match ex.and_then(|e| e.status.map(|s| (s, e))) {
+        Some((s, e)) => (s, &e.reason),
+        None => match answer {
+            Local::Policy(Respond {
+                reason: Some(r), ..
+            }) => (own, r.as_bytes()),
+            _ => (own, reason(own).as_bytes()),
+        },
+    };
+    let edits = ex.map(|e| &e.response);
+    let touched = |name: &[u8]| edits.is_some_and(|e| e.touches(name));
+    super::head::write_own_status_line(out, status, reason_text);
+    if !touched(b"server") {
+        out.extend_from_slice(b"server: ringway\r\n");
+    }
+    let json = |out: &mut Vec<u8>| {
+        if !touched(b"content-type") {
             out.extend_from_slice(b"content-type: application/json\r\n");
+        }
+    };
+    let body_start;
+    let mut body_len = None;
+    match answer {
+        Local::Apim {
+            message,
+            retry_after,
+            ..
+        } => {
+            json(out);
+            if let Some(secs) = retry_after {
+                if !touched(b"retry-after") {
+                    out.extend_from_slice(b"retry-after: ");
+                    crate::policy::run::push_u64(out, *secs);
+                    out.extend_from_slice(b"\r\n");
+                }
+            }
+            if let Some(e) = edits {
+                e.write(out);
+            }
+            body_start = out.len();
+            let _ = write!(
+                SliceWriter(out),
+                "{{ \"statusCode\": {own}, \"message\": \""
+            );
+            json_escape(out, message);
+            out.extend_from_slice(b"\" }\n");
+        }
+        Local::Policy(r) => {
+            if let Some(e) = edits {
+                e.write(out);
+            }
+            body_start = out.len();
+            out.extend_from_slice(&r.body);
+        }
+        Local::Cached(hit) => {
+            out.extend_from_slice(&hit.headers);
+            out.extend_from_slice(b"age: ");
+            crate::policy::run::push_u64(out, hit.age_secs);
+            out.extend_from_slice(b"\r\n");
+            if let Some(e) = edits {
+                e.write(out);
+            }
+            body_start = out.len();
+            body_len = Some(hit.body.len());
+        }
+        Local::Error { code, message, .. } => {
+            json(out);
+            if let Some(e) = edits {
+                e.write(out);
+            }
             body_start = out.len();
             out.extend_from_slice(b"{\"error\":\"");
             json_escape(out, code);
@@ -227,11 +370,14 @@ fn write_answer(
             out.extend_from_slice(b"location: ");
             out.extend_from_slice(location.as_bytes());
             out.extend_from_slice(b"\r\n");
+            if let Some(e) = edits {
+                e.write(out);
+            }
             body_start = out.len();
         }
-        Local::Direct(d, edits) => {
+        Local::Direct(d, route_edits) => {
             for (name, value) in &d.headers {
-                if edits.touches(name.as_bytes()) {
+                if route_edits.touches(name.as_bytes()) || touched(name.as_bytes()) {
                     continue;
                 }
                 out.extend_from_slice(name.as_bytes());
@@ -239,11 +385,14 @@ fn write_answer(
                 out.extend_from_slice(value.as_bytes());
                 out.extend_from_slice(b"\r\n");
             }
-            for (name, value) in edits.set.iter().chain(edits.add.iter()) {
+            for (name, value) in route_edits.set.iter().chain(route_edits.add.iter()) {
                 out.extend_from_slice(name);
                 out.extend_from_slice(b": ");
                 out.extend_from_slice(value);
                 out.extend_from_slice(b"\r\n");
+            }
+            if let Some(e) = edits {
+                e.write(out);
             }
             body_start = out.len();
             out.extend_from_slice(&d.body);
@@ -252,15 +401,35 @@ fn write_answer(
     finish(
         out,
         body_start,
+        body_len,
         keep_alive,
         is_head || status == 204 || status == 304,
         http10,
     );
+    status
 }
 
-/// Inserts the framing headers and the blank line before the body that starts at `body_start`.
-fn finish(out: &mut Vec<u8>, body_start: usize, keep_alive: bool, no_body: bool, http10: bool) {
-    let body_len = out.len() - body_start;
+/// `io::Write` over a byte vector, for `write!` into an output buffer.
+struct SliceWriter<'a>(&'a mut Vec<u8>);
+
+impl std::fmt::Write for SliceWriter<'_> {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        self.0.extend_from_slice(s.as_bytes());
+        Ok(())
+    }
+}
+
+/// Inserts the framing headers and the blank line before the body that starts at `body_start`
+/// (or, with `body_len`, that the caller sends after the head).
+fn finish(
+    out: &mut Vec<u8>,
+    body_start: usize,
+    body_len: Option<usize>,
+    keep_alive: bool,
+    no_body: bool,
+    http10: bool,
+) {
+    let body_len = body_len.unwrap_or(out.len() - body_start);
     let mut framing = String::with_capacity(64);
     if !no_body || body_len > 0 {
         let _ = write!(framing, "content-length: {body_len}\r\n");
@@ -341,7 +510,7 @@ mod tests {
             code: "bad_gateway",
             message: "connect to \"x\" failed",
         };
-        write_answer(&mut out, &a, false, false, false);
+        write_answer(&mut out, &a, false, false, false, None);
         let text = String::from_utf8(out).unwrap();
         assert!(text.starts_with("HTTP/1.1 502 Bad Gateway\r\n"), "{text}");
         assert!(text.contains("content-type: application/json\r\n"));
@@ -362,7 +531,7 @@ mod tests {
             code: "no_route",
             message: "m",
         };
-        write_answer(&mut out, &a, true, true, false);
+        write_answer(&mut out, &a, true, true, false, None);
         let text = String::from_utf8(out).unwrap();
         assert!(text.ends_with("\r\n\r\n"));
         assert!(text.contains("content-length: "));

@@ -10,8 +10,11 @@ mod forward;
 pub mod head;
 mod io;
 mod local;
+mod policies;
+mod state;
 
 pub use io::RecvBuf;
+pub use local::reason;
 
 use std::cell::Cell;
 use std::net::SocketAddr;
@@ -28,7 +31,7 @@ use ringway_core::runtime::{self, Placement, WorkerContext};
 use ringway_core::timer::TimerWheel;
 
 use crate::snapshot::Snapshot;
-use crate::upstream::Upstreams;
+use crate::upstream::{SharedUpstreams, Upstreams};
 
 const TICK: Duration = Duration::from_millis(10);
 /// Idle pooled connections are aged out every this many ticks (100 ms).
@@ -59,6 +62,8 @@ pub(crate) struct Worker {
     pub panic_path: Option<Box<[u8]>>,
     /// The control thread's flags: read (never written) here, so the line stays shared.
     pub control: Arc<Control>,
+    /// This core's limit shards, caches and cache flights.
+    pub policies: crate::policy::run::WorkerPolicies,
 }
 
 impl Worker {
@@ -145,6 +150,10 @@ impl Control {
 /// A running server.
 pub struct Server {
     pub control: Arc<Control>,
+    /// The node-wide policy state: limit tables and the cache purge hub.
+    pub policies: Arc<crate::policy::run::NodePolicies>,
+    /// Saves quota counters while the server runs, and when it stops.
+    keeper: Option<state::Keeper>,
     pub listeners: Vec<(String, SocketAddr)>,
     pub workers: Vec<runtime::Worker>,
 }
@@ -187,6 +196,14 @@ impl Server {
                 None => String::new(),
             }
         );
+        let (policies, inboxes) =
+            crate::policy::run::NodePolicies::new(&snapshot.config, placement.workers);
+        let inboxes: Arc<Vec<Mutex<Option<_>>>> =
+            Arc::new(inboxes.into_iter().map(|i| Mutex::new(Some(i))).collect());
+        let state_path = state::state_path(&snapshot.config);
+        if let Some(path) = &state_path {
+            state::restore(path, &policies);
+        }
         let snapshot = Arc::new(snapshot);
         let control = Arc::new(Control::default());
         let addrs: Vec<SocketAddr> = listeners.iter().map(|(_, a)| *a).collect();
@@ -217,6 +234,9 @@ impl Server {
 
         let ctl = Arc::clone(&control);
         let snap = Arc::clone(&snapshot);
+        // Breakers, hash rings and health inboxes: shared by every worker of this snapshot.
+        let shared_upstreams = Arc::new(SharedUpstreams::new(&snapshot, placement.workers));
+        let node = Arc::clone(&policies);
         let panic_path: Option<Box<[u8]>> = std::env::var("RINGWAY_TEST_PANIC_PATH")
             .ok()
             .map(|p| p.into_bytes().into());
@@ -229,6 +249,13 @@ impl Server {
                 .expect("listener hand-off")
                 .take()
                 .expect("each worker takes its listeners once");
+            let inbox = inboxes[ctx.index]
+                .lock()
+                .expect("inbox hand-off")
+                .take()
+                .expect("each worker takes its inbox once");
+            let policies =
+                crate::policy::run::WorkerPolicies::new(&node, &snap.config, inbox);
             worker_main(
                 ctx,
                 Arc::clone(&snap),
@@ -236,6 +263,8 @@ impl Server {
                 mine,
                 limits.clone(),
                 panic_path.clone(),
+                policies,
+                Arc::clone(&shared_upstreams),
             )
         })?;
         // Logged here, in order and before the caller reports ready: monoio's own fallback to
@@ -247,8 +276,17 @@ impl Server {
                 .map_or("any CPU".to_string(), |cpu| format!("CPU {cpu}"));
             log::info!("worker {} on {cpu} uses {}", c.index, c.driver);
         }
+        let keeper = state_path.map(|path| {
+            state::Keeper::start(
+                path,
+                Arc::clone(&policies),
+                snapshot.config.state.persist_interval,
+            )
+        });
         Ok(Server {
             control,
+            policies,
+            keeper,
             listeners,
             workers,
         })
@@ -256,9 +294,9 @@ impl Server {
 
     /// Waits for the workers to exit (after [`Control::drain`]), at most `deadline`. Returns
     /// each worker's final metrics, or `None` if some worker did not finish in time.
-    pub fn wait(self, deadline: Duration) -> Option<Vec<(usize, MetricsSnapshot)>> {
+    pub fn wait(mut self, deadline: Duration) -> Option<Vec<(usize, MetricsSnapshot)>> {
         let until = Instant::now() + deadline;
-        for w in self.workers {
+        for w in std::mem::take(&mut self.workers) {
             while !w.thread.is_finished() {
                 if Instant::now() >= until {
                     return None;
@@ -266,6 +304,9 @@ impl Server {
                 std::thread::sleep(Duration::from_millis(5));
             }
             let _ = w.thread.join();
+        }
+        if let Some(keeper) = self.keeper.take() {
+            keeper.finish();
         }
         let mut done = std::mem::take(&mut *self.control.finished.lock().expect("metrics"));
         done.sort_by_key(|(i, _)| *i);
@@ -410,9 +451,11 @@ async fn worker_main(
     listeners: Vec<std::net::TcpListener>,
     limits: ConnectionLimits,
     panic_path: Option<Box<[u8]>>,
+    policies: crate::policy::run::WorkerPolicies,
+    shared_upstreams: Arc<SharedUpstreams>,
 ) {
     let worker = Rc::new(Worker {
-        upstreams: Upstreams::new(&snapshot),
+        upstreams: Upstreams::new(&snapshot, &shared_upstreams, ctx.index),
         snapshot,
         wheel: TimerWheel::new(TICK),
         metrics: WorkerMetrics::default(),
@@ -425,7 +468,12 @@ async fn worker_main(
         connect_log: LogLimit::default(),
         panic_path,
         control: Arc::clone(&control),
+        policies,
     });
+    if ctx.index == 0 {
+        // Worker 0 alone checks health, and tells every worker (itself included).
+        crate::upstream::health::spawn_checks(&worker.snapshot, &shared_upstreams);
+    }
     let mut listener_fds = Vec::new();
     for (std_listener, &share) in listeners.into_iter().zip(&limits.per_listener) {
         let listener = match TcpListener::from_std(std_listener) {
@@ -446,9 +494,11 @@ async fn worker_main(
         monoio::time::sleep(TICK).await;
         let now = Instant::now();
         worker.wheel.advance_to(now);
+        worker.upstreams.on_tick(now);
         ticks += 1;
         if ticks.is_multiple_of(POOL_SWEEP_TICKS) {
             worker.upstreams.pool.sweep(now);
+            worker.policies.tick(now);
         }
         if ticks.is_multiple_of(BUF_TRIM_TICKS) {
             worker.bufs.trim();
@@ -473,6 +523,8 @@ async fn worker_main(
             }
         }
     }
+    // Publish what this core counted but has not handed on yet (quota bytes, leases).
+    worker.policies.tick(Instant::now());
     control
         .finished
         .lock()

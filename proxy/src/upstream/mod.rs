@@ -1,26 +1,67 @@
-//! Backends as a worker sees them: its balancers, its idea of which targets are down, and its
-//! keep-alive pool of upstream connections.
+//! Backends as a worker sees them: its balancers, its idea of which targets are down or
+//! unhealthy, its requests in flight, and its keep-alive pool of upstream connections; plus the
+//! node-wide part ([`SharedUpstreams`]): circuit breakers, hash rings, health inboxes.
 //!
-//! All of it is per core. A worker never borrows another worker's connection or counter; the
-//! price is that each core keeps its own idle connections per target (`max_idle_per_target`).
+//! All of the first part is per core. A worker never borrows another worker's connection or
+//! counter; the price is that each core keeps its own idle connections per target
+//! (`max_idle_per_target`) and balances on its own in-flight counts. The request path touches
+//! the shared part with one relaxed load per request ([`Upstreams::choose`]) unless a breaker is
+//! open or the request failed.
 
 mod balance;
+mod breaker;
+pub mod health;
 mod pool;
+pub mod retry;
+mod ring;
+mod shared;
 
 pub use balance::Balancer;
+pub use breaker::{parse_retry_after, Outcome};
+pub use health::HealthChange;
 pub use pool::{UpstreamConn, UpstreamPool};
+pub use retry::{delay, Backoff, RetryBudget, RetrySpec};
+pub use ring::{hash_input, hash_key, Ring};
+pub use shared::SharedUpstreams;
 
 use std::cell::{Cell, RefCell};
-use std::time::Instant;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
+use crossbeam_channel::Receiver;
+
+use breaker::{Gate, Settled, Trip};
+use crate::config::TripThreshold;
 use crate::snapshot::Snapshot;
 
 /// One worker's upstream state for one snapshot.
 pub struct Upstreams {
+    shared: Arc<SharedUpstreams>,
     balancers: Vec<RefCell<Balancer>>,
     /// Per target (flattened index): skipped until this instant after a failed connect.
     down_until: Vec<Cell<Option<Instant>>>,
+    /// Per target: false while its health checks fail (from worker 0, applied on the tick).
+    healthy: Vec<Cell<bool>>,
+    /// Per target: this core's requests chosen for it and not yet finished.
+    in_flight: Vec<Cell<u32>>,
+    /// Per target, per breaker rule: this core's responses that did not match the rule, not
+    /// yet published (percentage rules only; published on the tick).
+    successes: Vec<Box<[Cell<u32>]>>,
+    /// Targets whose backend has a percentage rule: the ones the tick publishes.
+    counted: Vec<usize>,
+    inbox: Receiver<HealthChange>,
     pub pool: UpstreamPool,
+}
+
+/// Why [`Upstreams::choose`] found no target.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NoTarget {
+    /// Every target has been tried (or the backend has none).
+    Exhausted,
+    /// The untried targets left all have their circuit breaker open: answer 503 with
+    /// `Retry-After` (whole seconds, at least 1) until the earliest is due for its probe.
+    Open { retry_after: Duration },
 }
 
 /// Tried targets of one request, so that a failed connect moves on to another and the retry
@@ -51,47 +92,114 @@ impl Tried {
 }
 
 impl Upstreams {
-    pub fn new(snapshot: &Snapshot) -> Upstreams {
-        let balancers = snapshot
-            .config
-            .backends
+    /// Worker `worker`'s state; `shared` is built from the same snapshot.
+    pub fn new(snapshot: &Snapshot, shared: &Arc<SharedUpstreams>, worker: usize) -> Upstreams {
+        let backends = &snapshot.config.backends;
+        let balancers = backends
             .iter()
-            .map(|b| {
+            .zip(shared.backends.iter())
+            .map(|(b, s)| {
                 RefCell::new(Balancer::new(
                     b.balance,
                     b.targets.iter().map(|t| (t.weight, t.priority)),
+                    s.ring.clone(),
                 ))
             })
             .collect();
         let n = snapshot.targets.len();
+        let rules = |t: usize| &backends[snapshot.targets[t].backend].circuit_breaker;
         Upstreams {
+            shared: Arc::clone(shared),
             balancers,
             down_until: (0..n).map(|_| Cell::new(None)).collect(),
+            healthy: (0..n).map(|_| Cell::new(true)).collect(),
+            in_flight: (0..n).map(|_| Cell::new(0)).collect(),
+            successes: (0..n)
+                .map(|t| rules(t).iter().map(|_| Cell::new(0)).collect())
+                .collect(),
+            counted: (0..n)
+                .filter(|&t| {
+                    rules(t)
+                        .iter()
+                        .any(|r| matches!(r.threshold, TripThreshold::Percentage { .. }))
+                })
+                .collect(),
+            inbox: shared.inbox(worker),
             pool: UpstreamPool::new(snapshot),
         }
     }
 
-    /// Chooses a target of `backend` not yet tried, preferring targets that are not down; when
-    /// every untried target is down it picks among them anyway (a down mark is a guess, and a
-    /// try is better than a certain 503). Returns the flattened target index.
+    /// Chooses a target of `backend` not yet tried, and starts an [`Attempt`] on it.
+    ///
+    /// A target whose breaker is open is never chosen; one that is due for its probe is
+    /// chosen only by the request that claims the probe. Among the rest, targets that are
+    /// neither down nor unhealthy are preferred; when every one left is, it picks among them
+    /// anyway (a down mark or a failed check is a guess, and a try is better than a certain
+    /// 503). `hash` is the request's key for `consistent_hash` (see [`hash_input`]).
     pub fn choose(
         &self,
         snapshot: &Snapshot,
         backend: usize,
         tried: &Tried,
         now: Instant,
-    ) -> Option<usize> {
-        let first = snapshot.backend_targets[backend].start;
-        let up = |local: usize| {
-            self.down_until[first + local]
-                .get()
-                .is_none_or(|until| now >= until)
+        hash: Option<u64>,
+    ) -> Result<Attempt<'_>, NoTarget> {
+        let targets = snapshot.backend_targets[backend].clone();
+        let first = targets.start;
+        // The one read of shared memory on the common path: while no breaker of the backend is
+        // open, the breakers themselves are not looked at.
+        let any_open = self.shared.backends[backend].open.load(Relaxed) != 0;
+        let now_ms = self.shared.ms(now);
+        let gate = |local: usize| {
+            if any_open {
+                self.shared.breakers[first + local].gate(now_ms)
+            } else {
+                Gate::Closed
+            }
         };
-        let mut balancer = self.balancers[backend].borrow_mut();
-        balancer
-            .pick(|i| !tried.has(i) && up(i))
-            .or_else(|| balancer.pick(|i| !tried.has(i)))
-            .map(|local| first + local)
+        let preferred = |local: usize| {
+            self.healthy[first + local].get()
+                && self.down_until[first + local]
+                    .get()
+                    .is_none_or(|until| now >= until)
+        };
+        let in_flight = |local: usize| self.in_flight[first + local].get();
+        // Probes another core claimed between the look and the claim.
+        let mut lost = Tried::default();
+        loop {
+            let allowed = |i: usize| !tried.has(i) && !lost.has(i) && gate(i) != Gate::Open;
+            let picked = {
+                let mut balancer = self.balancers[backend].borrow_mut();
+                balancer
+                    .pick(|i| allowed(i) && preferred(i), in_flight, hash)
+                    .or_else(|| balancer.pick(allowed, in_flight, hash))
+            };
+            let Some(local) = picked else {
+                break;
+            };
+            let probe = match gate(local) {
+                Gate::HalfOpen(seen) => {
+                    if !self.shared.breakers[first + local].claim_probe(seen) {
+                        lost.add(local);
+                        continue;
+                    }
+                    Some(seen)
+                }
+                _ => None,
+            };
+            return Ok(Attempt::new(self, backend, first + local, probe));
+        }
+        let untried_open = any_open && (0..targets.len()).any(|i| !tried.has(i) && gate(i) == Gate::Open);
+        if !untried_open {
+            return Err(NoTarget::Exhausted);
+        }
+        let wait_ms = targets
+            .filter_map(|t| self.shared.breakers[t].opens_in(now_ms))
+            .min()
+            .unwrap_or(0);
+        Err(NoTarget::Open {
+            retry_after: Duration::from_secs(wait_ms.div_ceil(1000).max(1)),
+        })
     }
 
     pub fn mark_down(&self, snapshot: &Snapshot, target: usize, now: Instant) {
@@ -102,6 +210,159 @@ impl Upstreams {
     pub fn mark_up(&self, target: usize) {
         if self.down_until[target].get().is_some() {
             self.down_until[target].set(None);
+        }
+    }
+
+    /// The worker's tick: applies the health changes worker 0 sent, and publishes this core's
+    /// successes for percentage rules (so a percentage sees other cores' successes up to a
+    /// tick late).
+    pub fn on_tick(&self, now: Instant) {
+        while let Ok(change) = self.inbox.try_recv() {
+            if let Some(healthy) = self.healthy.get(change.target) {
+                healthy.set(change.healthy);
+            }
+        }
+        if self.counted.is_empty() {
+            return;
+        }
+        let now_ms = self.shared.ms(now);
+        for &t in &self.counted {
+            for (r, count) in self.successes[t].iter().enumerate() {
+                let n = count.replace(0);
+                if n > 0 {
+                    self.shared.breakers[t].add_successes(r, u64::from(n), now_ms);
+                }
+            }
+        }
+    }
+
+    /// Whether this worker takes `target` to be passing its health checks.
+    pub fn is_healthy(&self, target: usize) -> bool {
+        self.healthy[target].get()
+    }
+
+    /// This worker's requests in flight to `target`.
+    pub fn in_flight(&self, target: usize) -> u32 {
+        self.in_flight[target].get()
+    }
+}
+
+/// One try of a request on one target, from [`Upstreams::choose`] until its response has
+/// ended or it failed: it counts as in flight on this core meanwhile (for `least_request`),
+/// and it carries the breaker's probe when it is one. Its outcome is recorded once, with
+/// [`Attempt::responded`] or [`Attempt::connection_failed`]; dropping it ends it, and a probe
+/// dropped without an outcome (the client went away) is given back for the next request.
+pub struct Attempt<'a> {
+    up: &'a Upstreams,
+    backend: usize,
+    target: usize,
+    /// The breaker state the probe was claimed from.
+    probe: Option<u64>,
+    recorded: bool,
+}
+
+impl<'a> Attempt<'a> {
+    fn new(up: &'a Upstreams, backend: usize, target: usize, probe: Option<u64>) -> Attempt<'a> {
+        let n = &up.in_flight[target];
+        n.set(n.get() + 1);
+        Attempt {
+            up,
+            backend,
+            target,
+            probe,
+            recorded: false,
+        }
+    }
+
+    /// The flattened target index.
+    #[inline]
+    pub fn target(&self) -> usize {
+        self.target
+    }
+
+    /// Whether this is the probe of a half-open breaker.
+    pub fn is_probe(&self) -> bool {
+        self.probe.is_some()
+    }
+
+    /// No usable response: the connect was refused or timed out, the connection was reset or
+    /// closed without an answer (not a stale pooled one), the answer was late or malformed.
+    pub fn connection_failed(&mut self, now: Instant) {
+        self.record(Outcome::ConnectionError, None, now);
+    }
+
+    /// A response head arrived; `retry_after` is its `Retry-After` value, if any.
+    pub fn responded(&mut self, status: u16, retry_after: Option<&[u8]>, now: Instant) {
+        self.record(Outcome::Status(status), retry_after, now);
+    }
+
+    fn record(&mut self, outcome: Outcome, retry_after: Option<&[u8]>, now: Instant) {
+        if std::mem::replace(&mut self.recorded, true) {
+            return;
+        }
+        let shared = &*self.up.shared;
+        let backend = &shared.backends[self.backend];
+        let rules = &backend.rules[..];
+        if rules.is_empty() {
+            return;
+        }
+        let hits = breaker::hits(rules, outcome);
+        let breaker = &shared.breakers[self.target];
+        let successes = &self.up.successes[self.target];
+        let retry_after = if hits != 0 {
+            retry_after.and_then(parse_retry_after)
+        } else {
+            None
+        };
+        if let Some(claimed) = self.probe.take() {
+            let now_ms = shared.ms(now);
+            let settled =
+                breaker.settle_probe(claimed, rules, hits, retry_after, now_ms, &backend.open);
+            match settled {
+                Some(Settled::Closed) => log::info!(
+                    "circuit breaker of {} closed: the probe succeeded",
+                    shared.label(self.target)
+                ),
+                Some(Settled::Reopened(trip)) => self.log_trip("re-opened: the probe failed", trip),
+                None => {}
+            }
+            return;
+        }
+        // The common case ends here for a success: per-core counts only.
+        for (r, rule) in rules.iter().enumerate() {
+            if hits & (1 << r) == 0 && matches!(rule.threshold, TripThreshold::Percentage { .. })
+            {
+                successes[r].set(successes[r].get() + 1);
+            }
+        }
+        if hits != 0 {
+            let now_ms = shared.ms(now);
+            let unpublished = |r: usize| u64::from(successes[r].get());
+            if let Some(trip) =
+                breaker.record_failure(rules, hits, retry_after, now_ms, unpublished, &backend.open)
+            {
+                self.log_trip("opened", trip);
+            }
+        }
+    }
+
+    fn log_trip(&self, what: &str, trip: Trip) {
+        let shared = &*self.up.shared;
+        log::warn!(
+            "circuit breaker of {} {what} (rule {:?}); open for {:?}",
+            shared.label(self.target),
+            shared.backends[self.backend].rules[trip.rule].name,
+            trip.open_for
+        );
+    }
+}
+
+impl Drop for Attempt<'_> {
+    fn drop(&mut self) {
+        let n = &self.up.in_flight[self.target];
+        n.set(n.get().saturating_sub(1));
+        if let Some(claimed) = self.probe.take() {
+            self.up.shared.breakers[self.target].abandon_probe(claimed);
         }
     }
 }

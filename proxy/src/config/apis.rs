@@ -1,0 +1,1625 @@
+//! `apis`, their `operations`, and the policy sections of every scope (global `policies`, an
+//! API's, an operation's and a route's): the document's shapes, and their validation and
+//! compilation into [`Pipeline`]s.
+//!
+//! Each policy is compiled once, where it is declared; inheritance then copies the compiled
+//! policy (and with it the index of its counters) into every pipeline that inherits it.
+
+use std::fmt;
+use std::time::Duration;
+
+use bytes::Bytes;
+use serde::de::{self, Deserializer, MapAccess, Visitor};
+use serde::Deserialize;
+
+use super::units::{Dur, Size, Text, TextMap};
+use super::validate::{duration, Errors};
+use crate::policy::template::Scope;
+use crate::policy::{
+    CacheLookup, CacheStore, ExistsAction, Limit, LookupValue, Pipeline, Policy, Respond,
+    RewriteUri, SetHeader, StatusRanges, StoreValue, Template,
+};
+
+// ---------------------------------------------------------------------------------------------
+// The document.
+
+#[derive(Debug, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "an API: a mapping with name, path, backend, operations, policies"
+)]
+pub struct Api {
+    pub name: String,
+    pub path: String,
+    #[serde(default)]
+    pub hosts: Vec<String>,
+    pub backend: Option<String>,
+    /// Remove the API's path before forwarding (default true, as APIM and Kong do).
+    pub strip_path: Option<bool>,
+    /// Put in front of the forwarded path (APIM's service URL path).
+    pub backend_path: Option<String>,
+    #[serde(default)]
+    pub operations: Vec<Operation>,
+    #[serde(default)]
+    pub policies: Sections,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "an operation: a mapping with id, method, url_template and optionally policies"
+)]
+pub struct Operation {
+    pub id: String,
+    pub method: String,
+    pub url_template: String,
+    pub backend: Option<String>,
+    #[serde(default)]
+    pub policies: Sections,
+}
+
+/// A scope's policy sections. A section that is not written inherits the parent's whole.
+#[derive(Debug, Default, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a mapping with inbound, backend, outbound, on_error"
+)]
+pub struct Sections {
+    pub inbound: Option<Vec<PolicyDoc>>,
+    pub backend: Option<Vec<PolicyDoc>>,
+    pub outbound: Option<Vec<PolicyDoc>>,
+    pub on_error: Option<Vec<PolicyDoc>>,
+}
+
+/// Per-worker cache sizes.
+#[derive(Debug, Default, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a mapping with max_bytes, max_entry_bytes, max_value_bytes"
+)]
+pub struct CacheDoc {
+    pub max_bytes: Option<Size>,
+    pub max_entry_bytes: Option<Size>,
+    pub max_value_bytes: Option<Size>,
+}
+
+/// Where runtime state (quota counters) is kept across restarts.
+#[derive(Debug, Default, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a mapping with path, persist_interval"
+)]
+pub struct StateDoc {
+    pub path: Option<String>,
+    pub persist_interval: Option<Dur>,
+}
+
+macro_rules! policies {
+    ($( $name:literal => $variant:ident($doc:ty) ),* $(,)?) => {
+        /// One policy as written: `base`, or a one-key mapping `name: settings`.
+        #[derive(Debug)]
+        pub enum PolicyDoc {
+            Base,
+            $( $variant($doc), )*
+        }
+
+        const POLICY_NAMES: &[&str] = &["base", $( $name ),*];
+
+        impl PolicyDoc {
+            fn name(&self) -> &'static str {
+                match self {
+                    PolicyDoc::Base => "base",
+                    $( PolicyDoc::$variant(_) => $name, )*
+                }
+            }
+        }
+
+        impl<'de> Deserialize<'de> for PolicyDoc {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<PolicyDoc, D::Error> {
+                struct V;
+                impl<'de> Visitor<'de> for V {
+                    type Value = PolicyDoc;
+                    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                        f.write_str("a policy: `base`, or a mapping with one key, the policy's \
+                                     name (such as `rate-limit-by-key: {calls: 10, ...}`)")
+                    }
+                    fn visit_str<E: de::Error>(self, s: &str) -> Result<PolicyDoc, E> {
+                        match s {
+                            "base" => Ok(PolicyDoc::Base),
+                            other => Err(E::unknown_variant(other, POLICY_NAMES)),
+                        }
+                    }
+                    fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<PolicyDoc, A::Error> {
+                        let Some(key) = m.next_key::<String>()? else {
+                            return Err(de::Error::custom("an empty mapping is not a policy"));
+                        };
+                        let policy = match key.as_str() {
+                            "base" => {
+                                let _: de::IgnoredAny = m.next_value()?;
+                                PolicyDoc::Base
+                            }
+                            $( $name => PolicyDoc::$variant(m.next_value()?), )*
+                            other => return Err(de::Error::unknown_variant(other, POLICY_NAMES)),
+                        };
+                        if let Some(extra) = m.next_key::<String>()? {
+                            return Err(de::Error::custom(format!(
+                                "one policy per list item: {extra:?} follows {key:?} in the \
+                                 same mapping (start it with its own `- `)"
+                            )));
+                        }
+                        Ok(policy)
+                    }
+                }
+                d.deserialize_any(V)
+            }
+        }
+    };
+}
+
+policies! {
+    "set-header" => SetHeader(SetHeaderDoc),
+    "set-query-parameter" => SetQuery(SetHeaderDoc),
+    "rewrite-uri" => RewriteUri(RewriteUriDoc),
+    "return-response" => ReturnResponse(ReturnResponseDoc),
+    "mock-response" => MockResponse(MockResponseDoc),
+    "set-status" => SetStatus(SetStatusDoc),
+    "set-backend-service" => SetBackend(SetBackendDoc),
+    "rate-limit-by-key" => RateLimit(RateLimitDoc),
+    "quota-by-key" => Quota(QuotaDoc),
+    "limit-concurrency" => Concurrency(ConcurrencyDoc),
+    "cache-lookup" => CacheLookup(CacheLookupDoc),
+    "cache-store" => CacheStore(CacheStoreDoc),
+    "cache-lookup-value" => LookupValue(LookupValueDoc),
+    "cache-store-value" => StoreValue(StoreValueDoc),
+    "cache-remove-value" => RemoveValue(RemoveValueDoc),
+    "retry" => Retry(RetryDoc),
+}
+
+#[derive(Debug, Default, Clone, Copy, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ExistsDoc {
+    #[default]
+    Override,
+    Skip,
+    Append,
+    Delete,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a mapping with name, value and optionally exists_action"
+)]
+pub struct SetHeaderDoc {
+    pub name: String,
+    pub value: Option<Text>,
+    #[serde(default)]
+    pub exists_action: ExistsDoc,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a mapping with template and optionally copy_unmatched_params"
+)]
+pub struct RewriteUriDoc {
+    pub template: String,
+    pub copy_unmatched_params: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a mapping with status, reason, headers, body"
+)]
+pub struct ReturnResponseDoc {
+    pub status: Option<u16>,
+    pub reason: Option<String>,
+    #[serde(default)]
+    pub headers: TextMap,
+    pub body: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a mapping with status, content_type, body"
+)]
+pub struct MockResponseDoc {
+    pub status: Option<u16>,
+    pub content_type: Option<String>,
+    pub body: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a mapping with code and optionally reason"
+)]
+pub struct SetStatusDoc {
+    pub code: u16,
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a mapping with backend")]
+pub struct SetBackendDoc {
+    pub backend: String,
+}
+
+/// `200-299`, or one status.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum StatusesDoc {
+    One(Text),
+    List(Vec<Text>),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a mapping with calls, renewal_period, counter_key and optionally \
+                 increment_condition, increment_count, shadow, max_keys"
+)]
+pub struct RateLimitDoc {
+    pub calls: u64,
+    pub renewal_period: Dur,
+    pub counter_key: String,
+    pub increment_condition: Option<StatusesDoc>,
+    pub increment_count: Option<u32>,
+    #[serde(default)]
+    pub shadow: bool,
+    pub max_keys: Option<usize>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a mapping with calls and/or bandwidth, renewal_period, counter_key and \
+                 optionally first_period_start, increment_condition, shadow, max_keys, name"
+)]
+pub struct QuotaDoc {
+    pub name: Option<String>,
+    pub calls: Option<u64>,
+    pub bandwidth: Option<Size>,
+    pub renewal_period: Dur,
+    pub counter_key: String,
+    pub first_period_start: Option<String>,
+    pub increment_condition: Option<StatusesDoc>,
+    #[serde(default)]
+    pub shadow: bool,
+    pub max_keys: Option<usize>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a mapping with key, max_count and optionally shadow, max_keys"
+)]
+pub struct ConcurrencyDoc {
+    pub key: String,
+    pub max_count: u64,
+    #[serde(default)]
+    pub shadow: bool,
+    pub max_keys: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a mapping with vary_by_query, vary_by_header, allow_private"
+)]
+pub struct CacheLookupDoc {
+    #[serde(default)]
+    pub vary_by_query: Vec<String>,
+    #[serde(default)]
+    pub vary_by_header: Vec<String>,
+    #[serde(default)]
+    pub allow_private: bool,
+    pub vary_by_subscription: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a mapping with duration and optionally statuses"
+)]
+pub struct CacheStoreDoc {
+    pub duration: Dur,
+    pub statuses: Option<StatusesDoc>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a mapping with key, variable_name and optionally default_value"
+)]
+pub struct LookupValueDoc {
+    pub key: String,
+    pub variable_name: String,
+    pub default_value: Option<Text>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a mapping with key, value, duration")]
+pub struct StoreValueDoc {
+    pub key: String,
+    pub value: Text,
+    pub duration: Dur,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a mapping with key")]
+pub struct RemoveValueDoc {
+    pub key: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a mapping with count, interval and optionally delta, max_interval, \
+                 first_fast_retry, condition, max_buffered_body, budget"
+)]
+pub struct RetryDoc {
+    pub count: u32,
+    pub interval: Dur,
+    pub delta: Option<Dur>,
+    pub max_interval: Option<Dur>,
+    #[serde(default)]
+    pub first_fast_retry: bool,
+    #[serde(default)]
+    pub condition: RetryConditionDoc,
+    pub max_buffered_body: Option<Size>,
+    #[serde(default)]
+    pub budget: RetryBudgetDoc,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a mapping with connect_failure, statuses, honor_retry_after"
+)]
+pub struct RetryConditionDoc {
+    pub connect_failure: Option<bool>,
+    pub statuses: Option<StatusesDoc>,
+    pub honor_retry_after: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a mapping with percent, min_per_second"
+)]
+pub struct RetryBudgetDoc {
+    pub percent: Option<u32>,
+    pub min_per_second: Option<u32>,
+}
+
+// ---------------------------------------------------------------------------------------------
+// The compiled form.
+
+/// A validated API; the router turns its operations into routes.
+#[derive(Clone, Debug)]
+pub struct ApiConfig {
+    pub name: String,
+    /// Without a trailing `/` (`/` is stored empty).
+    pub path: String,
+    pub hosts: Vec<crate::route::HostPattern>,
+    pub strip_path: bool,
+    pub backend_path: String,
+    pub operations: Vec<OperationConfig>,
+    /// The pipeline of requests under the API's path that match no operation, when the API
+    /// lists none (every request then belongs to the API).
+    pub pipeline: usize,
+    /// The API's backend, if it has one.
+    pub backend: Option<String>,
+}
+
+#[derive(Clone, Debug)]
+pub struct OperationConfig {
+    pub id: String,
+    /// None: any method (`*`).
+    pub method: Option<Box<[u8]>>,
+    /// The full path template (API path + URL template).
+    pub template: crate::route::Template,
+    pub backend: Option<String>,
+    pub pipeline: usize,
+}
+
+/// The limit and cache policies' node-wide definitions, by kind, in declaration order.
+#[derive(Clone, Debug, Default)]
+pub struct PolicyTables {
+    pub rate: Vec<RateDef>,
+    pub quota: Vec<QuotaDef>,
+    pub concurrency: Vec<ConcurrencyDef>,
+}
+
+#[derive(Clone, Debug)]
+pub struct RateDef {
+    pub origin: String,
+    pub calls: u64,
+    pub period: Duration,
+    pub max_keys: usize,
+}
+
+#[derive(Clone, Debug)]
+pub struct QuotaDef {
+    /// Stable name for the state file (the policy's `name`, else where it was declared).
+    pub id: String,
+    pub origin: String,
+    pub calls: Option<u64>,
+    pub bandwidth: Option<u64>,
+    pub period: Duration,
+    pub first_period_start_ms: u64,
+    pub max_keys: usize,
+}
+
+#[derive(Clone, Debug)]
+pub struct ConcurrencyDef {
+    pub origin: String,
+    pub max_count: u64,
+    pub max_keys: usize,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CacheSettings {
+    pub max_bytes: usize,
+    pub max_entry_bytes: usize,
+    pub max_value_bytes: usize,
+}
+
+impl Default for CacheSettings {
+    fn default() -> Self {
+        CacheSettings {
+            max_bytes: 64 << 20,
+            max_entry_bytes: 1 << 20,
+            max_value_bytes: 4 << 20,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StateSettings {
+    /// None: runtime state is not kept across restarts.
+    pub path: Option<std::path::PathBuf>,
+    pub persist_interval: Duration,
+}
+
+/// The largest key table a limit policy may ask for per worker.
+const MAX_KEYS: usize = 1 << 24;
+const DEFAULT_MAX_KEYS: usize = 65_536;
+/// The longest window a limit may have: a year.
+const MAX_PERIOD: Duration = Duration::from_secs(366 * 24 * 3600);
+
+// ---------------------------------------------------------------------------------------------
+// Compilation.
+
+/// One section of one scope: its policies, with where `base` stands.
+#[derive(Clone, Debug, Default)]
+pub struct Section {
+    /// None: not written (inherit the parent's whole).
+    items: Option<Vec<Item>>,
+}
+
+#[derive(Clone, Debug)]
+enum Item {
+    Base,
+    Policy(Policy),
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct CompiledSections {
+    inbound: Section,
+    backend: Section,
+    outbound: Section,
+    on_error: Section,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Kind {
+    Inbound,
+    Backend,
+    Outbound,
+    OnError,
+}
+
+impl Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Inbound => "inbound",
+            Kind::Backend => "backend",
+            Kind::Outbound => "outbound",
+            Kind::OnError => "on_error",
+        }
+    }
+}
+
+/// What every compilation shares: the backends known, the variables declared, the tables.
+pub struct Compiler<'a> {
+    pub backends: &'a [&'a str],
+    pub vars: Vec<String>,
+    pub tables: PolicyTables,
+    pub pipelines: Vec<Pipeline>,
+}
+
+/// The names of the variables that `cache-lookup-value` policies set, anywhere in the
+/// document: templates may read them as `{var:NAME}`.
+pub fn declared_vars(doc_sections: &[&Sections]) -> Vec<String> {
+    let mut vars = Vec::new();
+    for s in doc_sections {
+        for list in [&s.inbound, &s.backend, &s.outbound, &s.on_error]
+            .into_iter()
+            .flatten()
+        {
+            for p in list {
+                if let PolicyDoc::LookupValue(l) = p {
+                    if !vars.contains(&l.variable_name) {
+                        vars.push(l.variable_name.clone());
+                    }
+                }
+            }
+        }
+    }
+    vars
+}
+
+impl Compiler<'_> {
+    /// Compiles one scope's sections. `path` is its document path (`apis[0].policies`).
+    pub fn sections(
+        &mut self,
+        path: &str,
+        doc: &Sections,
+        params: &[String],
+        errors: &mut Errors,
+    ) -> CompiledSections {
+        CompiledSections {
+            inbound: self.section(path, Kind::Inbound, doc.inbound.as_deref(), params, errors),
+            backend: self.section(path, Kind::Backend, doc.backend.as_deref(), params, errors),
+            outbound: self.section(
+                path,
+                Kind::Outbound,
+                doc.outbound.as_deref(),
+                params,
+                errors,
+            ),
+            on_error: self.section(path, Kind::OnError, doc.on_error.as_deref(), params, errors),
+        }
+    }
+
+    fn section(
+        &mut self,
+        path: &str,
+        kind: Kind,
+        list: Option<&[PolicyDoc]>,
+        params: &[String],
+        errors: &mut Errors,
+    ) -> Section {
+        let Some(list) = list else {
+            return Section { items: None };
+        };
+        let mut items = Vec::new();
+        let mut bases = 0;
+        for (i, p) in list.iter().enumerate() {
+            let ppath = format!("{path}.{}[{i}]", kind.name());
+            if let PolicyDoc::Base = p {
+                bases += 1;
+                if bases == 2 {
+                    errors.push(&ppath, "base may appear once per section");
+                }
+                items.push(Item::Base);
+                continue;
+            }
+            if !allowed(kind, p) {
+                errors.push(
+                    &ppath,
+                    format!(
+                        "{} cannot be used in the {} section (it belongs in {})",
+                        p.name(),
+                        kind.name(),
+                        belongs(p)
+                    ),
+                );
+                continue;
+            }
+            let ppath = format!("{ppath}.{}", p.name());
+            if let Some(policy) = self.policy(&ppath, kind, p, params, errors) {
+                items.push(Item::Policy(policy));
+            }
+        }
+        Section { items: Some(items) }
+    }
+
+    /// Flattens `child` over `parent` (each already flattened) and registers the pipeline.
+    pub fn pipeline(&mut self, scopes: &[&CompiledSections]) -> usize {
+        let flat = |pick: fn(&CompiledSections) -> &Section| -> Box<[Policy]> {
+            let mut out: Vec<Policy> = Vec::new();
+            for scope in scopes {
+                let Some(items) = &pick(scope).items else {
+                    continue; // not written: the parent's section stands
+                };
+                let parent = std::mem::take(&mut out);
+                let mut parent = Some(parent);
+                for item in items {
+                    match item {
+                        Item::Base => out.extend(parent.take().unwrap_or_default()),
+                        Item::Policy(p) => out.push(p.clone()),
+                    }
+                }
+            }
+            out.into()
+        };
+        let pipeline = Pipeline {
+            inbound: flat(|s| &s.inbound),
+            backend: flat(|s| &s.backend),
+            outbound: flat(|s| &s.outbound),
+            on_error: flat(|s| &s.on_error),
+        };
+        self.pipelines.push(pipeline);
+        self.pipelines.len() - 1
+    }
+
+    fn template(
+        &self,
+        path: &str,
+        text: &str,
+        params: &[String],
+        errors: &mut Errors,
+    ) -> Option<Template> {
+        let scope = Scope {
+            vars: &self.vars,
+            path_params: params,
+        };
+        Template::parse(text, &scope)
+            .map_err(|e| errors.push(path, e))
+            .ok()
+    }
+
+    fn backend(&self, path: &str, name: &str, errors: &mut Errors) -> Option<usize> {
+        let found = self.backends.iter().position(|b| *b == name);
+        if found.is_none() {
+            errors.push(path, super::unknown_backend_among(name, self.backends));
+        }
+        found
+    }
+
+    fn policy(
+        &mut self,
+        path: &str,
+        _kind: Kind,
+        p: &PolicyDoc,
+        params: &[String],
+        errors: &mut Errors,
+    ) -> Option<Policy> {
+        let before = errors.0.len();
+        let policy = match p {
+            PolicyDoc::Base => unreachable!("handled by the caller"),
+            PolicyDoc::SetHeader(d) | PolicyDoc::SetQuery(d) => {
+                let query = matches!(p, PolicyDoc::SetQuery(_));
+                let npath = format!("{path}.name");
+                if query {
+                    if d.name.is_empty() || d.name.bytes().any(|b| b"&=#? ".contains(&b)) {
+                        errors.push(
+                            &npath,
+                            format!("{:?} is not a query parameter name", d.name),
+                        );
+                    }
+                } else {
+                    super::routes::check_header(&npath, &d.name, None, errors);
+                    super::routes::check_not_managed(&npath, &d.name, errors);
+                }
+                let action = match d.exists_action {
+                    ExistsDoc::Override => ExistsAction::Override,
+                    ExistsDoc::Skip => ExistsAction::Skip,
+                    ExistsDoc::Append => ExistsAction::Append,
+                    ExistsDoc::Delete => ExistsAction::Delete,
+                };
+                let value = match (&d.value, action) {
+                    (_, ExistsAction::Delete) => Template::default(),
+                    (None, _) => {
+                        errors.push(
+                            format_args!("{path}.value"),
+                            "a value is needed unless exists_action is delete",
+                        );
+                        Template::default()
+                    }
+                    (Some(v), _) => {
+                        if v.0.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
+                            errors.push(
+                                format_args!("{path}.value"),
+                                "a value may not contain CR, LF or NUL",
+                            );
+                        }
+                        self.template(&format!("{path}.value"), &v.0, params, errors)
+                            .unwrap_or_default()
+                    }
+                };
+                let s = SetHeader {
+                    name: d.name.as_bytes().into(),
+                    lower: d.name.to_ascii_lowercase().into_bytes().into(),
+                    value,
+                    action,
+                };
+                if query {
+                    Policy::SetQuery(s)
+                } else {
+                    Policy::SetHeader(s)
+                }
+            }
+            PolicyDoc::RewriteUri(d) => {
+                let tpath = format!("{path}.template");
+                if !d.template.starts_with('/') {
+                    errors.push(&tpath, format!("{:?} must start with '/'", d.template));
+                }
+                let (p, _) = d.template.split_once('?').unwrap_or((&d.template, ""));
+                let literal: String = p.chars().filter(|c| *c != '{' && *c != '}').collect();
+                super::routes::check_rewrite_path(&tpath, &literal, errors);
+                let template = self.template(&tpath, &d.template, params, errors)?;
+                Policy::RewriteUri(Box::new(RewriteUri {
+                    template,
+                    copy_unmatched_params: d.copy_unmatched_params.unwrap_or(true),
+                }))
+            }
+            PolicyDoc::ReturnResponse(d) => {
+                let status =
+                    self.status(&format!("{path}.status"), d.status.unwrap_or(200), errors);
+                let mut headers = Vec::new();
+                for (name, value) in &d.headers.0 {
+                    let hpath = format!("{path}.headers");
+                    super::routes::check_header(&hpath, name, Some(value), errors);
+                    super::routes::check_not_managed(&hpath, name, errors);
+                    if let Some(t) =
+                        self.template(&format!("{hpath}.{name}"), value, params, errors)
+                    {
+                        headers.push((name.as_bytes().into(), t));
+                    }
+                }
+                Policy::Respond(Box::new(Respond {
+                    status,
+                    reason: self.reason(path, d.reason.as_deref(), errors),
+                    headers,
+                    body: Bytes::from(d.body.clone().unwrap_or_default()),
+                }))
+            }
+            PolicyDoc::MockResponse(d) => {
+                let status =
+                    self.status(&format!("{path}.status"), d.status.unwrap_or(200), errors);
+                let content_type = d.content_type.as_deref().unwrap_or("application/json");
+                super::routes::check_header(
+                    &format!("{path}.content_type"),
+                    "content-type",
+                    Some(content_type),
+                    errors,
+                );
+                let body = d.body.clone().unwrap_or_default();
+                Policy::Respond(Box::new(Respond {
+                    status,
+                    reason: None,
+                    headers: if body.is_empty() {
+                        Vec::new()
+                    } else {
+                        vec![(
+                            b"content-type"[..].into(),
+                            Template::literal(content_type.as_bytes()),
+                        )]
+                    },
+                    body: Bytes::from(body),
+                }))
+            }
+            PolicyDoc::SetStatus(d) => {
+                let code = self.status(&format!("{path}.code"), d.code, errors);
+                let reason = self
+                    .reason(path, d.reason.as_deref(), errors)
+                    .unwrap_or_else(|| crate::server::reason(code).into());
+                Policy::SetStatus { code, reason }
+            }
+            PolicyDoc::SetBackend(d) => {
+                Policy::SetBackend(self.backend(&format!("{path}.backend"), &d.backend, errors)?)
+            }
+            PolicyDoc::RateLimit(d) => {
+                if d.calls == 0 || d.calls > u32::MAX as u64 {
+                    errors.push(
+                        format_args!("{path}.calls"),
+                        format!("must be from 1 to {}, not {}", u32::MAX, d.calls),
+                    );
+                }
+                let period = duration(
+                    errors,
+                    &format!("{path}.renewal_period"),
+                    Some(d.renewal_period),
+                    Duration::from_secs(1),
+                    MAX_PERIOD,
+                );
+                let key = self.template(
+                    &format!("{path}.counter_key"),
+                    &d.counter_key,
+                    params,
+                    errors,
+                )?;
+                let increment_condition = self.statuses(
+                    &format!("{path}.increment_condition"),
+                    d.increment_condition.as_ref(),
+                    errors,
+                );
+                let increment_count = d.increment_count.unwrap_or(1);
+                if increment_count == 0 || u64::from(increment_count) > d.calls.max(1) {
+                    errors.push(
+                        format_args!("{path}.increment_count"),
+                        format!(
+                            "must be from 1 to calls ({}), not {increment_count}",
+                            d.calls
+                        ),
+                    );
+                }
+                let max_keys = self.max_keys(path, d.max_keys, errors);
+                self.tables.rate.push(RateDef {
+                    origin: path.to_string(),
+                    calls: d.calls,
+                    period,
+                    max_keys,
+                });
+                Policy::RateLimit(Box::new(Limit {
+                    index: self.tables.rate.len() - 1,
+                    key,
+                    shadow: d.shadow,
+                    increment_condition,
+                    increment_count,
+                    origin: path.into(),
+                }))
+            }
+            PolicyDoc::Quota(d) => {
+                if d.calls.is_none() && d.bandwidth.is_none() {
+                    errors.push(path, "set calls, bandwidth or both");
+                }
+                if let Some(c) = d.calls {
+                    if c == 0 || c > u32::MAX as u64 {
+                        errors.push(
+                            format_args!("{path}.calls"),
+                            format!("must be from 1 to {}, not {c}", u32::MAX),
+                        );
+                    }
+                }
+                if d.bandwidth.is_some_and(|b| b.0 == 0) {
+                    errors.push(format_args!("{path}.bandwidth"), "must be greater than 0");
+                }
+                let period = duration(
+                    errors,
+                    &format!("{path}.renewal_period"),
+                    Some(d.renewal_period),
+                    Duration::from_secs(3600),
+                    MAX_PERIOD,
+                );
+                let first_period_start_ms = match &d.first_period_start {
+                    None => 0,
+                    Some(text) => match parse_rfc3339_ms(text) {
+                        Ok(ms) => ms,
+                        Err(e) => {
+                            errors.push(format_args!("{path}.first_period_start"), e);
+                            0
+                        }
+                    },
+                };
+                let key = self.template(
+                    &format!("{path}.counter_key"),
+                    &d.counter_key,
+                    params,
+                    errors,
+                )?;
+                let increment_condition = self.statuses(
+                    &format!("{path}.increment_condition"),
+                    d.increment_condition.as_ref(),
+                    errors,
+                );
+                let max_keys = self.max_keys(path, d.max_keys, errors);
+                let id = d.name.clone().unwrap_or_else(|| path.to_string());
+                if self.tables.quota.iter().any(|q| q.id == id) {
+                    errors.push(
+                        format_args!("{path}.name"),
+                        format!("another quota-by-key is named {id:?}"),
+                    );
+                }
+                self.tables.quota.push(QuotaDef {
+                    id,
+                    origin: path.to_string(),
+                    calls: d.calls,
+                    bandwidth: d.bandwidth.map(|b| b.0),
+                    period,
+                    first_period_start_ms,
+                    max_keys,
+                });
+                Policy::Quota(Box::new(Limit {
+                    index: self.tables.quota.len() - 1,
+                    key,
+                    shadow: d.shadow,
+                    increment_condition,
+                    increment_count: 1,
+                    origin: path.into(),
+                }))
+            }
+            PolicyDoc::Concurrency(d) => {
+                if d.max_count == 0 || d.max_count > u32::MAX as u64 {
+                    errors.push(
+                        format_args!("{path}.max_count"),
+                        format!("must be from 1 to {}, not {}", u32::MAX, d.max_count),
+                    );
+                }
+                let key = self.template(&format!("{path}.key"), &d.key, params, errors)?;
+                let max_keys = self.max_keys(path, d.max_keys, errors);
+                self.tables.concurrency.push(ConcurrencyDef {
+                    origin: path.to_string(),
+                    max_count: d.max_count,
+                    max_keys,
+                });
+                Policy::Concurrency(Box::new(Limit {
+                    index: self.tables.concurrency.len() - 1,
+                    key,
+                    shadow: d.shadow,
+                    increment_condition: None,
+                    increment_count: 1,
+                    origin: path.into(),
+                }))
+            }
+            PolicyDoc::CacheLookup(d) => {
+                if d.vary_by_subscription == Some(true) {
+                    errors.push(
+                        format_args!("{path}.vary_by_subscription"),
+                        "needs subscriptions, which this version does not have",
+                    );
+                }
+                for (i, h) in d.vary_by_header.iter().enumerate() {
+                    if !super::routes::is_token(h) {
+                        errors.push(
+                            format_args!("{path}.vary_by_header[{i}]"),
+                            format!("{h:?} is not a header name"),
+                        );
+                    }
+                }
+                for (i, q) in d.vary_by_query.iter().enumerate() {
+                    if q.is_empty() || q.bytes().any(|b| b"&=#? ".contains(&b)) {
+                        errors.push(
+                            format_args!("{path}.vary_by_query[{i}]"),
+                            format!("{q:?} is not a query parameter name (or `*`)"),
+                        );
+                    }
+                }
+                Policy::CacheLookup(Box::new(CacheLookup {
+                    vary_by_query: d
+                        .vary_by_query
+                        .iter()
+                        .map(|q| q.as_bytes().into())
+                        .collect(),
+                    vary_by_header: d
+                        .vary_by_header
+                        .iter()
+                        .map(|h| h.to_ascii_lowercase().into_bytes().into())
+                        .collect(),
+                    allow_private: d.allow_private,
+                }))
+            }
+            PolicyDoc::CacheStore(d) => {
+                let duration = duration(
+                    errors,
+                    &format!("{path}.duration"),
+                    Some(d.duration),
+                    Duration::from_secs(60),
+                    MAX_PERIOD,
+                );
+                let statuses = self
+                    .statuses(&format!("{path}.statuses"), d.statuses.as_ref(), errors)
+                    .unwrap_or(StatusRanges(vec![(200, 200)]));
+                Policy::CacheStore(Box::new(CacheStore { duration, statuses }))
+            }
+            PolicyDoc::LookupValue(d) => {
+                let key = self.template(&format!("{path}.key"), &d.key, params, errors)?;
+                let var = self
+                    .vars
+                    .iter()
+                    .position(|v| *v == d.variable_name)
+                    .expect("declared_vars saw every cache-lookup-value")
+                    as u16;
+                Policy::LookupValue(Box::new(LookupValue {
+                    key,
+                    var,
+                    default: d.default_value.as_ref().map(|v| Bytes::from(v.0.clone())),
+                }))
+            }
+            PolicyDoc::StoreValue(d) => {
+                let key = self.template(&format!("{path}.key"), &d.key, params, errors)?;
+                let value = self.template(&format!("{path}.value"), &d.value.0, params, errors)?;
+                let duration = duration(
+                    errors,
+                    &format!("{path}.duration"),
+                    Some(d.duration),
+                    Duration::from_secs(60),
+                    MAX_PERIOD,
+                );
+                Policy::StoreValue(Box::new(StoreValue {
+                    key,
+                    value,
+                    duration,
+                }))
+            }
+            PolicyDoc::RemoveValue(d) => Policy::RemoveValue(self.template(
+                &format!("{path}.key"),
+                &d.key,
+                params,
+                errors,
+            )?),
+            PolicyDoc::Retry(d) => Policy::Retry(Box::new(retry_spec(path, d, errors))),
+        };
+        (errors.0.len() == before).then_some(policy)
+    }
+
+    fn status(&self, path: &str, status: u16, errors: &mut Errors) -> u16 {
+        if !(200..=599).contains(&status) {
+            errors.push(path, format!("must be from 200 to 599, not {status}"));
+        }
+        status
+    }
+
+    fn reason(&self, path: &str, reason: Option<&str>, errors: &mut Errors) -> Option<Box<str>> {
+        let r = reason?;
+        if r.bytes().any(|b| b < 0x20 && b != b'\t' || b == 0x7f) {
+            errors.push(
+                format_args!("{path}.reason"),
+                "may not contain control characters",
+            );
+        }
+        Some(r.into())
+    }
+
+    fn max_keys(&self, path: &str, value: Option<usize>, errors: &mut Errors) -> usize {
+        match value {
+            None => DEFAULT_MAX_KEYS,
+            Some(n) if (16..=MAX_KEYS).contains(&n) => n,
+            Some(n) => {
+                errors.push(
+                    format_args!("{path}.max_keys"),
+                    format!("must be from 16 to {MAX_KEYS}, not {n}"),
+                );
+                DEFAULT_MAX_KEYS
+            }
+        }
+    }
+
+    fn statuses(
+        &self,
+        path: &str,
+        doc: Option<&StatusesDoc>,
+        errors: &mut Errors,
+    ) -> Option<StatusRanges> {
+        let list: Vec<&Text> = match doc? {
+            StatusesDoc::One(t) => vec![t],
+            StatusesDoc::List(l) => l.iter().collect(),
+        };
+        let mut ranges = Vec::new();
+        for (i, t) in list.iter().enumerate() {
+            match parse_status_range(&t.0) {
+                Ok(r) => ranges.push(r),
+                Err(e) => errors.push(format_args!("{path}[{i}]"), e),
+            }
+        }
+        Some(StatusRanges(ranges))
+    }
+}
+
+/// Everything `compile` produces.
+pub struct Compiled {
+    pub apis: Vec<ApiConfig>,
+    pub pipelines: Vec<Pipeline>,
+    pub tables: PolicyTables,
+    pub vars: Vec<String>,
+    /// For each route passed in, its pipeline (None when it has no policy).
+    pub route_pipelines: Vec<Option<usize>>,
+}
+
+/// Compiles the global policies, the routes' policies and the APIs.
+pub fn compile(
+    doc: &super::model::Document,
+    backends: &[&str],
+    routes: &[(usize, &super::model::Route)],
+    errors: &mut Errors,
+) -> Compiled {
+    let mut all: Vec<&Sections> = vec![&doc.policies];
+    all.extend(routes.iter().map(|(_, r)| &r.policies));
+    for api in &doc.apis {
+        all.push(&api.policies);
+        all.extend(api.operations.iter().map(|o| &o.policies));
+    }
+    let mut c = Compiler {
+        backends,
+        vars: declared_vars(&all),
+        tables: PolicyTables::default(),
+        pipelines: Vec::new(),
+    };
+    let global = c.sections("policies", &doc.policies, &[], errors);
+
+    let mut route_pipelines = Vec::new();
+    for (i, r) in routes {
+        let own = c.sections(&format!("routes[{i}].policies"), &r.policies, &[], errors);
+        let p = c.pipeline(&[&global, &own]);
+        route_pipelines.push((!c.pipelines[p].is_empty()).then_some(p));
+    }
+
+    let mut apis = Vec::new();
+    let mut names: Vec<&str> = Vec::new();
+    for (a, api) in doc.apis.iter().enumerate() {
+        let apath = format!("apis[{a}]");
+        let before = errors.0.len();
+        if api.name.is_empty()
+            || !api
+                .name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+        {
+            errors.push(
+                format_args!("{apath}.name"),
+                format!(
+                    "{:?} is not a name (letters, digits, '-', '_', '.')",
+                    api.name
+                ),
+            );
+        } else if names.contains(&api.name.as_str()) {
+            errors.push(
+                format_args!("{apath}.name"),
+                format!("another API is named {:?}", api.name),
+            );
+        }
+        names.push(&api.name);
+        if !api.path.starts_with('/') {
+            errors.push(
+                format_args!("{apath}.path"),
+                format!("{:?} must start with '/'", api.path),
+            );
+        } else if api.path.contains(['{', '}', '?', '#', '*']) || api.path.contains("//") {
+            errors.push(
+                format_args!("{apath}.path"),
+                format!(
+                    "{:?} must be a plain path (templates belong in operations)",
+                    api.path
+                ),
+            );
+        }
+        let base = api.path.trim_end_matches('/').to_string();
+        let mut hosts = Vec::new();
+        for (h, host) in api.hosts.iter().enumerate() {
+            match crate::route::HostPattern::parse(host) {
+                Ok(p) => hosts.push(p),
+                Err(e) => errors.push(format_args!("{apath}.hosts[{h}]"), e),
+            }
+        }
+        if let Some(b) = &api.backend {
+            c.backend(&format!("{apath}.backend"), b, errors);
+        }
+        let backend_path = match &api.backend_path {
+            None => String::new(),
+            Some(p) => {
+                if !p.starts_with('/') {
+                    errors.push(
+                        format_args!("{apath}.backend_path"),
+                        format!("{p:?} must start with '/'"),
+                    );
+                }
+                super::routes::check_rewrite_path(&format!("{apath}.backend_path"), p, errors);
+                p.trim_end_matches('/').to_string()
+            }
+        };
+        let own = c.sections(&format!("{apath}.policies"), &api.policies, &[], errors);
+        let api_pipeline = c.pipeline(&[&global, &own]);
+        let mut operations = Vec::new();
+        let mut ids: Vec<&str> = Vec::new();
+        for (o, op) in api.operations.iter().enumerate() {
+            let opath = format!("{apath}.operations[{o}]");
+            if op.id.is_empty()
+                || !op
+                    .id
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+            {
+                errors.push(
+                    format_args!("{opath}.id"),
+                    format!("{:?} is not an id (letters, digits, '-', '_', '.')", op.id),
+                );
+            } else if ids.contains(&op.id.as_str()) {
+                errors.push(
+                    format_args!("{opath}.id"),
+                    format!("another operation of this API has id {:?}", op.id),
+                );
+            }
+            ids.push(&op.id);
+            let method = if op.method == "*" {
+                None
+            } else {
+                if !super::routes::is_token(&op.method)
+                    || op.method.bytes().any(|b| b.is_ascii_lowercase())
+                {
+                    errors.push(
+                        format_args!("{opath}.method"),
+                        format!("{:?} is not an HTTP method in upper case (or *)", op.method),
+                    );
+                }
+                Some(op.method.as_bytes().into())
+            };
+            if let Some(b) = &op.backend {
+                c.backend(&format!("{opath}.backend"), b, errors);
+            }
+            let full = if op.url_template.starts_with('/') {
+                format!("{base}{}", op.url_template)
+            } else {
+                errors.push(
+                    format_args!("{opath}.url_template"),
+                    format!("{:?} must start with '/'", op.url_template),
+                );
+                continue;
+            };
+            let template = match crate::route::Template::parse(&full) {
+                Ok(t) => t,
+                Err(e) => {
+                    errors.push(format_args!("{opath}.url_template"), e);
+                    continue;
+                }
+            };
+            let params = template.param_names().to_vec();
+            let sections = c.sections(&format!("{opath}.policies"), &op.policies, &params, errors);
+            let pipeline = c.pipeline(&[&global, &own, &sections]);
+            operations.push(OperationConfig {
+                id: op.id.clone(),
+                method,
+                template,
+                backend: op.backend.clone(),
+                pipeline,
+            });
+        }
+        let has_backend = api.backend.is_some();
+        let pipelines = &c.pipelines;
+        let routes_somewhere = |p: usize| {
+            pipelines[p]
+                .inbound
+                .iter()
+                .chain(pipelines[p].backend.iter())
+                .any(|x| matches!(x, Policy::SetBackend(_) | Policy::Respond(_)))
+        };
+        if !has_backend {
+            if api.operations.is_empty() && !routes_somewhere(api_pipeline) {
+                errors.push(
+                    &apath,
+                    "an API needs a backend (or a set-backend-service, return-response or \
+                     mock-response policy)",
+                );
+            }
+            for (o, op) in operations.iter().enumerate() {
+                if op.backend.is_none() && !routes_somewhere(op.pipeline) {
+                    errors.push(
+                        format_args!("{apath}.operations[{o}]"),
+                        "this operation has no backend: set one on the API or the operation, or \
+                         answer it with return-response or mock-response",
+                    );
+                }
+            }
+        }
+        if errors.0.len() == before {
+            apis.push(ApiConfig {
+                name: api.name.clone(),
+                path: base,
+                hosts,
+                strip_path: api.strip_path.unwrap_or(true),
+                backend_path,
+                operations,
+                pipeline: api_pipeline,
+                backend: api.backend.clone(),
+            });
+        }
+    }
+    Compiled {
+        apis,
+        pipelines: c.pipelines,
+        tables: c.tables,
+        vars: c.vars,
+        route_pipelines,
+    }
+}
+
+pub fn cache_settings(doc: &CacheDoc, errors: &mut Errors) -> CacheSettings {
+    let d = CacheSettings::default();
+    let mut size = |key: &str, v: Option<Size>, default: usize, max: u64| match v {
+        None => default,
+        Some(s) if s.0 == 0 || s.0 > max => {
+            errors.push(
+                format_args!("cache.{key}"),
+                format!("must be from 1 to {max} bytes, not {}", s.0),
+            );
+            default
+        }
+        Some(s) => s.0 as usize,
+    };
+    let max_bytes = size("max_bytes", doc.max_bytes, d.max_bytes, 64 << 30);
+    let max_entry_bytes = size(
+        "max_entry_bytes",
+        doc.max_entry_bytes,
+        d.max_entry_bytes,
+        1 << 30,
+    );
+    let max_value_bytes = size(
+        "max_value_bytes",
+        doc.max_value_bytes,
+        d.max_value_bytes,
+        16 << 30,
+    );
+    if max_entry_bytes > max_bytes {
+        errors.push("cache.max_entry_bytes", "must not exceed cache.max_bytes");
+    }
+    CacheSettings {
+        max_bytes,
+        max_entry_bytes: max_entry_bytes.min(max_bytes),
+        max_value_bytes,
+    }
+}
+
+pub fn state_settings(doc: &StateDoc, source: &str, errors: &mut Errors) -> StateSettings {
+    let persist_interval = duration(
+        errors,
+        "state.persist_interval",
+        doc.persist_interval,
+        Duration::from_secs(5),
+        Duration::from_secs(3600),
+    );
+    let path = doc.path.as_ref().map(|p| {
+        let p = std::path::PathBuf::from(p);
+        if p.is_relative() {
+            // Relative to the configuration file, as a person reading it would expect.
+            match std::path::Path::new(source).parent() {
+                Some(dir) => dir.join(p),
+                None => p,
+            }
+        } else {
+            p
+        }
+    });
+    if let Some(p) = &path {
+        if p.file_name().is_none() {
+            errors.push("state.path", format!("{} is not a file path", p.display()));
+        }
+    }
+    StateSettings {
+        path,
+        persist_interval,
+    }
+}
+
+/// `500-599` or `429`.
+pub fn parse_status_range(text: &str) -> Result<(u16, u16), String> {
+    let bad = || format!("{text:?} is not a status or a range of statuses (like 500-599)");
+    let (lo, hi) = match text.split_once('-') {
+        Some((a, b)) => (a.trim(), b.trim()),
+        None => (text.trim(), text.trim()),
+    };
+    let lo: u16 = lo.parse().map_err(|_| bad())?;
+    let hi: u16 = hi.parse().map_err(|_| bad())?;
+    if !(100..=599).contains(&lo) || !(100..=599).contains(&hi) || lo > hi {
+        return Err(bad());
+    }
+    Ok((lo, hi))
+}
+
+fn retry_spec(path: &str, d: &RetryDoc, errors: &mut Errors) -> crate::upstream::RetrySpec {
+    if d.count == 0 || d.count > 50 {
+        errors.push(
+            format_args!("{path}.count"),
+            format!("must be from 1 to 50, not {}", d.count),
+        );
+    }
+    let max = Duration::from_secs(300);
+    let interval = duration(
+        errors,
+        &format!("{path}.interval"),
+        Some(d.interval),
+        Duration::from_secs(1),
+        max,
+    );
+    let delta = d.delta.map(|x| {
+        duration(
+            errors,
+            &format!("{path}.delta"),
+            Some(x),
+            Duration::from_secs(1),
+            max,
+        )
+    });
+    let max_interval = d.max_interval.map(|x| {
+        duration(
+            errors,
+            &format!("{path}.max_interval"),
+            Some(x),
+            Duration::from_secs(1),
+            max,
+        )
+    });
+    if max_interval.is_some() && delta.is_none() {
+        errors.push(
+            format_args!("{path}.max_interval"),
+            "needs delta (the exponential back-off grows by delta)",
+        );
+    }
+    let mut statuses = Vec::new();
+    match &d.condition.statuses {
+        None => statuses.extend([(502, 504)]),
+        Some(s) => {
+            let list: Vec<&Text> = match s {
+                StatusesDoc::One(t) => vec![t],
+                StatusesDoc::List(l) => l.iter().collect(),
+            };
+            for (i, t) in list.iter().enumerate() {
+                match parse_status_range(&t.0) {
+                    Ok(r) => statuses.push(r),
+                    Err(e) => errors.push(format_args!("{path}.condition.statuses[{i}]"), e),
+                }
+            }
+        }
+    }
+    let max_buffered_body = d.max_buffered_body.map_or(64 * 1024, |s| s.0);
+    if max_buffered_body > 16 << 20 {
+        errors.push(
+            format_args!("{path}.max_buffered_body"),
+            "must be at most 16MiB",
+        );
+    }
+    let budget_percent = d.budget.percent.unwrap_or(20);
+    if budget_percent > 100 {
+        errors.push(
+            format_args!("{path}.budget.percent"),
+            "must be from 0 to 100",
+        );
+    }
+    crate::upstream::RetrySpec {
+        count: d.count,
+        interval,
+        delta,
+        max_interval,
+        first_fast_retry: d.first_fast_retry,
+        on_connect_failure: d.condition.connect_failure.unwrap_or(true),
+        statuses,
+        honor_retry_after: d.condition.honor_retry_after.unwrap_or(true),
+        max_buffered_body,
+        budget_percent,
+        budget_min_per_sec: d.budget.min_per_second.unwrap_or(3),
+    }
+}
+
+fn allowed(kind: Kind, p: &PolicyDoc) -> bool {
+    use PolicyDoc as P;
+    match kind {
+        Kind::Inbound => matches!(
+            p,
+            P::SetHeader(_)
+                | P::SetQuery(_)
+                | P::RewriteUri(_)
+                | P::ReturnResponse(_)
+                | P::MockResponse(_)
+                | P::SetBackend(_)
+                | P::RateLimit(_)
+                | P::Quota(_)
+                | P::Concurrency(_)
+                | P::CacheLookup(_)
+                | P::LookupValue(_)
+                | P::StoreValue(_)
+                | P::RemoveValue(_)
+        ),
+        Kind::Backend => matches!(p, P::Retry(_) | P::SetBackend(_)),
+        Kind::Outbound => matches!(
+            p,
+            P::SetHeader(_)
+                | P::SetStatus(_)
+                | P::CacheStore(_)
+                | P::LookupValue(_)
+                | P::StoreValue(_)
+                | P::RemoveValue(_)
+        ),
+        Kind::OnError => matches!(
+            p,
+            P::SetHeader(_) | P::SetStatus(_) | P::ReturnResponse(_) | P::MockResponse(_)
+        ),
+    }
+}
+
+fn belongs(p: &PolicyDoc) -> &'static str {
+    use PolicyDoc as P;
+    match p {
+        P::Retry(_) => "backend",
+        P::CacheStore(_) => "outbound",
+        P::SetStatus(_) => "outbound or on_error",
+        P::SetHeader(_) => "inbound, outbound or on_error",
+        P::ReturnResponse(_) | P::MockResponse(_) => "inbound or on_error",
+        P::SetBackend(_) => "inbound or backend",
+        P::LookupValue(_) | P::StoreValue(_) | P::RemoveValue(_) => "inbound or outbound",
+        _ => "inbound",
+    }
+}
+
+/// `2024-01-01T00:00:00Z` or with an offset (`+02:00`), to milliseconds since the epoch.
+pub fn parse_rfc3339_ms(text: &str) -> Result<u64, String> {
+    let bad = || {
+        format!(
+            "{text:?} is not an RFC 3339 date-time (like 2024-01-01T00:00:00Z or \
+             2024-01-01T00:00:00+02:00)"
+        )
+    };
+    let b = text.as_bytes();
+    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't' | b' ') {
+        return Err(bad());
+    }
+    let num = |r: std::ops::Range<usize>| -> Result<i64, String> {
+        text.get(r)
+            .filter(|s| s.bytes().all(|c| c.is_ascii_digit()))
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(bad)
+    };
+    let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    if b[13] != b':' || b[16] != b':' {
+        return Err(bad());
+    }
+    let (h, mi, s) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    let mut rest = &text[19..];
+    if let Some(frac) = rest.strip_prefix('.') {
+        let digits = frac.bytes().take_while(u8::is_ascii_digit).count();
+        rest = &frac[digits..];
+    }
+    let offset_secs = match rest {
+        "Z" | "z" => 0,
+        _ if rest.len() == 6 && (rest.starts_with('+') || rest.starts_with('-')) => {
+            let sign = if rest.starts_with('-') { -1 } else { 1 };
+            let oh: i64 = rest[1..3].parse().map_err(|_| bad())?;
+            let om: i64 = rest[4..6].parse().map_err(|_| bad())?;
+            sign * (oh * 3600 + om * 60)
+        }
+        _ => return Err(bad()),
+    };
+    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || s > 60 {
+        return Err(bad());
+    }
+    // Days from the civil date (Howard Hinnant's algorithm).
+    let (y2, m2) = if mo <= 2 {
+        (y - 1, mo + 9)
+    } else {
+        (y, mo - 3)
+    };
+    let era = y2.div_euclid(400);
+    let yoe = y2 - era * 400;
+    let doy = (153 * m2 + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let secs = days * 86_400 + h * 3600 + mi * 60 + s - offset_secs;
+    u64::try_from(secs)
+        .map(|s| s * 1000)
+        .map_err(|_| format!("{text:?} is before 1970"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339() {
+        assert_eq!(parse_rfc3339_ms("1970-01-01T00:00:00Z"), Ok(0));
+        assert_eq!(
+            parse_rfc3339_ms("2024-01-01T00:00:00Z"),
+            Ok(1_704_067_200_000)
+        );
+        assert_eq!(
+            parse_rfc3339_ms("2024-01-01T02:00:00+02:00"),
+            Ok(1_704_067_200_000)
+        );
+        assert_eq!(
+            parse_rfc3339_ms("2024-02-29T12:30:15.250Z"),
+            Ok(1_709_209_815_000)
+        );
+        assert!(parse_rfc3339_ms("2024-01-01").is_err());
+        assert!(parse_rfc3339_ms("2024-13-01T00:00:00Z").is_err());
+    }
+
+    #[test]
+    fn status_ranges() {
+        assert_eq!(parse_status_range("500-599"), Ok((500, 599)));
+        assert_eq!(parse_status_range("429"), Ok((429, 429)));
+        assert!(parse_status_range("600").is_err());
+        assert!(parse_status_range("599-500").is_err());
+    }
+}

@@ -1,0 +1,910 @@
+//! Running a pipeline for one request: the per-core policy state, the per-request
+//! [`Exchange`], and the sections as functions the connection loop calls.
+//!
+//! The inbound section runs synchronously to an [`Inbound`] outcome (go on, answer now, serve
+//! from the cache, or wait for a fetch of the same key on this core). The outbound section runs
+//! when the response head is in, before it is written; `on_error` runs on any answer the
+//! gateway makes because something failed (a limit, the backend). [`Exchange::settle`] runs
+//! once the answer is out: it gives back calls that did not count (`increment_condition`),
+//! counts bandwidth, and releases concurrency slots and cache flights.
+
+use std::cell::RefCell;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+
+use super::cache::{
+    self, CacheStore, Coalescer, Hit, Leader, PurgeHub, PurgeInbox, Role, ValueStore, Waiter,
+};
+use super::limit::{
+    ConcurrencySpec, LocalConcurrency, LocalQuota, LocalWindow, QuotaSpec, RateDecision, RateSpec,
+    SharedConcurrency, SharedQuota, SharedWindow,
+};
+use super::template::Request;
+use super::{Edits, Pipeline, Policy, Respond, StatusRanges};
+use crate::config::Config;
+use crate::route::{HeaderLookup, Route};
+
+/// Node-wide policy state, shared by every worker: the limit tables and the purge hub.
+pub struct NodePolicies {
+    pub rate: Vec<(Arc<SharedWindow>, RateSpec)>,
+    pub quota: Vec<(Arc<SharedQuota>, QuotaSpec, String)>,
+    pub concurrency: Vec<(Arc<SharedConcurrency>, ConcurrencySpec)>,
+    pub purge: Arc<PurgeHub>,
+}
+
+impl NodePolicies {
+    /// The tables for `config`, sized for `workers` cores, and each core's purge inbox.
+    pub fn new(config: &Config, workers: usize) -> (Arc<NodePolicies>, Vec<PurgeInbox>) {
+        let t = &config.policy_tables;
+        let rate = t
+            .rate
+            .iter()
+            .map(|d| {
+                let spec = RateSpec {
+                    calls: d.calls,
+                    period: d.period,
+                    workers,
+                    max_keys: d.max_keys,
+                };
+                (Arc::new(SharedWindow::new(&spec)), spec)
+            })
+            .collect();
+        let quota = t
+            .quota
+            .iter()
+            .map(|d| {
+                let spec = QuotaSpec {
+                    calls: d.calls,
+                    bandwidth: d.bandwidth,
+                    period: d.period,
+                    first_period_start_ms: d.first_period_start_ms,
+                    workers,
+                    max_keys: d.max_keys,
+                };
+                (Arc::new(SharedQuota::new(&spec)), spec, d.id.clone())
+            })
+            .collect();
+        let concurrency = t
+            .concurrency
+            .iter()
+            .map(|d| {
+                let spec = ConcurrencySpec {
+                    max_count: d.max_count,
+                    workers,
+                    max_keys: d.max_keys,
+                };
+                (Arc::new(SharedConcurrency::new(&spec)), spec)
+            })
+            .collect();
+        let (purge, inboxes) = PurgeHub::new(workers);
+        (
+            Arc::new(NodePolicies {
+                rate,
+                quota,
+                concurrency,
+                purge,
+            }),
+            inboxes,
+        )
+    }
+}
+
+/// One core's policy state.
+pub struct WorkerPolicies {
+    rate: Vec<RefCell<LocalWindow>>,
+    quota: Vec<RefCell<LocalQuota>>,
+    concurrency: Vec<RefCell<LocalConcurrency>>,
+    pub cache: RefCell<CacheStore>,
+    pub values: RefCell<ValueStore>,
+    pub flights: Coalescer,
+    purge: PurgeInbox,
+    /// Shadow-mode refusals and other policy events are logged at most once a second each.
+    pub(crate) shadow_log: crate::server::LogLimit,
+}
+
+/// Sweep work per tick, in entries.
+const SWEEP_BUDGET: usize = 256;
+
+impl WorkerPolicies {
+    pub fn new(node: &NodePolicies, config: &Config, purge: PurgeInbox) -> WorkerPolicies {
+        WorkerPolicies {
+            rate: node
+                .rate
+                .iter()
+                .map(|(s, spec)| RefCell::new(LocalWindow::new(Arc::clone(s), spec)))
+                .collect(),
+            quota: node
+                .quota
+                .iter()
+                .map(|(s, spec, _)| RefCell::new(LocalQuota::new(Arc::clone(s), spec)))
+                .collect(),
+            concurrency: node
+                .concurrency
+                .iter()
+                .map(|(s, spec)| RefCell::new(LocalConcurrency::new(Arc::clone(s), spec)))
+                .collect(),
+            cache: RefCell::new(CacheStore::new(
+                config.cache.max_bytes,
+                config.cache.max_entry_bytes,
+            )),
+            values: RefCell::new(ValueStore::new(
+                config.cache.max_value_bytes,
+                config.cache.max_value_bytes,
+            )),
+            flights: Coalescer::default(),
+            purge,
+            shadow_log: crate::server::LogLimit::default(),
+        }
+    }
+
+    /// The worker's periodic upkeep: returns unused leases, applies purges, sweeps caches.
+    pub fn tick(&self, now: Instant) {
+        let ms = mono_ms(now);
+        for r in &self.rate {
+            r.borrow_mut().tick(ms);
+        }
+        if !self.quota.is_empty() {
+            let unix = unix_ms();
+            for q in &self.quota {
+                q.borrow_mut().tick(unix);
+            }
+        }
+        for c in &self.concurrency {
+            c.borrow_mut().tick();
+        }
+        {
+            let mut cache = self.cache.borrow_mut();
+            self.purge.apply(&mut *cache);
+            cache.sweep(now, SWEEP_BUDGET);
+        }
+        self.values.borrow_mut().sweep(now, SWEEP_BUDGET);
+    }
+}
+
+/// Milliseconds on the monotonic clock, from a process-wide origin.
+pub fn mono_ms(now: Instant) -> u64 {
+    static ORIGIN: OnceLock<Instant> = OnceLock::new();
+    let origin = *ORIGIN.get_or_init(|| now - Duration::from_secs(1));
+    now.saturating_duration_since(origin).as_millis() as u64
+}
+
+/// Milliseconds since the Unix epoch (quota periods are aligned to calendar time).
+pub fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Something a request holds until its answer is out.
+#[derive(Clone, Copy, Debug)]
+enum Held {
+    Rate {
+        index: usize,
+        key: u64,
+        n: u32,
+        /// The policy's position in the inbound section.
+        pos: usize,
+    },
+    Quota {
+        index: usize,
+        key: u64,
+    },
+    Concurrency {
+        index: usize,
+        key: u64,
+    },
+}
+
+/// What the cache did for this request.
+#[derive(Default)]
+pub struct CacheState {
+    /// `X-Cache` to send, if a lookup ran.
+    pub x_cache: Option<cache::XCache>,
+    /// The key looked up and missed, for `cache-store`.
+    pub key: Vec<u8>,
+    pub hash: u64,
+    pub missed: bool,
+    /// Where the lookup stands in the inbound section (its `vary_by_header` decides which
+    /// responses' `Vary` the key covers).
+    pub lookup_pos: usize,
+    /// This request fetches for the waiters on its key.
+    pub leader: Option<Leader>,
+    /// This request waited for another's fetch: on a second miss it goes to the backend
+    /// itself, without a new flight.
+    pub waited: bool,
+    /// Set by `cache-store` when the response may be stored, for this long.
+    pub store_for: Option<Duration>,
+}
+
+/// The per-request state of a pipeline run, kept by the connection and reused.
+#[derive(Default)]
+pub struct Exchange {
+    /// Header edits of the request to the backend.
+    pub request: Edits,
+    /// Header edits of the answer to the client.
+    pub response: Edits,
+    /// The new request target (path and query), when a policy changed it.
+    pub target: Vec<u8>,
+    pub target_set: bool,
+    /// The backend a policy chose.
+    pub backend: Option<usize>,
+    /// `set-status`: the status and reason the client gets instead.
+    pub status: Option<u16>,
+    pub reason: Vec<u8>,
+    pub vars: Vec<Option<Bytes>>,
+    /// Spans of the operation's path parameters in the request path.
+    pub params: Vec<(u32, u32)>,
+    pub cache: CacheState,
+    /// The most restrictive rate limit seen, for the `RateLimit-*` headers.
+    rate: Option<RateDecision>,
+    held: Vec<Held>,
+    scratch: Vec<u8>,
+    tmp: Vec<u8>,
+    /// The request failed in a policy or at the backend: `on_error` ran.
+    pub failed: bool,
+    /// Body bytes the exchange moved both ways (for bandwidth quotas).
+    pub bytes: u64,
+}
+
+/// What the inbound section decided.
+pub enum Inbound<'p> {
+    /// Forward to the backend.
+    Continue,
+    /// `return-response` / `mock-response`.
+    Respond(&'p Respond),
+    /// A limit refused the request.
+    Refuse(Refusal),
+    /// The cache has the answer.
+    Hit(Hit),
+    /// Another request on this core is fetching this key: wait, then run again from
+    /// policy `resume` (the lookup itself).
+    Wait(Waiter, usize),
+}
+
+/// A policy's refusal: status, APIM's message, `Retry-After` seconds.
+#[derive(Debug)]
+pub struct Refusal {
+    pub status: u16,
+    pub message: String,
+    pub retry_after: Option<u64>,
+}
+
+/// What the policies read from the request.
+pub struct Ctx<'a, H: HeaderLookup> {
+    pub ip: &'a [u8],
+    pub method: &'a [u8],
+    pub host: &'a [u8],
+    pub path: &'a [u8],
+    pub query: &'a [u8],
+    /// The request target as sent (path and query).
+    pub target: &'a [u8],
+    pub headers: H,
+    pub route: &'a Route,
+    pub now: Instant,
+}
+
+/// The request's headers once they have gone to the backend (outbound and `on_error`
+/// templates read none).
+#[derive(Clone, Copy)]
+pub struct NoHeaders;
+
+impl HeaderLookup for NoHeaders {
+    fn get(&self, _: &[u8]) -> Option<&[u8]> {
+        None
+    }
+}
+
+impl<'a> Ctx<'a, NoHeaders> {
+    /// What outbound policies and `on_error` see: the route and the client, not the request.
+    pub fn after_forward(ip: &'a [u8], route: &'a Route, now: Instant) -> Self {
+        Ctx {
+            ip,
+            method: b"",
+            host: b"",
+            path: b"",
+            query: b"",
+            target: b"",
+            headers: NoHeaders,
+            route,
+            now,
+        }
+    }
+}
+
+impl Exchange {
+    /// Readies the exchange for a new request of `route`.
+    pub fn begin<H: HeaderLookup>(&mut self, vars: usize, ctx: &Ctx<'_, H>) {
+        self.request.clear();
+        self.response.clear();
+        self.target.clear();
+        self.target_set = false;
+        self.backend = None;
+        self.status = None;
+        self.reason.clear();
+        self.vars.clear();
+        self.vars.resize(vars, None);
+        self.params.clear();
+        if let Some(t) = &ctx.route.params {
+            t.capture(ctx.path, &mut self.params);
+        }
+        self.cache.x_cache = None;
+        self.cache.missed = false;
+        self.cache.leader = None;
+        self.cache.waited = false;
+        self.cache.store_for = None;
+        self.bytes = 0;
+        self.rate = None;
+        self.held.clear();
+        self.failed = false;
+    }
+
+    fn render<H: HeaderLookup>(&self, t: &super::Template, ctx: &Ctx<'_, H>, out: &mut Vec<u8>) {
+        let req = Request {
+            ip: ctx.ip,
+            query: self.current_query(ctx),
+            headers: &ctx.headers,
+            api: &ctx.route.api,
+            operation: &ctx.route.operation,
+            vars: &self.vars,
+            path: ctx.path,
+            path_params: &self.params,
+        };
+        t.render(&req, out);
+    }
+
+    fn current_query<'s, H: HeaderLookup>(&'s self, ctx: &Ctx<'s, H>) -> &'s [u8] {
+        if self.target_set {
+            match self.target.iter().position(|&b| b == b'?') {
+                Some(q) => &self.target[q + 1..],
+                None => b"",
+            }
+        } else {
+            ctx.query
+        }
+    }
+
+    /// Renders `t` and hashes it, for a limit's counter key.
+    fn key_of<H: HeaderLookup>(&mut self, t: &super::Template, ctx: &Ctx<'_, H>) -> u64 {
+        let mut out = std::mem::take(&mut self.scratch);
+        out.clear();
+        self.render(t, ctx, &mut out);
+        let h = cache::key_hash(&out);
+        self.scratch = out;
+        h
+    }
+
+    /// Runs the inbound section from policy `from`.
+    pub fn inbound<'p, H: HeaderLookup>(
+        &mut self,
+        pipe: &'p Pipeline,
+        from: usize,
+        w: &WorkerPolicies,
+        ctx: &Ctx<'_, H>,
+    ) -> Inbound<'p> {
+        for (i, policy) in pipe.inbound.iter().enumerate().skip(from) {
+            match policy {
+                Policy::SetHeader(s) => {
+                    let mut v = std::mem::take(&mut self.tmp);
+                    v.clear();
+                    self.render(&s.value, ctx, &mut v);
+                    let original = ctx.headers.get(&s.lower).is_some();
+                    self.request.apply(s.action, &s.name, &v, original);
+                    self.tmp = v;
+                }
+                Policy::SetQuery(s) => self.set_query(s, ctx),
+                Policy::RewriteUri(r) => self.rewrite_uri(r, ctx),
+                Policy::Respond(r) => {
+                    self.respond_headers(r, ctx);
+                    return Inbound::Respond(r);
+                }
+                Policy::SetBackend(b) => self.backend = Some(*b),
+                Policy::SetStatus { .. } | Policy::CacheStore(_) | Policy::Retry(_) => {}
+                Policy::RateLimit(l) => {
+                    let key = self.key_of(&l.key, ctx);
+                    let decision = w.rate[l.index].borrow_mut().acquire_n(
+                        key,
+                        l.increment_count,
+                        mono_ms(ctx.now),
+                    );
+                    if self.rate.is_none_or(|r| decision.remaining < r.remaining) {
+                        self.rate = Some(decision);
+                    }
+                    if decision.admitted {
+                        self.held.push(Held::Rate {
+                            index: l.index,
+                            key,
+                            n: l.increment_count,
+                            pos: i,
+                        });
+                    } else if l.shadow {
+                        w.shadow_log.warn(
+                            ctx.now,
+                            format_args!("{}: would refuse with 429 (shadow mode)", l.origin),
+                        );
+                    } else {
+                        self.write_rate_headers();
+                        let secs = decision.reset_secs.max(1);
+                        return Inbound::Refuse(Refusal {
+                            status: 429,
+                            message: format!(
+                                "Rate limit is exceeded. Try again in {secs} seconds."
+                            ),
+                            retry_after: Some(secs),
+                        });
+                    }
+                }
+                Policy::Quota(l) => {
+                    let key = self.key_of(&l.key, ctx);
+                    let d = w.quota[l.index].borrow_mut().acquire(key, unix_ms());
+                    if d.admitted {
+                        self.held.push(Held::Quota {
+                            index: l.index,
+                            key,
+                        });
+                    } else if l.shadow {
+                        w.shadow_log.warn(
+                            ctx.now,
+                            format_args!("{}: would refuse with 403 (shadow mode)", l.origin),
+                        );
+                    } else {
+                        let s = d.retry_after_secs.max(1);
+                        let what = if d.calls_remaining == Some(0) {
+                            "call volume"
+                        } else {
+                            "bandwidth"
+                        };
+                        return Inbound::Refuse(Refusal {
+                            status: 403,
+                            message: format!(
+                                "Out of {what} quota. Quota will be replenished in {:02}:{:02}:{:02}.",
+                                s / 3600,
+                                s / 60 % 60,
+                                s % 60
+                            ),
+                            retry_after: Some(s),
+                        });
+                    }
+                }
+                Policy::Concurrency(l) => {
+                    let key = self.key_of(&l.key, ctx);
+                    if w.concurrency[l.index].borrow_mut().acquire(key) {
+                        self.held.push(Held::Concurrency {
+                            index: l.index,
+                            key,
+                        });
+                    } else if l.shadow {
+                        w.shadow_log.warn(
+                            ctx.now,
+                            format_args!("{}: would refuse with 429 (shadow mode)", l.origin),
+                        );
+                    } else {
+                        return Inbound::Refuse(Refusal {
+                            status: 429,
+                            message: "Too many concurrent requests.".to_string(),
+                            retry_after: Some(1),
+                        });
+                    }
+                }
+                Policy::CacheLookup(c) => {
+                    if let Some(outcome) = self.cache_lookup(c, i, w, ctx) {
+                        return outcome;
+                    }
+                }
+                Policy::LookupValue(l) => {
+                    let mut k = std::mem::take(&mut self.scratch);
+                    k.clear();
+                    self.render(&l.key, ctx, &mut k);
+                    let v = w.values.borrow_mut().get(&k, ctx.now);
+                    self.vars[l.var as usize] = v.or_else(|| l.default.clone());
+                    self.scratch = k;
+                }
+                Policy::StoreValue(s) => self.store_value(s, w, ctx),
+                Policy::RemoveValue(k) => self.remove_value(k, w, ctx),
+            }
+        }
+        self.write_rate_headers();
+        Inbound::Continue
+    }
+
+    fn write_rate_headers(&mut self) {
+        if let Some(r) = self.rate {
+            self.response
+                .add_with(b"RateLimit-Limit", |o| push_u64(o, r.limit));
+            self.response
+                .add_with(b"RateLimit-Remaining", |o| push_u64(o, r.remaining));
+            self.response
+                .add_with(b"RateLimit-Reset", |o| push_u64(o, r.reset_secs));
+            self.rate = None;
+        }
+    }
+
+    fn respond_headers<H: HeaderLookup>(&mut self, r: &Respond, ctx: &Ctx<'_, H>) {
+        for (name, value) in &r.headers {
+            let mut v = std::mem::take(&mut self.tmp);
+            v.clear();
+            self.render(value, ctx, &mut v);
+            self.response
+                .apply(super::ExistsAction::Override, name, &v, false);
+            self.tmp = v;
+        }
+        self.write_rate_headers();
+    }
+
+    fn store_value<H: HeaderLookup>(
+        &mut self,
+        s: &super::StoreValue,
+        w: &WorkerPolicies,
+        ctx: &Ctx<'_, H>,
+    ) {
+        let mut k = std::mem::take(&mut self.scratch);
+        let mut v = std::mem::take(&mut self.tmp);
+        k.clear();
+        v.clear();
+        self.render(&s.key, ctx, &mut k);
+        self.render(&s.value, ctx, &mut v);
+        w.values
+            .borrow_mut()
+            .insert(&k, Bytes::copy_from_slice(&v), s.duration, ctx.now);
+        self.scratch = k;
+        self.tmp = v;
+    }
+
+    fn remove_value<H: HeaderLookup>(
+        &mut self,
+        key: &super::Template,
+        w: &WorkerPolicies,
+        ctx: &Ctx<'_, H>,
+    ) {
+        let mut k = std::mem::take(&mut self.scratch);
+        k.clear();
+        self.render(key, ctx, &mut k);
+        w.values.borrow_mut().remove(&k);
+        self.scratch = k;
+    }
+
+    fn cache_lookup<'p, H: HeaderLookup>(
+        &mut self,
+        c: &super::CacheLookup,
+        index: usize,
+        w: &WorkerPolicies,
+        ctx: &Ctx<'_, H>,
+    ) -> Option<Inbound<'p>> {
+        let private = !c.allow_private && ctx.headers.get(b"authorization").is_some();
+        if !cache::cacheable_method(ctx.method) || private {
+            self.cache.x_cache = Some(cache::XCache::Bypass);
+            return None;
+        }
+        let mut key = std::mem::take(&mut self.cache.key);
+        let parts = cache::KeyParts {
+            method: b"GET",
+            host: ctx.host,
+            path: ctx.path,
+            query: self.current_query(ctx),
+            extra: b"",
+        };
+        let headers = &ctx.headers;
+        cache::build_key(
+            &mut key,
+            &parts,
+            &c.vary_by_query,
+            &c.vary_by_header,
+            |name| headers.get(name),
+        );
+        let hash = cache::key_hash(&key);
+        self.cache.key = key;
+        self.cache.hash = hash;
+        self.cache.lookup_pos = index;
+        if let Some(hit) = w.cache.borrow_mut().get(hash, &self.cache.key, ctx.now) {
+            self.cache.x_cache = Some(cache::XCache::Hit);
+            self.write_rate_headers();
+            return Some(Inbound::Hit(hit));
+        }
+        self.cache.x_cache = Some(cache::XCache::Miss);
+        self.cache.missed = true;
+        if self.cache.waited {
+            // Back from waiting, still a miss (the answer was not cacheable): fetch without
+            // starting a flight of its own.
+            return None;
+        }
+        match w.flights.begin(hash) {
+            Role::Leader(l) => self.cache.leader = Some(l),
+            Role::Follower(waiter) => {
+                self.cache.waited = true;
+                return Some(Inbound::Wait(waiter, index));
+            }
+            Role::Forward => {}
+        }
+        None
+    }
+
+    fn set_query<H: HeaderLookup>(&mut self, s: &super::SetHeader, ctx: &Ctx<'_, H>) {
+        let mut value = std::mem::take(&mut self.tmp);
+        value.clear();
+        self.render(&s.value, ctx, &mut value);
+        let current: &[u8] = if self.target_set {
+            &self.target
+        } else {
+            ctx.target
+        };
+        let (path, query) = match current.iter().position(|&b| b == b'?') {
+            Some(q) => (&current[..q], &current[q + 1..]),
+            None => (current, &b""[..]),
+        };
+        let mut out = std::mem::take(&mut self.scratch);
+        out.clear();
+        out.extend_from_slice(path);
+        let mut first = true;
+        let mut sep = |out: &mut Vec<u8>| {
+            out.push(if first { b'?' } else { b'&' });
+            first = false;
+        };
+        let exists = query
+            .split(|&b| b == b'&')
+            .any(|p| param_name(p) == &s.name[..]);
+        for pair in query.split(|&b| b == b'&').filter(|p| !p.is_empty()) {
+            let named = param_name(pair) == &s.name[..];
+            if named
+                && matches!(
+                    s.action,
+                    super::ExistsAction::Override | super::ExistsAction::Delete
+                )
+            {
+                continue;
+            }
+            sep(&mut out);
+            out.extend_from_slice(pair);
+        }
+        let add = match s.action {
+            super::ExistsAction::Delete => false,
+            super::ExistsAction::Skip => !exists,
+            super::ExistsAction::Override | super::ExistsAction::Append => true,
+        };
+        if add {
+            sep(&mut out);
+            out.extend_from_slice(&s.name);
+            out.push(b'=');
+            out.extend_from_slice(&value);
+        }
+        self.scratch = std::mem::replace(&mut self.target, out);
+        self.target_set = true;
+        self.tmp = value;
+    }
+
+    fn rewrite_uri<H: HeaderLookup>(&mut self, r: &super::RewriteUri, ctx: &Ctx<'_, H>) {
+        let mut out = std::mem::take(&mut self.scratch);
+        out.clear();
+        // The template is relative to the API (as APIM's is to the backend's URL): it goes
+        // behind the API's path, which the route's rewrite then replaces.
+        let base = ctx.route.strip.unwrap_or(0).min(ctx.path.len());
+        out.extend_from_slice(&ctx.path[..base]);
+        self.render(&r.template, ctx, &mut out);
+        if r.copy_unmatched_params {
+            let query = self.current_query(ctx).to_vec();
+            let set: Vec<Vec<u8>> = match out.iter().position(|&b| b == b'?') {
+                Some(q) => out[q + 1..]
+                    .split(|&b| b == b'&')
+                    .map(|p| param_name(p).to_vec())
+                    .collect(),
+                None => Vec::new(),
+            };
+            let mut first = !out.contains(&b'?');
+            for pair in query.split(|&b| b == b'&').filter(|p| !p.is_empty()) {
+                if set.iter().any(|n| n[..] == *param_name(pair)) {
+                    continue;
+                }
+                out.push(if first { b'?' } else { b'&' });
+                first = false;
+                out.extend_from_slice(pair);
+            }
+        }
+        self.scratch = std::mem::replace(&mut self.target, out);
+        self.target_set = true;
+    }
+
+    /// Runs the outbound section on a response with `status`; `has` says whether the response
+    /// carries a header (lower-case name).
+    pub fn outbound<H: HeaderLookup>(
+        &mut self,
+        pipe: &Pipeline,
+        status: u16,
+        response: &impl Fn(&[u8]) -> bool,
+        w: &WorkerPolicies,
+        ctx: &Ctx<'_, H>,
+    ) {
+        for policy in pipe.outbound.iter() {
+            match policy {
+                Policy::SetHeader(s) => {
+                    let mut v = std::mem::take(&mut self.tmp);
+                    v.clear();
+                    self.render(&s.value, ctx, &mut v);
+                    let original = response(&s.lower);
+                    self.response.apply(s.action, &s.name, &v, original);
+                    self.tmp = v;
+                }
+                Policy::SetStatus { code, reason } => {
+                    self.status = Some(*code);
+                    self.reason.clear();
+                    self.reason.extend_from_slice(reason.as_bytes());
+                }
+                Policy::CacheStore(c) => {
+                    if self.cache.missed && c.statuses.contains(status) {
+                        self.cache.store_for = Some(c.duration);
+                    }
+                }
+                Policy::LookupValue(l) => {
+                    let mut k = std::mem::take(&mut self.scratch);
+                    k.clear();
+                    self.render(&l.key, ctx, &mut k);
+                    let v = w.values.borrow_mut().get(&k, ctx.now);
+                    self.vars[l.var as usize] = v.or_else(|| l.default.clone());
+                    self.scratch = k;
+                }
+                Policy::StoreValue(s) => self.store_value(s, w, ctx),
+                Policy::RemoveValue(k) => self.remove_value(k, w, ctx),
+                _ => {}
+            }
+        }
+        self.write_x_cache();
+    }
+
+    /// Adds `X-Cache`, once the outcome of the lookup is known.
+    pub fn write_x_cache(&mut self) {
+        if let Some(x) = self.cache.x_cache.take() {
+            self.response.add(b"X-Cache", x.as_bytes());
+        }
+    }
+
+    /// Runs `on_error` for an answer the gateway makes because something failed. Returns a
+    /// `return-response` / `mock-response` that replaces the answer, if one ran.
+    pub fn on_error<'p, H: HeaderLookup>(
+        &mut self,
+        pipe: &'p Pipeline,
+        ctx: &Ctx<'_, H>,
+    ) -> Option<&'p Respond> {
+        self.failed = true;
+        self.write_x_cache();
+        for policy in pipe.on_error.iter() {
+            match policy {
+                Policy::SetHeader(s) => {
+                    let mut v = std::mem::take(&mut self.tmp);
+                    v.clear();
+                    self.render(&s.value, ctx, &mut v);
+                    self.response.apply(s.action, &s.name, &v, false);
+                    self.tmp = v;
+                }
+                Policy::SetStatus { code, reason } => {
+                    self.status = Some(*code);
+                    self.reason.clear();
+                    self.reason.extend_from_slice(reason.as_bytes());
+                }
+                Policy::Respond(r) => {
+                    self.respond_headers(r, ctx);
+                    return Some(r);
+                }
+                _ => {}
+            }
+        }
+        None
+    }
+
+    /// Whether a response may go into the cache: `cache-store` allowed it, the backend's
+    /// directives allow it (for how long), and its `Vary` is covered by the key.
+    pub fn store_ttl(
+        &self,
+        pipe: &Pipeline,
+        cache_control: &mut dyn Iterator<Item = &[u8]>,
+        pragma: Option<&[u8]>,
+        vary: Option<&[u8]>,
+    ) -> Option<Duration> {
+        let duration = self.cache.store_for?;
+        let mut control = cache::ResponseControl::default();
+        for v in cache_control {
+            control.add_cache_control(v);
+        }
+        if let Some(p) = pragma {
+            control.add_pragma(p);
+        }
+        if let Some(v) = vary {
+            control.add_vary(v);
+            let keyed: &[Box<[u8]>] = match pipe.inbound.get(self.cache.lookup_pos) {
+                Some(Policy::CacheLookup(c)) => &c.vary_by_header,
+                _ => &[],
+            };
+            if !cache::vary_covered(v, keyed) {
+                return None;
+            }
+        }
+        control.ttl(duration)
+    }
+
+    /// Stores a response taken in whole.
+    pub fn store(
+        &mut self,
+        w: &WorkerPolicies,
+        status: u16,
+        headers: Bytes,
+        body: Bytes,
+        ttl: Duration,
+        now: Instant,
+    ) {
+        w.cache.borrow_mut().insert(
+            self.cache.hash,
+            &self.cache.key,
+            status,
+            headers,
+            body,
+            ttl,
+            now,
+        );
+    }
+
+    /// Settles what the request held, once its answer (with `status`) is out. `bytes` is what
+    /// the exchange moved both ways, for bandwidth quotas.
+    pub fn settle(
+        &mut self,
+        pipe: &Pipeline,
+        w: &WorkerPolicies,
+        status: u16,
+        bytes: u64,
+        now: Instant,
+    ) {
+        self.cache.leader = None;
+        if self.held.is_empty() {
+            return;
+        }
+        let ms = mono_ms(now);
+        let mut unix = None;
+        for held in self.held.drain(..) {
+            match held {
+                Held::Rate { index, key, n, pos } => {
+                    let Some(Policy::RateLimit(policy)) = pipe.inbound.get(pos) else {
+                        continue;
+                    };
+                    if let Some(cond) = &policy.increment_condition {
+                        if !counts(cond, status) {
+                            w.rate[index].borrow_mut().give_back(key, n, ms);
+                        }
+                    }
+                }
+                Held::Quota { index, key } => {
+                    if bytes > 0 {
+                        let now_unix = *unix.get_or_insert_with(unix_ms);
+                        w.quota[index].borrow_mut().add_bytes(key, bytes, now_unix);
+                    }
+                }
+                Held::Concurrency { index, key } => {
+                    w.concurrency[index].borrow_mut().release(key);
+                }
+            }
+        }
+    }
+}
+
+/// Appends `n` in decimal.
+pub fn push_u64(out: &mut Vec<u8>, n: u64) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    let mut n = n;
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[at..]);
+}
+
+fn counts(cond: &StatusRanges, status: u16) -> bool {
+    cond.contains(status)
+}
+
+fn param_name(pair: &[u8]) -> &[u8] {
+    match pair.iter().position(|&b| b == b'=') {
+        Some(eq) => &pair[..eq],
+        None => pair,
+    }
+}

@@ -1,0 +1,157 @@
+//! A request whose route has policies: run the inbound section, then answer, serve from the
+//! cache, or forward with the exchange (which runs the outbound section), and settle.
+//!
+//! Requests without policies never come here; their path is unchanged.
+
+use std::rc::Rc;
+use std::time::Instant;
+
+use super::conn::{Conn, Facts, HeadView, Next};
+use super::local::{self, Local};
+use crate::policy::run::{Ctx, Exchange, Inbound};
+use crate::policy::Pipeline;
+use crate::route::{Action, Route};
+
+impl Conn {
+    pub(super) async fn with_policies(
+        &mut self,
+        head_len: usize,
+        facts: Facts,
+        route: &Route,
+        prefix_len: usize,
+        pipeline: usize,
+    ) -> (Next, u16) {
+        let w = Rc::clone(&self.w);
+        let snap = &*w.snapshot;
+        let pipe = &snap.config.pipelines[pipeline];
+        let mut ex = self.exchange.take().unwrap_or_default();
+        let now = Instant::now();
+        {
+            let ctx = self.policy_ctx(route, now);
+            ex.begin(snap.config.vars.len(), &ctx);
+        }
+        let mut from = 0;
+        let outcome = loop {
+            let outcome = {
+                let ctx = self.policy_ctx(route, Instant::now());
+                ex.inbound(pipe, from, &w.policies, &ctx)
+            };
+            match outcome {
+                Inbound::Wait(waiter, resume) => {
+                    // Another request on this core fetches this key: its answer is in the
+                    // store when it is done. Waiting is bounded like the fetch itself.
+                    let limit = snap.config.timeouts.upstream_response;
+                    let _ = monoio::time::timeout(limit, waiter).await;
+                    from = resume;
+                }
+                other => break other,
+            }
+        };
+        let (next, status) = match outcome {
+            Inbound::Wait(..) => unreachable!("waits are followed above"),
+            Inbound::Continue => {
+                let backend = ex.backend.or(match route.action {
+                    Action::Backend(b) => Some(b),
+                    _ => None,
+                });
+                match (backend, &route.action) {
+                    (Some(b), _) => {
+                        self.forward(head_len, facts, route, prefix_len, b, Some((pipe, &mut ex)))
+                            .await
+                    }
+                    (None, Action::Respond(d)) => {
+                        ex.write_x_cache();
+                        let answer = Local::Direct(d, &route.response_headers);
+                        local::answer(self, head_len, facts, answer, Some(&ex)).await
+                    }
+                    (None, Action::Redirect(r)) => {
+                        ex.write_x_cache();
+                        let location = local::location(r, self.rbuf.data(), &self.head);
+                        let answer = Local::Redirect {
+                            status: r.status,
+                            location: &location,
+                        };
+                        local::answer(self, head_len, facts, answer, Some(&ex)).await
+                    }
+                    (None, _) => {
+                        let message = "no backend: the operation has none and no \
+                                       set-backend-service policy chose one";
+                        self.fail(head_len, facts, route, pipe, &mut ex, 500, message, None)
+                            .await
+                    }
+                }
+            }
+            Inbound::Respond(r) => {
+                ex.write_x_cache();
+                local::answer(self, head_len, facts, Local::Policy(r), Some(&ex)).await
+            }
+            Inbound::Refuse(refusal) => {
+                let message = refusal.message;
+                self.fail(
+                    head_len,
+                    facts,
+                    route,
+                    pipe,
+                    &mut ex,
+                    refusal.status,
+                    &message,
+                    refusal.retry_after,
+                )
+                .await
+            }
+            Inbound::Hit(hit) => {
+                ex.write_x_cache();
+                local::answer(self, head_len, facts, Local::Cached(&hit), Some(&ex)).await
+            }
+        };
+        let bytes = ex.bytes;
+        ex.settle(pipe, &w.policies, status, bytes, Instant::now());
+        self.exchange = Some(ex);
+        (next, status)
+    }
+
+    /// What the policies read from the request in the buffer.
+    fn policy_ctx<'a>(&'a self, route: &'a Route, now: Instant) -> Ctx<'a, HeadView<'a>> {
+        let buf = self.rbuf.data();
+        let head = &self.head;
+        Ctx {
+            ip: self.client_ip(),
+            method: head.method(buf),
+            host: head.host(buf).unwrap_or_default(),
+            path: head.path(buf),
+            query: head.query(buf),
+            target: head.target(buf),
+            headers: HeadView { head, buf },
+            route,
+            now,
+        }
+    }
+
+    /// Answers a request a policy refused (or that has nowhere to go), after `on_error`.
+    #[allow(clippy::too_many_arguments)]
+    async fn fail(
+        &mut self,
+        head_len: usize,
+        facts: Facts,
+        route: &Route,
+        pipe: &Pipeline,
+        ex: &mut Exchange,
+        status: u16,
+        message: &str,
+        retry_after: Option<u64>,
+    ) -> (Next, u16) {
+        let replaced = {
+            let ctx = self.policy_ctx(route, Instant::now());
+            ex.on_error(pipe, &ctx)
+        };
+        let answer = match replaced {
+            Some(r) => Local::Policy(r),
+            None => Local::Apim {
+                status,
+                message,
+                retry_after,
+            },
+        };
+        local::answer(self, head_len, facts, answer, Some(ex)).await
+    }
+}
