@@ -103,12 +103,11 @@ fn get(stream: &mut TcpStream, reader: &mut BufReader<TcpStream>) {
     reader.read_exact(&mut body).unwrap();
 }
 
-#[test]
-fn allocations_per_proxied_get() {
+/// Starts the server on `yaml` (with `{origin}` replaced), warms it up, and returns the
+/// allocations per GET made on its worker over 20,000 keep-alive requests.
+fn allocations_per_get(yaml: &str) -> f64 {
     let origin = origin();
-    let yaml = format!(
-        "workers: 1\nlisteners:\n  - address: 127.0.0.1:0\nbackends:\n  - name: b\n    targets:\n      - url: http://{origin}\nroutes:\n  - backend: b\n"
-    );
+    let yaml = yaml.replace("{origin}", &origin.to_string());
     let config = ringway::config::load_str(&yaml, "alloc.yaml", &|_| None).unwrap();
     let snapshot = ringway::snapshot::Snapshot::build(config).unwrap();
     let hook: ringway::server::ThreadHook = Arc::new(|_| COUNTED.with(|c| c.set(true)));
@@ -127,9 +126,47 @@ fn allocations_per_proxied_get() {
         get(&mut stream, &mut reader);
     }
     let per_request = (ALLOCATIONS.load(Ordering::Relaxed) - before) as f64 / N as f64;
-    println!("allocations per proxied GET on the worker: {per_request:.3}");
     server.control.drain();
     drop(stream);
+    per_request
+}
+
+const BARE: &str = "workers: 1\nlisteners:\n  - address: 127.0.0.1:0\nbackends:\n  - name: b\n    targets:\n      - url: http://{origin}\nroutes:\n  - backend: b\n";
+
+/// An API whose every request passes a rate limit, a quota and a cache lookup.
+fn api(store: bool) -> String {
+    let outbound = if store {
+        "    outbound:\n      - cache-store: { duration: 1h }\n"
+    } else {
+        ""
+    };
+    format!(
+        "workers: 1\nlisteners:\n  - address: 127.0.0.1:0\nbackends:\n  - name: b\n    targets:\n      - url: http://{{origin}}\n\
+         apis:\n  - name: hello\n    path: /\n    backend: b\n    policies:\n      inbound:\n\
+         \x20       - rate-limit-by-key: {{ calls: 1000000000, renewal_period: 1h, counter_key: \"{{ip}}\" }}\n\
+         \x20       - quota-by-key: {{ calls: 1000000000, renewal_period: 1h, counter_key: \"{{ip}}\" }}\n\
+         \x20       - cache-lookup: {{}}\n  {outbound}"
+    )
+}
+
+#[test]
+fn allocations_per_proxied_get() {
+    let per_request = allocations_per_get(BARE);
+    println!("allocations per proxied GET on the worker: {per_request:.3}");
     // Steady state allocates nothing per request; the tick timer accounts for the rest.
     assert!(per_request < 0.1, "{per_request} allocations per request");
+}
+
+#[test]
+fn allocations_per_get_through_limits_and_a_cache_miss() {
+    let per_request = allocations_per_get(&api(false));
+    println!("allocations per GET, rate limit + quota + cache miss: {per_request:.3}");
+    assert!(per_request <= 4.0, "{per_request} allocations per request");
+}
+
+#[test]
+fn allocations_per_get_through_limits_and_a_cache_hit() {
+    let per_request = allocations_per_get(&api(true));
+    println!("allocations per GET, rate limit + quota + cache hit: {per_request:.3}");
+    assert!(per_request <= 4.0, "{per_request} allocations per request");
 }

@@ -154,12 +154,11 @@ impl WorkerPolicies {
         for c in &self.concurrency {
             c.borrow_mut().tick();
         }
-        {
-            let mut cache = self.cache.borrow_mut();
-            self.purge.apply(&mut *cache);
-            cache.sweep(now, SWEEP_BUDGET);
-        }
-        self.values.borrow_mut().sweep(now, SWEEP_BUDGET);
+        let mut cache = self.cache.borrow_mut();
+        let mut values = self.values.borrow_mut();
+        self.purge.apply(&mut (&mut *cache, &mut *values));
+        cache.sweep(now, SWEEP_BUDGET);
+        values.sweep(now, SWEEP_BUDGET);
     }
 }
 

@@ -15,16 +15,23 @@ use crate::config::Config;
 use crate::policy::limit::{load_state, save_state};
 use crate::policy::run::{unix_ms, NodePolicies};
 
-/// Where the state of `config` is kept: `state.path`, else beside the configuration file.
+/// Where the state of `config` is kept: `state.path`, else beside the configuration file
+/// (`gateway.yaml.state`). None when there are no quotas, or no file to put it beside.
 pub fn state_path(config: &Config) -> Option<PathBuf> {
     if config.policy_tables.quota.is_empty() {
         return None;
     }
-    Some(config.state.path.clone().unwrap_or_else(|| {
-        let mut name = Path::new(&config.source).as_os_str().to_owned();
-        name.push(".state");
-        PathBuf::from(name)
-    }))
+    if let Some(path) = &config.state.path {
+        return Some(path.clone());
+    }
+    let source = Path::new(&config.source);
+    if !source.is_file() {
+        log::warn!("quota counters will not survive a restart: set state.path to keep them");
+        return None;
+    }
+    let mut name = source.as_os_str().to_owned();
+    name.push(".state");
+    Some(PathBuf::from(name))
 }
 
 /// Loads saved quota counters into the node's tables. A file that cannot be read is moved

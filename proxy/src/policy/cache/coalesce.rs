@@ -29,7 +29,8 @@ pub const DEFAULT_MAX_WAITERS: usize = 1024;
 #[derive(Default)]
 struct Flight {
     done: bool,
-    /// One slot per waiter that has been polled; `None` once it is withdrawn or woken.
+    /// One slot per waiter that has been polled; `None` once it is withdrawn. Slots are not
+    /// reused, but a flight lasts one fetch and admits at most `max_waiters` at a time.
     wakers: Vec<Option<Waker>>,
     /// Waiters handed out and not yet dropped.
     waiting: usize,

@@ -8,15 +8,16 @@
 //!
 //! (without the spaces). Host and path come first so that purging by prefix can remove
 //! "everything under `shop.example.com/api/orders`": [`build_prefix`] writes such a prefix, and
-//! a prefix ending in [`PATH_END`] matches one path exactly, with all its variants. `\0` cannot
-//! occur in a parsed request target or header value, so the parts cannot run into each other.
+//! a prefix ending in [`PATH_END`] matches one path exactly, with all its variants. The request
+//! parser (httparse) refuses `\0` in a request target or header value, so the parts cannot run
+//! into each other.
 //!
 //! - `host` is lowercased; a port stays (`api.example.com:8443`).
 //! - `path` is kept as sent: paths are case-sensitive and are not percent-decoded.
 //! - `method` is the method class: `HEAD` is answered from the `GET` entry, so both write `GET`.
 //! - The query vary part takes, for each name in `vary_by_query` in the listed order, every
-//!   `name=value` pair of the query with that name (as sent, not decoded), each followed by `&`;
-//!   a name the query lacks writes nothing. `*` in the list stands for the whole query, its
+//!   pair of the query with that name (`name=value`, or `name` alone; as sent, not decoded),
+//!   each followed by `&`; a name the query lacks writes nothing. `*` in the list stands for the whole query, its
 //!   pairs sorted by name (pairs of one name keep their order), so `?b=2&a=1` and `?a=1&b=2`
 //!   share an entry.
 //! - The header vary part is, for each `vary_by_header` name in the listed order, the name

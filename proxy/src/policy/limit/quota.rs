@@ -145,6 +145,10 @@ impl SharedQuota {
 
     /// The period `now_unix_ms` falls in; negative before `first_period_start`.
     pub fn period_index(&self, now_unix_ms: u64) -> i64 {
+        if let Some(since) = now_unix_ms.checked_sub(self.start_ms) {
+            // The usual case, in a plain `u64` division rather than a slow `i128` one.
+            return (since / self.period_ms) as i64;
+        }
         let since = i128::from(now_unix_ms) - i128::from(self.start_ms);
         since.div_euclid(i128::from(self.period_ms)) as i64
     }

@@ -5,9 +5,9 @@
 //! sub-window of a time is its epoch, `now_ms / d`. A [`SharedWindow`] line holds 16 counters,
 //! one per epoch modulo 16, each packing (epoch, count) in one `u64`. The window total at epoch
 //! `e` is the sum of the counters of epochs `e - 15 ..= e`: sixteen sub-windows, so a call
-//! counts for between `16 d - 1` and `16 d` ms after it was admitted, which is at least
-//! `period` and at most `period + d + 15` ms (the 15 from rounding `d` up). The window never
-//! forgets a call early, so it never over-admits; it may hold one back up to `d + 15` ms late.
+//! counts for more than `15 d` and at most `16 d` ms after it was admitted: more than `period`,
+//! and at most `period + d + 14` ms (the 14 from rounding `d` up). The window never forgets a
+//! call early, so it never over-admits; it may free one up to `d + 14` ms late.
 //!
 //! A [`LocalWindow`] (one per core per policy) spends tokens it leased from the shared line:
 //! a lease sums the 15 past counters with plain loads and takes tokens on the current one with
@@ -221,9 +221,9 @@ impl SharedWindow {
         }
     }
 
-    /// Seconds, rounded up and at least 1, until the sub-window `oldest` leaves the window.
-    fn reset_secs(&self, oldest: u32, now_ms: u64) -> u64 {
-        let epoch = now_ms / self.sub_ms;
+    /// Seconds, rounded up and at least 1, until the sub-window `oldest` leaves the window;
+    /// `epoch` is `now_ms`'s, unwrapped.
+    fn reset_secs(&self, oldest: u32, epoch: u64, now_ms: u64) -> u64 {
         let age = u64::from(age(epoch as u32, oldest).clamp(0, COUNTERS as i32) as u32);
         let leaves_ms = (epoch + COUNTERS as u64).saturating_sub(age) * self.sub_ms;
         leaves_ms.saturating_sub(now_ms).div_ceil(1000).max(1)
@@ -288,7 +288,8 @@ impl LocalWindow {
     /// sub-window and leases afresh, which reads one shared line and swaps one counter.
     pub fn acquire_n(&mut self, key: u64, n: u32, now_ms: u64) -> RateDecision {
         let shared = &*self.shared;
-        let epoch = shared.epoch(now_ms);
+        let full_epoch = now_ms / shared.sub_ms;
+        let epoch = full_epoch as u32;
         // Evict an allowance of an ended sub-window first, then the one with fewest tokens.
         let (held, evicted) = self.keys.entry(key, |a| {
             if a.epoch != epoch {
@@ -312,7 +313,7 @@ impl LocalWindow {
             limit: u64::from(shared.calls),
             remaining: u64::from(shared.calls.saturating_sub(held.seen_total))
                 + u64::from(held.tokens),
-            reset_secs: shared.reset_secs(held.oldest, now_ms),
+            reset_secs: shared.reset_secs(held.oldest, full_epoch, now_ms),
         }
     }
 
