@@ -106,6 +106,9 @@ fn get(stream: &mut TcpStream, reader: &mut BufReader<TcpStream>) {
 /// Starts the server on `yaml` (with `{origin}` replaced), warms it up, and returns the
 /// allocations per GET made on its worker over 20,000 keep-alive requests.
 fn allocations_per_get(yaml: &str) -> f64 {
+    // One server at a time: the counter is shared by every worker thread in the process.
+    static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _serial = SERIAL.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     let origin = origin();
     let yaml = yaml.replace("{origin}", &origin.to_string());
     let config = ringway::config::load_str(&yaml, "alloc.yaml", &|_| None).unwrap();
@@ -128,6 +131,8 @@ fn allocations_per_get(yaml: &str) -> f64 {
     let per_request = (ALLOCATIONS.load(Ordering::Relaxed) - before) as f64 / N as f64;
     server.control.drain();
     drop(stream);
+    // Wait for the workers to exit, so that none of their allocations count for the next.
+    let _ = server.wait(std::time::Duration::from_secs(5));
     per_request
 }
 

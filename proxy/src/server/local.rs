@@ -430,21 +430,24 @@ fn finish(
     http10: bool,
 ) {
     let body_len = body_len.unwrap_or(out.len() - body_start);
-    let mut framing = String::with_capacity(64);
+    if no_body {
+        out.truncate(body_start);
+    }
+    // Appended after the body, then rotated in front of it: no second buffer.
+    let end = out.len();
     if !no_body || body_len > 0 {
-        let _ = write!(framing, "content-length: {body_len}\r\n");
+        out.extend_from_slice(b"content-length: ");
+        crate::policy::run::push_u64(out, body_len as u64);
+        out.extend_from_slice(b"\r\n");
     }
     if !keep_alive {
-        framing.push_str("connection: close\r\n");
+        out.extend_from_slice(b"connection: close\r\n");
     } else if http10 {
-        framing.push_str("connection: keep-alive\r\n");
+        out.extend_from_slice(b"connection: keep-alive\r\n");
     }
-    framing.push_str("\r\n");
-    let tail = out.split_off(body_start);
-    out.extend_from_slice(framing.as_bytes());
-    if !no_body {
-        out.extend_from_slice(&tail);
-    }
+    out.extend_from_slice(b"\r\n");
+    let framing = out.len() - end;
+    out[body_start..].rotate_right(framing);
 }
 
 /// The `Location` of a redirect: the configured parts over the request's own.
