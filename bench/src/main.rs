@@ -23,7 +23,9 @@ options:
   --connections N         peers: connections (default 64); scaling: per proxy worker (64)
   --bodies LIST           response body sizes (default 16,1k,16k; scaling takes the first: 16)
   --rate RPS              peers: the open-loop runs' fixed rate, 0 for none (default 20000)
-  --contenders LIST       peers: of ringway,nginx,haproxy (default all three)
+  --contenders LIST       peers: of ringway,ringway-api-miss,ringway-api-hit,nginx,haproxy
+                          (default ringway,nginx,haproxy; the api ones run
+                          bench/configs/api-policies.yaml)
   --workers LIST          scaling: worker counts (default 1,2,4,... up to the CPUs)
   --driver ringload|wrk   the load generator (default ringload; wrk: closed loop only)
   --ringload PATH         the ringload binary (default target/release/ringload)

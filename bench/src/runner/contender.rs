@@ -15,6 +15,11 @@ use super::{BodySize, Error};
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
     Ringway,
+    /// Ringway with an API whose requests pass a rate limit, a quota and a cache lookup that
+    /// always misses (`bench/configs/api-policies.yaml`).
+    RingwayApiMiss,
+    /// The same API, every request after the first a cache hit.
+    RingwayApiHit,
     Nginx,
     Haproxy,
 }
@@ -23,15 +28,31 @@ impl Kind {
     pub fn name(self) -> &'static str {
         match self {
             Kind::Ringway => "ringway",
+            Kind::RingwayApiMiss => "ringway-api-miss",
+            Kind::RingwayApiHit => "ringway-api-hit",
             Kind::Nginx => "nginx",
             Kind::Haproxy => "haproxy",
         }
     }
 
     pub fn parse(text: &str) -> Option<Kind> {
-        [Kind::Ringway, Kind::Nginx, Kind::Haproxy]
-            .into_iter()
-            .find(|k| k.name() == text)
+        [
+            Kind::Ringway,
+            Kind::RingwayApiMiss,
+            Kind::RingwayApiHit,
+            Kind::Nginx,
+            Kind::Haproxy,
+        ]
+        .into_iter()
+        .find(|k| k.name() == text)
+    }
+
+    /// Whether this contender is Ringway itself (under any configuration).
+    pub fn is_ringway(self) -> bool {
+        matches!(
+            self,
+            Kind::Ringway | Kind::RingwayApiMiss | Kind::RingwayApiHit
+        )
     }
 }
 
@@ -235,6 +256,33 @@ pub fn start(
             .env("RINGWAY_WORKERS", workers.to_string())
             .env("RINGWAY_BACKEND", format!("http://127.0.0.1:{origin_port}"))
             .env("RINGWAY_LOG", "warn"),
+        Kind::RingwayApiMiss | Kind::RingwayApiHit => Spec::new(kind.name(), &bins.ringway, &log)
+            .args([
+                "run".to_string(),
+                "--config".into(),
+                bins.repo
+                    .join("bench/configs/api-policies.yaml")
+                    .display()
+                    .to_string(),
+            ])
+            .env("RINGWAY_LISTEN", format!("127.0.0.1:{port}"))
+            .env("RINGWAY_WORKERS", workers.to_string())
+            .env("RINGWAY_BACKEND", format!("http://127.0.0.1:{origin_port}"))
+            .env(
+                "RINGWAY_CACHE_STATUS",
+                if kind == Kind::RingwayApiHit {
+                    "200"
+                } else {
+                    "599"
+                },
+            )
+            .env(
+                "RINGWAY_STATE",
+                dir.file(&format!("{}.state", kind.name()))
+                    .display()
+                    .to_string(),
+            )
+            .env("RINGWAY_LOG", "warn"),
         Kind::Nginx => {
             let conf = dir.write(
                 "nginx-proxy.conf",
@@ -251,7 +299,7 @@ pub fn start(
             ])
         }
     };
-    if kind != Kind::Ringway && workers != 1 {
+    if !kind.is_ringway() && workers != 1 {
         return Err(Error::Failed(format!(
             "{} runs with one worker only here",
             kind.name()
