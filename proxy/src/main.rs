@@ -60,10 +60,13 @@ fn check(file: &str) -> ExitCode {
         Ok(snapshot) => {
             let c = &snapshot.config;
             println!(
-                "{file}: {} listener(s), {} backend(s), {} route(s): ok",
+                "{file}: {} listener(s), {} backend(s), {} route(s), {} API(s) with {} \
+                 operation(s): ok",
                 c.listeners.len(),
                 c.backends.len(),
-                c.routes.len()
+                c.routes.len(),
+                c.apis.len(),
+                c.apis.iter().map(|a| a.operations.len()).sum::<usize>()
             );
             ExitCode::SUCCESS
         }

@@ -383,3 +383,62 @@ apis:
         "{text}"
     );
 }
+
+/// `examples/api-gateway.yaml`, the worked example of docs/policies.md, as a user runs it.
+#[test]
+fn the_worked_example_serves_its_apis() {
+    let origin = Origin::start("o");
+    let dir = ringway_tests::TempDir::new();
+    let state = dir.path().join("quota.state");
+    let proxy = Ringway::start_file(
+        "examples/api-gateway.yaml",
+        &[
+            ("RINGWAY_LISTEN", "127.0.0.1:0"),
+            ("RINGWAY_WORKERS", "1"),
+            ("RINGWAY_BACKEND", &origin.url()),
+            ("RINGWAY_STATE", state.to_str().unwrap()),
+            ("RINGWAY_RATE_CALLS", "1000"),
+            ("RINGWAY_QUOTA_CALLS", "3"),
+        ],
+    );
+    let mut c = Client::connect(proxy.addr());
+    let acme = [("X-Customer", "acme")];
+
+    let r = c.request("GET", "/orders/5", &acme, b"");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("ratelimit-limit"), Some("1000"));
+    let seen = origin.last_request().unwrap();
+    assert_eq!(
+        seen.target, "/orders/5",
+        "rewrite-uri after the API path is stripped"
+    );
+    assert_eq!(seen.header("x-gateway"), Some("ringway"));
+
+    let r = c.request("GET", "/orders/5/preview", &acme, b"");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.text(), "{\"id\": \"preview\", \"state\": \"open\"}");
+
+    // The preview's inbound has no `base`: it replaced the API's, quota included, so it did
+    // not count. Two more calls spend the quota of three.
+    assert_eq!(c.request("GET", "/orders/", &acme, b"").status, 200);
+    assert_eq!(c.request("GET", "/orders/", &acme, b"").status, 200);
+    let r = c.request("GET", "/orders/", &acme, b"");
+    assert_eq!(r.status, 403);
+    assert_eq!(r.header("x-error-source"), Some("gateway"));
+    assert_eq!(r.header("x-api"), Some("orders"));
+    assert!(r.header("retry-after").is_some());
+    // Another customer has its own quota.
+    assert_eq!(
+        c.request("GET", "/orders/", &[("X-Customer", "globex")], b"")
+            .status,
+        200
+    );
+
+    let a = c.get("/catalog/products?page=2&utm=x");
+    assert_eq!(a.header("x-cache"), Some("MISS"));
+    assert_eq!(a.header("x-served-by"), Some("catalog"));
+    let b = c.get("/catalog/products?page=2&utm=y");
+    assert_eq!(b.header("x-cache"), Some("HIT"), "utm is not in the key");
+    assert_eq!(a.body, b.body);
+    assert_eq!(c.get("/catalog/nothing-here").status, 404);
+}
