@@ -33,6 +33,8 @@ fn request_head(c: &mut Criterion) {
         upgrade: false,
         upgrades: &[],
         default_host: b"192.0.2.1:8080",
+        extra: None,
+        target: None,
     };
     let mut out = Vec::with_capacity(1024);
     let mut group = c.benchmark_group("rewrite");
@@ -63,6 +65,8 @@ fn response_head(c: &mut Criterion) {
         keep_alive: true,
         client_http10: false,
         upgrade: false,
+        extra: None,
+        status: None,
     };
     let edits = HeaderEdits::default();
     let mut out = Vec::with_capacity(1024);

@@ -108,7 +108,9 @@ fn get(stream: &mut TcpStream, reader: &mut BufReader<TcpStream>) {
 fn allocations_per_get(yaml: &str) -> f64 {
     // One server at a time: the counter is shared by every worker thread in the process.
     static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    let _serial = SERIAL.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let _serial = SERIAL
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let origin = origin();
     let yaml = yaml.replace("{origin}", &origin.to_string());
     let config = ringway::config::load_str(&yaml, "alloc.yaml", &|_| None).unwrap();

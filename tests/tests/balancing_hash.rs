@@ -30,7 +30,11 @@ fn owner(proxy: &Ringway, headers: &[(&str, &str)]) -> String {
 
 #[test]
 fn consistent_hash_by_header_sends_each_value_to_one_target_on_every_worker() {
-    let origins = [Scripted::start("a"), Scripted::start("b"), Scripted::start("c")];
+    let origins = [
+        Scripted::start("a"),
+        Scripted::start("b"),
+        Scripted::start("c"),
+    ];
     let refs: Vec<&Scripted> = origins.iter().collect();
     let balance = "    balance: consistent_hash\n    hash_on: {header: X-User}\n";
     let proxy = Ringway::start(&yaml(2, balance, &refs));
@@ -65,7 +69,11 @@ fn consistent_hash_by_cookie_keeps_sessions_and_walks_past_a_dead_target() {
         // The sessions the dead target owns move on along the ring, and stay where they land.
         let first = owner(&proxy, &[("Cookie", &cookie)]);
         for _ in 0..3 {
-            assert_eq!(owner(&proxy, &[("Cookie", &cookie)]), first, "session s{i} moved");
+            assert_eq!(
+                owner(&proxy, &[("Cookie", &cookie)]),
+                first,
+                "session s{i} moved"
+            );
         }
         owners.insert(first);
     }
@@ -83,7 +91,10 @@ fn least_request_sends_to_the_idle_target_while_the_other_is_slow() {
     held.send_request("GET", "/name", &[], b"");
     let deadline = Instant::now() + Duration::from_secs(2);
     while slow.requests() == 0 {
-        assert!(Instant::now() < deadline, "the first request did not reach slow");
+        assert!(
+            Instant::now() < deadline,
+            "the first request did not reach slow"
+        );
         std::thread::sleep(Duration::from_millis(5));
     }
     let mut client = Client::connect(proxy.addr());

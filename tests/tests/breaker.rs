@@ -42,7 +42,8 @@ fn assert_circuit_open(response: &Response, max_retry_after: u64) {
     );
 }
 
-const SERVER_ERRORS: &str = "    circuit_breaker:\n      rules:\n        - name: server-errors\n          \
+const SERVER_ERRORS: &str =
+    "    circuit_breaker:\n      rules:\n        - name: server-errors\n          \
      failure_condition: {count: 3, interval: 10s, status_codes: [\"500-599\"]}\n          \
      trip_duration: 600ms\n";
 
@@ -50,7 +51,11 @@ const SERVER_ERRORS: &str = "    circuit_breaker:\n      rules:\n        - name:
 fn breaker_trips_after_failures_answers_503_while_open_and_a_probe_closes_it() {
     let origin = Scripted::start("app");
     origin.set_status(500);
-    let proxy = Ringway::start(&backend_yaml(2, SERVER_ERRORS, &[format!("url: {}", origin.url())]));
+    let proxy = Ringway::start(&backend_yaml(
+        2,
+        SERVER_ERRORS,
+        &[format!("url: {}", origin.url())],
+    ));
     for i in 0..3 {
         assert_eq!(get(&proxy, "/x").status, 500, "failure {i} passes through");
     }
@@ -79,7 +84,10 @@ fn breaker_trips_after_failures_answers_503_while_open_and_a_probe_closes_it() {
     }
     assert_eq!(origin.requests(), 15);
     let log = proxy.stderr_text();
-    assert!(log.contains("circuit breaker of backend app target"), "{log}");
+    assert!(
+        log.contains("circuit breaker of backend app target"),
+        "{log}"
+    );
     assert!(log.contains("closed: the probe succeeded"), "{log}");
 }
 
@@ -125,7 +133,8 @@ fn priority_fails_over_when_the_top_tier_trips() {
     primary.set_status(503);
     let yaml = backend_yaml(
         1,
-        &format!("    balance: priority\n{SERVER_ERRORS}").replace("trip_duration: 600ms", "trip_duration: 10s"),
+        &format!("    balance: priority\n{SERVER_ERRORS}")
+            .replace("trip_duration: 600ms", "trip_duration: 10s"),
         &[
             format!("{{ url: {}, priority: 0 }}", primary.url()),
             format!("{{ url: {}, priority: 1 }}", backup.url()),

@@ -486,7 +486,7 @@ pub struct StateSettings {
 }
 
 /// The largest key table a limit policy may ask for per worker.
-const MAX_KEYS: usize = 1 << 24;
+const MAX_KEYS: usize = 1 << 20;
 const DEFAULT_MAX_KEYS: usize = 10_000;
 /// The longest window a limit may have: a year.
 const MAX_PERIOD: Duration = Duration::from_secs(366 * 24 * 3600);

@@ -169,9 +169,7 @@ impl<'de> Deserialize<'de> for HashOn {
                     other => return Err(A::Error::unknown_field(other, &["header", "cookie"])),
                 };
                 if map.next_key::<String>()?.is_some() {
-                    return Err(A::Error::custom(
-                        "give one of header or cookie, not both",
-                    ));
+                    return Err(A::Error::custom("give one of header or cookie, not both"));
                 }
                 Ok(on)
             }
@@ -218,7 +216,10 @@ pub struct FailureCondition {
 
 /// `429`, or `"500-599"`, or `"5xx"`; checked in validation.
 #[derive(Debug, Deserialize)]
-#[serde(untagged, expecting = "a status code (429) or a range (\"500-599\", \"5xx\")")]
+#[serde(
+    untagged,
+    expecting = "a status code (429) or a range (\"500-599\", \"5xx\")"
+)]
 pub enum StatusCodes {
     Code(u32),
     Text(String),

@@ -58,7 +58,10 @@ fn token(key: &str, name: &str, what: &str, errors: &mut Errors) -> bool {
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
     if !ok {
-        errors.push(key, format!("{name:?} is not {what} (a token, such as X-User)"));
+        errors.push(
+            key,
+            format!("{name:?} is not {what} (a token, such as X-User)"),
+        );
     }
     ok
 }
@@ -73,15 +76,15 @@ pub(super) fn circuit_breaker(
     };
     let path = format!("{path}.circuit_breaker");
     if breaker.rules.is_empty() {
-        errors.push(format_args!("{path}.rules"), "at least one rule is required");
+        errors.push(
+            format_args!("{path}.rules"),
+            "at least one rule is required",
+        );
     }
     if breaker.rules.len() > MAX_RULES {
         errors.push(
             format_args!("{path}.rules"),
-            format!(
-                "at most {MAX_RULES} rules, not {}",
-                breaker.rules.len()
-            ),
+            format!("at most {MAX_RULES} rules, not {}", breaker.rules.len()),
         );
     }
     let mut out: Vec<BreakerRule> = Vec::new();
@@ -112,8 +115,13 @@ pub(super) fn circuit_breaker(
         };
         let cpath = format!("{rpath}.failure_condition");
         let threshold = threshold(&cpath, fc, errors);
-        let interval =
-            required_duration(errors, &format!("{cpath}.interval"), fc.interval, HOUR, "10s");
+        let interval = required_duration(
+            errors,
+            &format!("{cpath}.interval"),
+            fc.interval,
+            HOUR,
+            "10s",
+        );
         if interval < MIN_INTERVAL && !interval.is_zero() {
             errors.push(
                 format_args!("{cpath}.interval"),
@@ -216,9 +224,8 @@ pub(super) fn health_check(
             String::new()
         }
         Some(p) => {
-            let ok = p.starts_with('/')
-                && p.len() <= 1024
-                && p.bytes().all(|b| b.is_ascii_graphic());
+            let ok =
+                p.starts_with('/') && p.len() <= 1024 && p.bytes().all(|b| b.is_ascii_graphic());
             if !ok {
                 errors.push(
                     format_args!("{path}.path"),
@@ -300,9 +307,7 @@ fn status_range(spec: &model::StatusCodes) -> Result<(u16, u16), String> {
         model::StatusCodes::Code(n) => return status(*n).map(|s| (s, s)),
         model::StatusCodes::Text(t) => t.trim(),
     };
-    let bad = || {
-        format!("{text:?} is not a status or a range (write 429, \"500-599\" or \"5xx\")")
-    };
+    let bad = || format!("{text:?} is not a status or a range (write 429, \"500-599\" or \"5xx\")");
     let number = |s: &str| s.trim().parse::<u32>().map_err(|_| bad());
     if let Some(class) = text.strip_suffix("xx").or_else(|| text.strip_suffix("XX")) {
         let digit = number(class)?;
@@ -384,6 +389,21 @@ mod tests {
     }
 
     #[test]
+    fn resilience_doc_examples_load() {
+        let doc = include_str!("../../../docs/resilience.md");
+        let blocks: Vec<&str> = doc
+            .split("```yaml\n")
+            .skip(1)
+            .map(|rest| rest.split("```").next().unwrap())
+            .collect();
+        assert_eq!(blocks.len(), 4);
+        for block in blocks {
+            let text = format!("listeners: [{{address: 127.0.0.1:8080}}]\n{block}");
+            load_str(&text, "resilience.md", &|_| None).unwrap_or_else(|e| panic!("{e}\n{block}"));
+        }
+    }
+
+    #[test]
     fn hash_on_forms() {
         let on = |y: &str| {
             load(&format!("    balance: consistent_hash\n    hash_on: {y}\n"))
@@ -393,11 +413,37 @@ mod tests {
                 .clone()
         };
         assert_eq!(on("ip"), Some(HashOn::Ip));
-        assert_eq!(on("{cookie: Session}"), Some(HashOn::Cookie("Session".into())));
+        assert_eq!(
+            on("{cookie: Session}"),
+            Some(HashOn::Cookie("Session".into()))
+        );
         assert_eq!(
             errors("    balance: consistent_hash\n"),
             vec!["test.yaml: backends[0].balance: consistent_hash needs hash_on: {header: NAME}, {cookie: NAME} or ip"]
         );
+        for (bad, message) in [
+            (
+                "foo",
+                "invalid value: string \"foo\", expected {header: NAME}, {cookie: NAME} or ip",
+            ),
+            (
+                "{query: q}",
+                "unknown field `query`, expected `header` or `cookie`",
+            ),
+            (
+                "{header: a, cookie: b}",
+                "give one of header or cookie, not both",
+            ),
+        ] {
+            let e = errors(&format!(
+                "    balance: consistent_hash\n    hash_on: {bad}\n"
+            ));
+            assert_eq!(e.len(), 1, "{e:?}");
+            assert!(
+                e[0].contains("backends[0].hash_on") && e[0].ends_with(message),
+                "{bad}: {e:?}"
+            );
+        }
         assert_eq!(
             errors("    hash_on: ip\n"),
             vec!["test.yaml: backends[0].hash_on: is used only with balance: consistent_hash"]
@@ -410,7 +456,11 @@ mod tests {
 
     #[test]
     fn breaker_errors_name_their_paths() {
-        let rule = |r: &str| errors(&format!("    circuit_breaker:\n      rules:\n        - {r}\n"));
+        let rule = |r: &str| {
+            errors(&format!(
+                "    circuit_breaker:\n      rules:\n        - {r}\n"
+            ))
+        };
         assert_eq!(
             rule("{failure_condition: {count: 0, interval: 10s, connection_errors: true}, trip_duration: 25h}"),
             vec![

@@ -161,7 +161,11 @@ fn kind_name(kind: PathKind) -> &'static str {
     }
 }
 
-pub(super) fn route_match(path: &str, spec: &model::Match, errors: &mut Errors) -> Option<RouteMatch> {
+pub(super) fn route_match(
+    path: &str,
+    spec: &model::Match,
+    errors: &mut Errors,
+) -> Option<RouteMatch> {
     let before = errors.0.len();
     let path_match = match &spec.path {
         None => PathMatch::Prefix(Box::default()),

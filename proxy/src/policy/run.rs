@@ -185,6 +185,9 @@ enum Held {
         n: u32,
         /// The policy's position in the inbound section.
         pos: usize,
+        /// When the call was admitted: a call given back returns to the sub-window it was
+        /// counted in.
+        at_ms: u64,
     },
     Quota {
         index: usize,
@@ -416,6 +419,7 @@ impl Exchange {
                             key,
                             n: l.increment_count,
                             pos: i,
+                            at_ms: mono_ms(ctx.now),
                         });
                     } else if l.shadow {
                         w.shadow_log.warn(
@@ -727,10 +731,8 @@ impl Exchange {
                     self.reason.clear();
                     self.reason.extend_from_slice(reason.as_bytes());
                 }
-                Policy::CacheStore(c) => {
-                    if self.cache.missed && c.statuses.contains(status) {
-                        self.cache.store_for = Some(c.duration);
-                    }
+                Policy::CacheStore(c) if self.cache.missed && c.statuses.contains(status) => {
+                    self.cache.store_for = Some(c.duration);
                 }
                 Policy::LookupValue(l) => {
                     let mut k = std::mem::take(&mut self.scratch);
@@ -847,23 +849,28 @@ impl Exchange {
         w: &WorkerPolicies,
         status: u16,
         bytes: u64,
-        now: Instant,
+        _now: Instant,
     ) {
         self.cache.leader = None;
         if self.held.is_empty() {
             return;
         }
-        let ms = mono_ms(now);
         let mut unix = None;
         for held in self.held.drain(..) {
             match held {
-                Held::Rate { index, key, n, pos } => {
+                Held::Rate {
+                    index,
+                    key,
+                    n,
+                    pos,
+                    at_ms,
+                } => {
                     let Some(Policy::RateLimit(policy)) = pipe.inbound.get(pos) else {
                         continue;
                     };
                     if let Some(cond) = &policy.increment_condition {
                         if !counts(cond, status) {
-                            w.rate[index].borrow_mut().give_back(key, n, ms);
+                            w.rate[index].borrow_mut().give_back(key, n, at_ms);
                         }
                     }
                 }

@@ -304,13 +304,20 @@ impl Conn {
         };
         let route = matched.route;
         if let Some(pipeline) = route.pipeline {
-            return self
-                .with_policies(head_len, facts, route, matched.prefix_len, pipeline)
-                .await;
+            // Boxed: the policy path's state would otherwise set the size of every
+            // connection's task, idle ones included.
+            return Box::pin(self.with_policies(
+                head_len,
+                facts,
+                route,
+                matched.prefix_len,
+                pipeline,
+            ))
+            .await;
         }
         match &route.action {
             Action::Backend(backend) => {
-                self.forward(head_len, facts, route, matched.prefix_len, *backend, None)
+                self.forward(head_len, &facts, route, matched.prefix_len, *backend, None)
                     .await
             }
             Action::Pipeline => {

@@ -31,7 +31,13 @@ use crate::route::Route;
 use crate::upstream::{hash_input, NoTarget, Tried, UpstreamConn};
 
 /// The policies of a request that has them: its pipeline and its exchange.
-pub(super) type Policies<'a> = Option<(&'a Pipeline, &'a mut Exchange)>;
+pub(super) struct PolicyRun<'a> {
+    pub pipe: &'a Pipeline,
+    pub ex: &'a mut Exchange,
+}
+
+/// One pointer, so that a request without policies pays 8 bytes of task for them.
+pub(super) type Policies<'a, 'b> = Option<&'a mut PolicyRun<'b>>;
 
 /// A response being kept for the cache as it streams to the client.
 struct CacheTee {
@@ -59,6 +65,44 @@ enum ConnectError {
     Local(io::Error),
 }
 
+/// Why the last attempt on a target failed, for the answer when no target is left. (An enum
+/// rather than the answer's strings: it stays in the request's task across every await.)
+#[derive(Clone, Copy)]
+enum LastFailure {
+    NoTarget,
+    ConnectTimeout,
+    ConnectRefused,
+    LocalShortage,
+    ClosedWithoutAnswer,
+}
+
+impl LastFailure {
+    fn answer(self) -> (u16, &'static str, &'static str) {
+        match self {
+            LastFailure::NoTarget => (502, "bad_gateway", "could not connect to any target"),
+            LastFailure::ConnectTimeout => (
+                504,
+                "upstream_timeout",
+                "connecting to the upstream timed out",
+            ),
+            LastFailure::ConnectRefused => {
+                (502, "bad_gateway", "could not connect to the upstream")
+            }
+            LastFailure::LocalShortage => (
+                503,
+                "gateway_overloaded",
+                "the gateway is out of local resources (descriptors, ports or memory) to \
+                 connect to the upstream",
+            ),
+            LastFailure::ClosedWithoutAnswer => (
+                502,
+                "bad_gateway",
+                "the upstream closed the connection without answering",
+            ),
+        }
+    }
+}
+
 /// More interim responses than this before the final one is a broken (or hostile) origin.
 const MAX_INTERIM: usize = 16;
 
@@ -66,18 +110,17 @@ impl Conn {
     pub(super) async fn forward(
         &mut self,
         head_len: usize,
-        facts: Facts,
+        facts: &Facts,
         route: &Route,
         prefix_len: usize,
         backend: usize,
-        mut ex: Policies<'_>,
+        mut ex: Policies<'_, '_>,
     ) -> (Next, u16) {
         let w = Rc::clone(&self.w);
         let snap = &*w.snapshot;
         let timeouts = &snap.config.timeouts;
         let limits = &snap.config.limits;
         let until = timeouts.request.map(|d| Instant::now() + d);
-        let up_timeout = || bounded(timeouts.upstream_response, until);
 
         // The request's key for `consistent_hash`, read before the head is consumed.
         let hash = snap.config.backends[backend]
@@ -117,10 +160,10 @@ impl Conn {
                 upgrade: facts.upgrade,
                 upgrades: &snap.config.upgrades,
                 default_host: &host[..host_len],
-                extra: ex.as_ref().map(|(_, e)| &e.request),
+                extra: ex.as_ref().map(|r| &r.ex.request),
                 target: ex
                     .as_ref()
-                    .and_then(|(_, e)| e.target_set.then_some(&e.target[..])),
+                    .and_then(|r| r.ex.target_set.then_some(&r.ex.target[..])),
             };
             write_request_head(&mut self.wbuf, buf, &self.head, &forwarded);
         }
@@ -148,7 +191,7 @@ impl Conn {
                 match decoder.decode(self.rbuf.data(), &mut self.wbuf, true) {
                     // The relay below continues from where the decoder stopped.
                     Ok(used) => self.rbuf.consume(used),
-                    Err(e) => return self.refuse(facts, &e, route, &mut ex).await,
+                    Err(e) => return self.refuse(*facts, &e, route, &mut ex).await,
                 }
                 if decoder.is_done() {
                     body = None;
@@ -166,36 +209,41 @@ impl Conn {
         let mut tried = Tried::default();
         let mut fresh_only = false;
         let mut first_attempt = true;
-        let mut last_status = (502u16, "bad_gateway", "could not connect to any target");
+        let mut last_status = LastFailure::NoTarget;
         // The attempt that got the response lives until the response has been relayed: it
         // counts as in flight meanwhile.
         let (mut up, resp_len, _attempt) = loop {
             if !first_attempt && until.is_some_and(|u| Instant::now() >= u) {
-                return self.upstream_failed(
-                    route,
-                    &mut ex,
-                    facts,
-                    504,
-                    "upstream_timeout",
-                    "the request deadline passed before any target answered",
-                    whole,
-                )
-                .await;
+                return self
+                    .upstream_failed(
+                        route,
+                        &mut ex,
+                        *facts,
+                        504,
+                        "upstream_timeout",
+                        "the request deadline passed before any target answered",
+                        whole,
+                    )
+                    .await;
             }
             first_attempt = false;
             let now = w.wheel.now();
             let mut attempt = match w.upstreams.choose(snap, backend, &tried, now, hash) {
                 Ok(attempt) => attempt,
                 Err(NoTarget::Open { retry_after }) if ex.is_none() => {
-                    return local::circuit_open(self, facts, retry_after.as_secs(), whole).await;
+                    return local::circuit_open(self, *facts, retry_after.as_secs(), whole).await;
                 }
                 Err(NoTarget::Open { .. }) => {
                     let (s, c, m) = (503, "circuit_open", "every target has its circuit open");
-                    return self.upstream_failed(route, &mut ex, facts, s, c, m, whole).await;
+                    return self
+                        .upstream_failed(route, &mut ex, *facts, s, c, m, whole)
+                        .await;
                 }
                 Err(NoTarget::Exhausted) => {
-                    let (s, c, m) = last_status;
-                    return self.upstream_failed(route, &mut ex, facts, s, c, m, whole).await;
+                    let (s, c, m) = last_status.answer();
+                    return self
+                        .upstream_failed(route, &mut ex, *facts, s, c, m, whole)
+                        .await;
                 }
             };
             let target = attempt.target();
@@ -221,16 +269,12 @@ impl Conn {
                             ConnectError::TimedOut => {
                                 w.upstreams.mark_down(snap, target, w.wheel.now());
                                 attempt.connection_failed(w.wheel.now());
-                                (
-                                    504,
-                                    "upstream_timeout",
-                                    "connecting to the upstream timed out",
-                                )
+                                LastFailure::ConnectTimeout
                             }
                             ConnectError::Target => {
                                 w.upstreams.mark_down(snap, target, w.wheel.now());
                                 attempt.connection_failed(w.wheel.now());
-                                (502, "bad_gateway", "could not connect to the upstream")
+                                LastFailure::ConnectRefused
                             }
                             ConnectError::Local(e) => {
                                 w.connect_log.warn(
@@ -241,12 +285,7 @@ impl Conn {
                                         snap.targets[target].authority
                                     ),
                                 );
-                                (
-                                    503,
-                                    "gateway_overloaded",
-                                    "the gateway is out of local resources (descriptors, ports \
-                                     or memory) to connect to the upstream",
-                                )
+                                LastFailure::LocalShortage
                             }
                         };
                         continue;
@@ -254,7 +293,8 @@ impl Conn {
                 },
             };
             let up_fd = up.fd();
-            up.deadline.arm(up_fd, up_timeout());
+            up.deadline
+                .arm(up_fd, bounded(timeouts.upstream_response, until));
             let sent = write_keep(&mut up.stream, &mut self.wbuf).await.is_ok();
             let mut failed = if sent {
                 None
@@ -292,7 +332,9 @@ impl Conn {
                 match relayed {
                     Ok(_) => {}
                     Err(RelayError::Destination) => failed = Some(Failure::NoResponse),
-                    Err(RelayError::Codec(e)) => return self.refuse(facts, &e, route, &mut ex).await,
+                    Err(RelayError::Codec(e)) => {
+                        return self.refuse(*facts, &e, route, &mut ex).await
+                    }
                     Err(RelayError::Source { timed_out }) => {
                         // The client went away, or stalled, mid-body.
                         return (Next::Close, if timed_out { 408 } else { 400 });
@@ -302,7 +344,8 @@ impl Conn {
             let result = match failed {
                 Some(failure) => Err(failure),
                 None => {
-                    up.deadline.arm(up_fd, up_timeout());
+                    up.deadline
+                        .arm(up_fd, bounded(timeouts.upstream_response, until));
                     let client = (!facts.http10).then_some(&mut self.stream);
                     read_response_head(&mut up, limits, client, sent_continue).await
                 }
@@ -328,11 +371,7 @@ impl Conn {
                         // next target, as nginx's `proxy_next_upstream error` does.
                         tried.add(up.target - snap.backend_targets[backend].start);
                         fresh_only = false;
-                        last_status = (
-                            502,
-                            "bad_gateway",
-                            "the upstream closed the connection without answering",
-                        );
+                        last_status = LastFailure::ClosedWithoutAnswer;
                     }
                     continue;
                 }
@@ -352,7 +391,9 @@ impl Conn {
                             "the upstream closed the connection without answering",
                         ),
                     };
-                    return self.upstream_failed(route, &mut ex, facts, s, c, m, whole).await;
+                    return self
+                        .upstream_failed(route, &mut ex, *facts, s, c, m, whole)
+                        .await;
                 }
             }
         };
@@ -376,86 +417,75 @@ impl Conn {
                     "the upstream switched protocols, but the request asked for no upgrade"
                 };
                 return self
-                    .upstream_failed(route, &mut ex, facts, 502, "bad_gateway", message, whole)
+                    .upstream_failed(route, &mut ex, *facts, 502, "bad_gateway", message, whole)
                     .await;
             }
         }
         let upgrade = status == 101;
-        let up_framing = response.framing(facts.is_head);
-        // How the body leaves: HTTP/1.0 clients get raw bytes and a close; HTTP/1.1 clients get
-        // a close-delimited body chunked, so that their connection survives it.
-        let (client_framing, relay) = match (up_framing, facts.http10) {
-            _ if upgrade => (ClientFraming::AsIs, None),
-            (BodyFraming::None, _) => (ClientFraming::AsIs, None),
-            (BodyFraming::Length(n), _) => (ClientFraming::AsIs, Some(Relay::Length(n))),
-            (BodyFraming::Chunked, true) => (ClientFraming::Close, Some(Relay::Chunked(false))),
-            (BodyFraming::Chunked, false) => (ClientFraming::Chunked, Some(Relay::Chunked(true))),
-            (BodyFraming::Close, true) => (ClientFraming::Close, Some(Relay::UntilClose(false))),
-            (BodyFraming::Close, false) => (ClientFraming::Chunked, Some(Relay::UntilClose(true))),
+        // (In a block: only what the relay needs stays in the task across its awaits.)
+        let (client_framing, relay, up_reusable, mut tee) = {
+            let up_framing = response.framing(facts.is_head);
+            // How the body leaves: HTTP/1.0 clients get raw bytes and a close; HTTP/1.1
+            // clients get a close-delimited body chunked, so that their connection survives.
+            let (client_framing, relay) = match (up_framing, facts.http10) {
+                _ if upgrade => (ClientFraming::AsIs, None),
+                (BodyFraming::None, _) => (ClientFraming::AsIs, None),
+                (BodyFraming::Length(n), _) => (ClientFraming::AsIs, Some(Relay::Length(n))),
+                (BodyFraming::Chunked, true) => (ClientFraming::Close, Some(Relay::Chunked(false))),
+                (BodyFraming::Chunked, false) => {
+                    (ClientFraming::Chunked, Some(Relay::Chunked(true)))
+                }
+                (BodyFraming::Close, true) => {
+                    (ClientFraming::Close, Some(Relay::UntilClose(false)))
+                }
+                (BodyFraming::Close, false) => {
+                    (ClientFraming::Chunked, Some(Relay::UntilClose(true)))
+                }
+            };
+            let up_reusable = !upgrade && response.keep_alive() && up_framing != BodyFraming::Close;
+            let tee = match ex.as_mut() {
+                Some(PolicyRun { pipe, ex }) if !upgrade => {
+                    let ctx = Ctx::after_forward(self.client_ip(), route, Instant::now());
+                    outbound(
+                        pipe,
+                        ex,
+                        &ctx,
+                        &w,
+                        up.buf.data(),
+                        response,
+                        up_framing,
+                        *facts,
+                    )
+                }
+                _ => None,
+            };
+            (client_framing, relay, up_reusable, tee)
         };
-        let up_reusable = !upgrade && response.keep_alive() && up_framing != BodyFraming::Close;
         let keep_alive = !upgrade
             && facts.keep_alive
             && client_framing != ClientFraming::Close
             && !w.is_draining();
-        // The outbound section, and whether the response goes into the cache.
-        let mut tee: Option<Box<CacheTee>> = None;
-        if let Some((pipe, ex)) = ex.as_mut() {
-            let data = up.buf.data();
-            {
-                let ctx = Ctx::after_forward(self.client_ip(), route, Instant::now());
-                let has = |name: &[u8]| response.header(data, name).is_some();
-                ex.outbound(pipe, status, &has, &w.policies, &ctx);
-            }
-            if ex.cache.store_for.is_some() && !upgrade && !facts.is_head {
-                let mut cc = response
-                    .headers()
-                    .iter()
-                    .filter(|h| h.name.of(data).eq_ignore_ascii_case(b"cache-control"))
-                    .map(|h| h.value.of(data));
-                let ttl = ex.store_ttl(
-                    pipe,
-                    &mut cc,
-                    response.header(data, b"pragma"),
-                    response.header(data, b"vary"),
-                );
-                let cap = snap.config.cache.max_entry_bytes;
-                let expected = match up_framing {
-                    BodyFraming::Length(n) => Some(n as usize),
-                    BodyFraming::None => Some(0),
-                    _ => None,
-                };
-                if let (Some(ttl), true) = (ttl, expected.is_none_or(|n| n <= cap)) {
-                    let mut headers = Vec::new();
-                    cacheable_headers(&mut headers, data, response);
-                    tee = Some(Box::new(CacheTee {
-                        body: Tee::new(cap, expected.unwrap_or(16 * 1024)),
-                        headers,
-                        ttl,
-                        status: ex.status.unwrap_or(status),
-                    }));
-                }
-            }
-        }
-        let ex_view = ex.as_ref().map(|(_, e)| &**e);
-        let sent_status = ex_view.and_then(|e| e.status).unwrap_or(status);
-        self.wbuf.clear();
-        let shape = ResponseShape {
-            framing: client_framing,
-            keep_alive,
-            client_http10: facts.http10,
-            upgrade,
-            extra: ex_view.map(|e| &e.response),
-            status: ex_view.and_then(|e| e.status.map(|s| (s, &e.reason[..]))),
+        // In a block, so that none of this takes room in the task across the awaits below.
+        let status = {
+            let ex_view = ex.as_ref().map(|r| &*r.ex);
+            self.wbuf.clear();
+            let shape = ResponseShape {
+                framing: client_framing,
+                keep_alive,
+                client_http10: facts.http10,
+                upgrade,
+                extra: ex_view.map(|e| &e.response),
+                status: ex_view.and_then(|e| e.status.map(|s| (s, &e.reason[..]))),
+            };
+            write_response_head(
+                &mut self.wbuf,
+                up.buf.data(),
+                response,
+                &shape,
+                &route.response_headers,
+            );
+            ex_view.and_then(|e| e.status).unwrap_or(status)
         };
-        write_response_head(
-            &mut self.wbuf,
-            up.buf.data(),
-            response,
-            &shape,
-            &route.response_headers,
-        );
-        let status = sent_status;
         up.buf.consume(resp_len);
         if upgrade {
             self.wbuf.extend_from_slice(up.buf.data());
@@ -494,7 +524,11 @@ impl Conn {
                     client,
                     &mut self.wbuf,
                     mode,
-                    &mut ChunkedDecoder::new(),
+                    // The request's decoder is done with: reset, it decodes the response.
+                    {
+                        decoder = ChunkedDecoder::new();
+                        &mut decoder
+                    },
                     tee.as_deref_mut().map(|t| &mut t.body),
                 )
                 .await
@@ -506,7 +540,7 @@ impl Conn {
                 if up_reusable {
                     w.upstreams.pool.put(up, w.wheel.now());
                 }
-                if let Some((_, ex)) = ex {
+                if let Some(PolicyRun { ex, .. }) = ex {
                     ex.bytes += moved;
                     if let Some(t) = tee.filter(|t| !t.body.overflow) {
                         let CacheTee {
@@ -548,25 +582,49 @@ impl Conn {
         facts: Facts,
         e: &CodecError,
         route: &Route,
-        ex: &mut Policies<'_>,
+        ex: &mut Policies<'_, '_>,
     ) -> (Next, u16) {
-        self.upstream_failed(route, ex, facts, e.status(), e.code(), &e.to_string(), false)
-            .await
+        self.upstream_failed(
+            route,
+            ex,
+            facts,
+            e.status(),
+            e.code(),
+            &e.to_string(),
+            false,
+        )
+        .await
     }
 
-    /// Answers a failed exchange: after `on_error`, when the request has policies.
+    /// Answers a failed exchange: after `on_error`, when the request has policies. Boxed:
+    /// failures are rare, and this path's state would otherwise add to every connection's
+    /// task.
     #[allow(clippy::too_many_arguments)]
-    async fn upstream_failed(
+    fn upstream_failed<'a, 'r: 'a, 'p: 'r>(
+        &'a mut self,
+        route: &'a Route,
+        ex: &'a mut Policies<'r, 'p>,
+        facts: Facts,
+        status: u16,
+        code: &'a str,
+        message: &'a str,
+        keep_alive: bool,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = (Next, u16)> + 'a>> {
+        Box::pin(self.answer_failure(route, ex, facts, status, code, message, keep_alive))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn answer_failure(
         &mut self,
         route: &Route,
-        ex: &mut Policies<'_>,
+        ex: &mut Policies<'_, '_>,
         facts: Facts,
         status: u16,
         code: &str,
         message: &str,
         keep_alive: bool,
     ) -> (Next, u16) {
-        let Some((pipe, ex)) = ex else {
+        let Some(PolicyRun { pipe, ex }) = ex else {
             return local::upstream_error(self, facts, status, code, message, keep_alive).await;
         };
         let replaced = {
@@ -702,4 +760,53 @@ async fn read_response_head(
             _ => return Err(Failure::NoResponse),
         }
     }
+}
+
+/// Runs the outbound section on a response head and decides whether the response goes into
+/// the cache: if so, the copy to fill as the body streams.
+#[allow(clippy::too_many_arguments)]
+fn outbound(
+    pipe: &crate::policy::Pipeline,
+    ex: &mut Exchange,
+    ctx: &Ctx<'_, crate::policy::run::NoHeaders>,
+    w: &super::Worker,
+    data: &[u8],
+    response: &ringway_core::http1::ResponseHead,
+    framing: BodyFraming,
+    facts: Facts,
+) -> Option<Box<CacheTee>> {
+    let status = response.status();
+    let has = |name: &[u8]| response.header(data, name).is_some();
+    ex.outbound(pipe, status, &has, &w.policies, ctx);
+    if ex.cache.store_for.is_none() || facts.is_head {
+        return None;
+    }
+    let mut cc = response
+        .headers()
+        .iter()
+        .filter(|h| h.name.of(data).eq_ignore_ascii_case(b"cache-control"))
+        .map(|h| h.value.of(data));
+    let ttl = ex.store_ttl(
+        pipe,
+        &mut cc,
+        response.header(data, b"pragma"),
+        response.header(data, b"vary"),
+    )?;
+    let cap = w.snapshot.config.cache.max_entry_bytes;
+    let expected = match framing {
+        BodyFraming::Length(n) => Some(n as usize),
+        BodyFraming::None => Some(0),
+        _ => None,
+    };
+    if expected.is_some_and(|n| n > cap) {
+        return None;
+    }
+    let mut headers = Vec::new();
+    cacheable_headers(&mut headers, data, response);
+    Some(Box::new(CacheTee {
+        body: Tee::new(cap, expected.unwrap_or(16 * 1024)),
+        headers,
+        ttl,
+        status: ex.status.unwrap_or(status),
+    }))
 }

@@ -254,8 +254,7 @@ impl Server {
                 .expect("inbox hand-off")
                 .take()
                 .expect("each worker takes its inbox once");
-            let policies =
-                crate::policy::run::WorkerPolicies::new(&node, &snap.config, inbox);
+            let policies = crate::policy::run::WorkerPolicies::new(&node, &snap.config, inbox);
             worker_main(
                 ctx,
                 Arc::clone(&snap),
@@ -444,6 +443,8 @@ fn bind_std(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
     Ok(socket.into())
 }
 
+// One argument per thing handed to a worker thread; a struct of them would only be unpacked.
+#[allow(clippy::too_many_arguments)]
 async fn worker_main(
     ctx: WorkerContext,
     snapshot: Arc<Snapshot>,

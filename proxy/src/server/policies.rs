@@ -7,6 +7,7 @@ use std::rc::Rc;
 use std::time::Instant;
 
 use super::conn::{Conn, Facts, HeadView, Next};
+use super::forward::PolicyRun;
 use super::local::{self, Local};
 use crate::policy::run::{Ctx, Exchange, Inbound};
 use crate::policy::Pipeline;
@@ -56,7 +57,8 @@ impl Conn {
                 });
                 match (backend, &route.action) {
                     (Some(b), _) => {
-                        self.forward(head_len, facts, route, prefix_len, b, Some((pipe, &mut ex)))
+                        let mut run = PolicyRun { pipe, ex: &mut ex };
+                        self.forward(head_len, &facts, route, prefix_len, b, Some(&mut run))
                             .await
                     }
                     (None, Action::Respond(d)) => {

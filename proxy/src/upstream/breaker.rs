@@ -231,7 +231,9 @@ impl TargetBreaker {
         // Counted before the state changes, so that the count is never below the number of
         // open targets (a reader that sees 0 may skip the state words).
         open.fetch_add(1, Relaxed);
-        let until = now_ms.saturating_add(trip.open_for.as_millis() as u64).max(1);
+        let until = now_ms
+            .saturating_add(trip.open_for.as_millis() as u64)
+            .max(1);
         if self
             .state
             .compare_exchange(0, until, Relaxed, Relaxed)
@@ -275,7 +277,9 @@ impl TargetBreaker {
             }
         }
         let trip = trip?;
-        let until = now_ms.saturating_add(trip.open_for.as_millis() as u64).max(1);
+        let until = now_ms
+            .saturating_add(trip.open_for.as_millis() as u64)
+            .max(1);
         self.state
             .compare_exchange(probing, until, Relaxed, Relaxed)
             .ok()
@@ -329,7 +333,13 @@ mod tests {
     const NONE: fn(usize) -> u64 = |_| 0;
 
     /// Fails `n` times at `now`; the trip of the last one, if it tripped.
-    fn fail(b: &TargetBreaker, rules: &[BreakerRule], n: u32, now: u64, open: &AtomicU32) -> Option<Trip> {
+    fn fail(
+        b: &TargetBreaker,
+        rules: &[BreakerRule],
+        n: u32,
+        now: u64,
+        open: &AtomicU32,
+    ) -> Option<Trip> {
         let mut trip = None;
         for _ in 0..n {
             trip = b.record_failure(rules, 1, None, now, NONE, open);
@@ -402,7 +412,11 @@ mod tests {
         );
         assert_eq!(b.gate(649), Gate::Open);
         assert!(matches!(b.gate(650), Gate::HalfOpen(_)));
-        assert_eq!(open.load(Relaxed), 1, "re-opening is not a second open target");
+        assert_eq!(
+            open.load(Relaxed),
+            1,
+            "re-opening is not a second open target"
+        );
     }
 
     #[test]
@@ -498,7 +512,9 @@ mod tests {
         ];
         let b = TargetBreaker::new(&rules);
         let open = AtomicU32::new(0);
-        let trip = b.record_failure(&rules, 0b11, None, 0, NONE, &open).unwrap();
+        let trip = b
+            .record_failure(&rules, 0b11, None, 0, NONE, &open)
+            .unwrap();
         assert_eq!(
             trip,
             Trip {

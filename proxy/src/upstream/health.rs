@@ -253,7 +253,10 @@ mod tests {
         let request = b"GET /healthz HTTP/1.1\r\nhost: a:1\r\nconnection: close\r\n\r\n";
         let status = run(probe(addr, request, Duration::from_secs(2)));
         assert_eq!(status, Ok(503));
-        assert!(server.join().unwrap().starts_with("GET /healthz HTTP/1.1\r\nhost: a:1\r\n"));
+        assert!(server
+            .join()
+            .unwrap()
+            .starts_with("GET /healthz HTTP/1.1\r\nhost: a:1\r\n"));
     }
 
     #[test]
@@ -261,10 +264,18 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         // Accepted by the kernel, never answered.
-        let result = run(probe(addr, b"GET / HTTP/1.1\r\n\r\n", Duration::from_millis(100)));
+        let result = run(probe(
+            addr,
+            b"GET / HTTP/1.1\r\n\r\n",
+            Duration::from_millis(100),
+        ));
         assert!(result.unwrap_err().starts_with("no answer within"));
         drop(listener);
-        let closed = run(probe(addr, b"GET / HTTP/1.1\r\n\r\n", Duration::from_millis(100)));
+        let closed = run(probe(
+            addr,
+            b"GET / HTTP/1.1\r\n\r\n",
+            Duration::from_millis(100),
+        ));
         assert!(closed.unwrap_err().starts_with("connect:"));
     }
 }

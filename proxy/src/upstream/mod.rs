@@ -31,9 +31,9 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::Receiver;
 
-use breaker::{Gate, Settled, Trip};
 use crate::config::TripThreshold;
 use crate::snapshot::Snapshot;
+use breaker::{Gate, Settled, Trip};
 
 /// One worker's upstream state for one snapshot.
 pub struct Upstreams {
@@ -189,7 +189,8 @@ impl Upstreams {
             };
             return Ok(Attempt::new(self, backend, first + local, probe));
         }
-        let untried_open = any_open && (0..targets.len()).any(|i| !tried.has(i) && gate(i) == Gate::Open);
+        let untried_open =
+            any_open && (0..targets.len()).any(|i| !tried.has(i) && gate(i) == Gate::Open);
         if !untried_open {
             return Err(NoTarget::Exhausted);
         }
@@ -252,14 +253,20 @@ impl Upstreams {
 /// and it carries the breaker's probe when it is one. Its outcome is recorded once, with
 /// [`Attempt::responded`] or [`Attempt::connection_failed`]; dropping it ends it, and a probe
 /// dropped without an outcome (the client went away) is given back for the next request.
+///
+/// It lives in the request's task across every await of the exchange, so it is kept to 24
+/// bytes: 32-bit indexes, and the probe's state word with 0 for none (an open state is never 0).
 pub struct Attempt<'a> {
     up: &'a Upstreams,
-    backend: usize,
-    target: usize,
-    /// The breaker state the probe was claimed from.
-    probe: Option<u64>,
-    recorded: bool,
+    /// The backend's index; [`RECORDED`] once the outcome is in.
+    backend: u32,
+    target: u32,
+    /// The breaker state the probe was claimed from; 0: not a probe.
+    probe: u64,
 }
+
+/// `Attempt::backend` once its outcome has been recorded.
+const RECORDED: u32 = u32::MAX;
 
 impl<'a> Attempt<'a> {
     fn new(up: &'a Upstreams, backend: usize, target: usize, probe: Option<u64>) -> Attempt<'a> {
@@ -267,22 +274,22 @@ impl<'a> Attempt<'a> {
         n.set(n.get() + 1);
         Attempt {
             up,
-            backend,
-            target,
-            probe,
-            recorded: false,
+            // Snapshots hold far fewer than 2^32 backends and targets.
+            backend: backend as u32,
+            target: target as u32,
+            probe: probe.unwrap_or(0),
         }
     }
 
     /// The flattened target index.
     #[inline]
     pub fn target(&self) -> usize {
-        self.target
+        self.target as usize
     }
 
     /// Whether this is the probe of a half-open breaker.
     pub fn is_probe(&self) -> bool {
-        self.probe.is_some()
+        self.probe != 0
     }
 
     /// No usable response: the connect was refused or timed out, the connection was reset or
@@ -297,41 +304,45 @@ impl<'a> Attempt<'a> {
     }
 
     fn record(&mut self, outcome: Outcome, retry_after: Option<&[u8]>, now: Instant) {
-        if std::mem::replace(&mut self.recorded, true) {
+        let b = std::mem::replace(&mut self.backend, RECORDED);
+        if b == RECORDED {
             return;
         }
+        let (b, target) = (b as usize, self.target as usize);
         let shared = &*self.up.shared;
-        let backend = &shared.backends[self.backend];
+        let backend = &shared.backends[b];
         let rules = &backend.rules[..];
         if rules.is_empty() {
             return;
         }
         let hits = breaker::hits(rules, outcome);
-        let breaker = &shared.breakers[self.target];
-        let successes = &self.up.successes[self.target];
+        let breaker = &shared.breakers[target];
+        let successes = &self.up.successes[target];
         let retry_after = if hits != 0 {
             retry_after.and_then(parse_retry_after)
         } else {
             None
         };
-        if let Some(claimed) = self.probe.take() {
+        let claimed = std::mem::take(&mut self.probe);
+        if claimed != 0 {
             let now_ms = shared.ms(now);
             let settled =
                 breaker.settle_probe(claimed, rules, hits, retry_after, now_ms, &backend.open);
             match settled {
                 Some(Settled::Closed) => log::info!(
                     "circuit breaker of {} closed: the probe succeeded",
-                    shared.label(self.target)
+                    shared.label(target)
                 ),
-                Some(Settled::Reopened(trip)) => self.log_trip("re-opened: the probe failed", trip),
+                Some(Settled::Reopened(trip)) => {
+                    log_trip(shared, b, target, "re-opened: the probe failed", trip)
+                }
                 None => {}
             }
             return;
         }
         // The common case ends here for a success: per-core counts only.
         for (r, rule) in rules.iter().enumerate() {
-            if hits & (1 << r) == 0 && matches!(rule.threshold, TripThreshold::Percentage { .. })
-            {
+            if hits & (1 << r) == 0 && matches!(rule.threshold, TripThreshold::Percentage { .. }) {
                 successes[r].set(successes[r].get() + 1);
             }
         }
@@ -341,35 +352,191 @@ impl<'a> Attempt<'a> {
             if let Some(trip) =
                 breaker.record_failure(rules, hits, retry_after, now_ms, unpublished, &backend.open)
             {
-                self.log_trip("opened", trip);
+                log_trip(shared, b, target, "opened", trip);
             }
         }
     }
+}
 
-    fn log_trip(&self, what: &str, trip: Trip) {
-        let shared = &*self.up.shared;
-        log::warn!(
-            "circuit breaker of {} {what} (rule {:?}); open for {:?}",
-            shared.label(self.target),
-            shared.backends[self.backend].rules[trip.rule].name,
-            trip.open_for
-        );
-    }
+fn log_trip(shared: &SharedUpstreams, backend: usize, target: usize, what: &str, trip: Trip) {
+    log::warn!(
+        "circuit breaker of {} {what} (rule {:?}); open for {:?}",
+        shared.label(target),
+        shared.backends[backend].rules[trip.rule].name,
+        trip.open_for
+    );
 }
 
 impl Drop for Attempt<'_> {
     fn drop(&mut self) {
-        let n = &self.up.in_flight[self.target];
+        let target = self.target as usize;
+        let n = &self.up.in_flight[target];
         n.set(n.get().saturating_sub(1));
-        if let Some(claimed) = self.probe.take() {
-            self.up.shared.breakers[self.target].abandon_probe(claimed);
+        if self.probe != 0 {
+            self.up.shared.breakers[target].abandon_probe(self.probe);
         }
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::Tried;
+    use super::*;
+
+    /// A snapshot with one backend `app` of `targets` closed ports (never connected to here),
+    /// with `extra` backend keys; one worker's upstreams and the shared part.
+    fn setup(targets: usize, extra: &str) -> (Snapshot, Arc<SharedUpstreams>) {
+        let mut yaml = format!(
+            "listeners: [{{address: 127.0.0.1:0}}]\nbackends:\n  - name: app\n{extra}    targets:\n"
+        );
+        for i in 0..targets {
+            yaml.push_str(&format!("      - url: http://127.0.0.1:{}\n", 1 + i));
+        }
+        yaml.push_str("routes:\n  - backend: app\n");
+        let config = crate::config::load_str(&yaml, "test.yaml", &|_| None).unwrap();
+        let snapshot = Snapshot::build(config).unwrap();
+        let shared = Arc::new(SharedUpstreams::new(&snapshot, 1));
+        (snapshot, shared)
+    }
+
+    const BREAKER: &str = "    circuit_breaker:\n      rules:\n        - failure_condition: \
+        {count: 1, interval: 10s, status_codes: [500]}\n          trip_duration: 5s\n";
+
+    fn pick(up: &Upstreams, snap: &Snapshot, now: Instant) -> Result<usize, NoTarget> {
+        up.choose(snap, 0, &Tried::default(), now, None)
+            .map(|a| a.target())
+    }
+
+    #[test]
+    fn open_targets_are_skipped_then_probed_once_then_closed() {
+        let (snap, shared) = setup(2, BREAKER);
+        let up = Upstreams::new(&snap, &shared, 0);
+        let t0 = Instant::now();
+        let mut a = up.choose(&snap, 0, &Tried::default(), t0, None).unwrap();
+        assert_eq!(a.target(), 0);
+        a.responded(500, None, t0);
+        drop(a);
+        // Target 0 is open: only 1 is chosen, and it keeps working.
+        for _ in 0..4 {
+            let mut a = up.choose(&snap, 0, &Tried::default(), t0, None).unwrap();
+            assert_eq!(a.target(), 1);
+            a.responded(200, None, t0);
+        }
+        let mut a = up.choose(&snap, 0, &Tried::default(), t0, None).unwrap();
+        a.responded(503, None, t0); // 503 is not in the rule
+        drop(a);
+        let mut a = up.choose(&snap, 0, &Tried::default(), t0, None).unwrap();
+        a.responded(500, None, t0 + Duration::from_millis(1500));
+        drop(a);
+        // Both open: 503 with the time until the earliest (target 0, at 5 s) is due.
+        assert_eq!(
+            pick(&up, &snap, t0 + Duration::from_millis(1000)),
+            Err(NoTarget::Open {
+                retry_after: Duration::from_secs(4)
+            })
+        );
+        // At 5 s target 0 is due: one request claims the probe; while it is out, nothing else
+        // goes (target 1 is due only at 6.5 s).
+        let at = t0 + Duration::from_millis(5100);
+        let mut probe = up.choose(&snap, 0, &Tried::default(), at, None).unwrap();
+        assert_eq!((probe.target(), probe.is_probe()), (0, true));
+        assert_eq!(
+            pick(&up, &snap, at),
+            Err(NoTarget::Open {
+                retry_after: Duration::from_secs(1)
+            })
+        );
+        probe.responded(200, None, at);
+        drop(probe);
+        assert_eq!(pick(&up, &snap, at), Ok(0));
+        assert_eq!(shared.backends[0].open.load(Relaxed), 1);
+    }
+
+    #[test]
+    fn a_probe_dropped_without_an_outcome_is_given_back() {
+        let (snap, shared) = setup(1, BREAKER);
+        let up = Upstreams::new(&snap, &shared, 0);
+        let t0 = Instant::now();
+        up.choose(&snap, 0, &Tried::default(), t0, None)
+            .unwrap()
+            .responded(500, None, t0);
+        let due = t0 + Duration::from_secs(6);
+        let probe = up.choose(&snap, 0, &Tried::default(), due, None).unwrap();
+        assert!(probe.is_probe());
+        assert!(matches!(pick(&up, &snap, due), Err(NoTarget::Open { .. })));
+        drop(probe);
+        let again = up.choose(&snap, 0, &Tried::default(), due, None).unwrap();
+        assert!(again.is_probe());
+    }
+
+    #[test]
+    fn least_request_counts_attempts_in_flight() {
+        let (snap, shared) = setup(3, "    balance: least_request\n");
+        let up = Upstreams::new(&snap, &shared, 0);
+        let now = Instant::now();
+        let a = up.choose(&snap, 0, &Tried::default(), now, None).unwrap();
+        let b = up.choose(&snap, 0, &Tried::default(), now, None).unwrap();
+        let c = up.choose(&snap, 0, &Tried::default(), now, None).unwrap();
+        let mut held = [a.target(), b.target(), c.target()];
+        held.sort();
+        assert_eq!(held, [0, 1, 2]);
+        let b_target = b.target();
+        drop(b);
+        assert_eq!(up.in_flight(b_target), 0);
+        assert_eq!(pick(&up, &snap, now), Ok(b_target));
+        drop((a, c));
+        assert!((0..3).all(|t| up.in_flight(t) == 0));
+    }
+
+    #[test]
+    fn health_messages_apply_on_the_tick() {
+        let (snap, shared) = setup(2, "");
+        let up = Upstreams::new(&snap, &shared, 0);
+        let now = Instant::now();
+        shared.broadcast(HealthChange {
+            target: 0,
+            healthy: false,
+        });
+        assert!(up.is_healthy(0), "not before the tick");
+        up.on_tick(now);
+        assert!(!up.is_healthy(0));
+        assert!((0..4).all(|_| pick(&up, &snap, now) == Ok(1)));
+        // Every target unhealthy: chosen anyway.
+        shared.broadcast(HealthChange {
+            target: 1,
+            healthy: false,
+        });
+        up.on_tick(now);
+        assert!(pick(&up, &snap, now).is_ok());
+    }
+
+    #[test]
+    fn percentage_rules_publish_this_cores_successes_on_the_tick() {
+        let rule = "    circuit_breaker:\n      rules:\n        - failure_condition: \
+            {percentage: 50, min_requests: 4, interval: 10s, status_codes: [500]}\n          \
+            trip_duration: 5s\n";
+        let (snap, shared) = setup(1, rule);
+        let up = Upstreams::new(&snap, &shared, 0);
+        let other = Upstreams::new(&snap, &shared, 0);
+        let now = Instant::now();
+        let respond = |up: &Upstreams, status| {
+            up.choose(&snap, 0, &Tried::default(), now, None)
+                .unwrap()
+                .responded(status, None, now)
+        };
+        // Three successes on another core, published by its tick.
+        (0..3).for_each(|_| respond(&other, 200));
+        other.on_tick(now);
+        respond(&up, 500);
+        respond(&up, 500); // 2 of 5
+        assert!(pick(&up, &snap, now).is_ok());
+        respond(&up, 500); // 3 of 6
+        assert!(matches!(pick(&up, &snap, now), Err(NoTarget::Open { .. })));
+    }
+
+    #[test]
+    fn an_attempt_takes_24_bytes_of_a_request_task() {
+        assert_eq!(std::mem::size_of::<super::Attempt<'_>>(), 24);
+    }
 
     #[test]
     fn tried_holds_every_target_of_a_large_backend() {

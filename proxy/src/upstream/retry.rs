@@ -150,8 +150,7 @@ impl RetryBudget {
     /// Whether a retry may be made now; if so it is counted.
     pub fn try_retry(&mut self, now: Instant) -> bool {
         let (requests, retries) = self.totals(now);
-        let allowed =
-            requests * u64::from(self.percent) / 100 + u64::from(self.min_per_sec) * 10;
+        let allowed = requests * u64::from(self.percent) / 100 + u64::from(self.min_per_sec) * 10;
         if retries >= allowed {
             return false;
         }

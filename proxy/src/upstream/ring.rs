@@ -129,11 +129,15 @@ mod tests {
     }
 
     fn owners(ring: &Ring, keys: &[u64], usable: impl Fn(usize) -> bool + Copy) -> Vec<usize> {
-        keys.iter().map(|&k| ring.pick(k, usable).unwrap()).collect()
+        keys.iter()
+            .map(|&k| ring.pick(k, usable).unwrap())
+            .collect()
     }
 
     fn keys(n: usize) -> Vec<u64> {
-        (0..n).map(|i| hash_key(format!("user-{i}").as_bytes())).collect()
+        (0..n)
+            .map(|i| hash_key(format!("user-{i}").as_bytes()))
+            .collect()
     }
 
     #[test]
@@ -160,7 +164,12 @@ mod tests {
             |_| true,
         );
         // Target 2 removed from the configuration: a new ring of the other four.
-        let survivors: Vec<&String> = urls.iter().enumerate().filter(|(i, _)| *i != 2).map(|(_, u)| u).collect();
+        let survivors: Vec<&String> = urls
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i != 2)
+            .map(|(_, u)| u)
+            .collect();
         let after_ring = Ring::new(survivors.iter().map(|u| (u.as_str(), 1)));
         let after: Vec<usize> = owners(&after_ring, &keys, |_| true)
             .into_iter()
@@ -209,9 +218,15 @@ mod tests {
             }
         };
         let on = |h: HashOn| hash_input(&h, headers, b"10.1.2.3");
-        assert_eq!(on(HashOn::Header("x-user".into())), Some(hash_key(b"alice")));
+        assert_eq!(
+            on(HashOn::Header("x-user".into())),
+            Some(hash_key(b"alice"))
+        );
         assert_eq!(on(HashOn::Header("x-other".into())), None);
-        assert_eq!(on(HashOn::Cookie("session".into())), Some(hash_key(b"abc123")));
+        assert_eq!(
+            on(HashOn::Cookie("session".into())),
+            Some(hash_key(b"abc123"))
+        );
         assert_eq!(on(HashOn::Cookie("x".into())), Some(hash_key(b"1")));
         assert_eq!(on(HashOn::Cookie("missing".into())), None);
         assert_eq!(on(HashOn::Ip), Some(hash_key(b"10.1.2.3")));

@@ -71,7 +71,11 @@ impl SharedUpstreams {
         let breakers = snapshot
             .targets
             .iter()
-            .map(|t| Padded(TargetBreaker::new(&config.backends[t.backend].circuit_breaker)))
+            .map(|t| {
+                Padded(TargetBreaker::new(
+                    &config.backends[t.backend].circuit_breaker,
+                ))
+            })
             .collect();
         let (inboxes, receivers) = (0..workers.max(1))
             .map(|_| crossbeam_channel::unbounded())

@@ -116,7 +116,10 @@ fn serve(stream: TcpStream, state: &State, name: &str) {
             if delay > 0 {
                 std::thread::sleep(Duration::from_millis(delay));
             }
-            (state.status.load(SeqCst), state.header.lock().unwrap().clone())
+            (
+                state.status.load(SeqCst),
+                state.header.lock().unwrap().clone(),
+            )
         };
         let status = if status == 0 { 200 } else { status };
         let mut response = format!(

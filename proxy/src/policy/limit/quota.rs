@@ -153,11 +153,10 @@ impl SharedQuota {
         since.div_euclid(i128::from(self.period_ms)) as i64
     }
 
-    /// Seconds, rounded up and at least 1, until period `period` ends.
-    fn secs_to_end(&self, period: i64, now_unix_ms: u64) -> u64 {
-        let end = i128::from(self.start_ms) + (i128::from(period) + 1) * i128::from(self.period_ms);
-        let left = (end - i128::from(now_unix_ms)).clamp(0, i128::from(u64::MAX)) as u64;
-        left.div_ceil(1000).max(1)
+    /// The unix milliseconds at which period `period` begins, clamped to `u64`.
+    fn period_start_ms(&self, period: i64) -> u64 {
+        let start = i128::from(self.start_ms) + i128::from(period) * i128::from(self.period_ms);
+        start.clamp(0, i128::from(u64::MAX)) as u64
     }
 
     fn line(&self, key: u64) -> &QuotaLine {
@@ -322,6 +321,11 @@ pub struct LocalQuota {
     keys: KeyTable<Usage>,
     /// Bytes counted before they are published.
     byte_batch: u64,
+    /// The last period computed and its bounds: while the clock stays in it, `acquire` needs
+    /// no division.
+    period: i64,
+    period_start_ms: u64,
+    period_end_ms: u64,
 }
 
 impl LocalQuota {
@@ -335,7 +339,21 @@ impl LocalQuota {
             shared,
             keys: KeyTable::new(spec.max_keys),
             byte_batch,
+            period: 0,
+            period_start_ms: u64::MAX,
+            period_end_ms: u64::MAX,
         }
+    }
+
+    /// The period of `now_unix_ms`.
+    fn period_at(&mut self, now_unix_ms: u64) -> i64 {
+        if !(self.period_start_ms..self.period_end_ms).contains(&now_unix_ms) {
+            let shared = &*self.shared;
+            self.period = shared.period_index(now_unix_ms);
+            self.period_start_ms = shared.period_start_ms(self.period);
+            self.period_end_ms = shared.period_start_ms(self.period.saturating_add(1));
+        }
+        self.period
     }
 
     /// Admits one call for `key`, counting it, or refuses it: refused when the period's calls
@@ -344,8 +362,8 @@ impl LocalQuota {
     /// The hot path: a lookup and a decrement while this core holds calls leased for the
     /// period; a lease (one shared compare-and-swap) otherwise.
     pub fn acquire(&mut self, key: u64, now_unix_ms: u64) -> QuotaDecision {
+        let period = self.period_at(now_unix_ms);
         let shared = &*self.shared;
-        let period = shared.period_index(now_unix_ms);
         let usage = usage_of(&mut self.keys, shared, key, period);
         usage.touched = true;
         let over_bandwidth = shared
@@ -371,7 +389,11 @@ impl LocalQuota {
         let usage = *usage;
         QuotaDecision {
             admitted,
-            retry_after_secs: shared.secs_to_end(period, now_unix_ms),
+            retry_after_secs: self
+                .period_end_ms
+                .saturating_sub(now_unix_ms)
+                .div_ceil(1000)
+                .max(1),
             calls_remaining: shared
                 .calls
                 .map(|limit| limit.saturating_sub(usage.seen_calls) + u64::from(usage.tokens)),
@@ -384,8 +406,8 @@ impl LocalQuota {
         if self.shared.bandwidth.is_none() || bytes == 0 {
             return;
         }
+        let period = self.period_at(now_unix_ms);
         let shared = &*self.shared;
-        let period = shared.period_index(now_unix_ms);
         let usage = usage_of(&mut self.keys, shared, key, period);
         usage.touched = true;
         usage.pending_bytes = usage.pending_bytes.saturating_add(bytes);

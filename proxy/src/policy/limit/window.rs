@@ -263,6 +263,10 @@ pub struct LocalWindow {
     keys: KeyTable<Allowance>,
     /// The epoch of the last `tick` that swept the table.
     swept: u32,
+    /// The last epoch computed, unwrapped, and the millisecond it began: while the clock stays
+    /// in it, `acquire` needs no division.
+    epoch: u64,
+    epoch_start_ms: u64,
 }
 
 impl LocalWindow {
@@ -272,6 +276,8 @@ impl LocalWindow {
             shared,
             keys: KeyTable::new(spec.max_keys),
             swept: u32::MAX,
+            epoch: 0,
+            epoch_start_ms: 0,
         }
     }
 
@@ -288,7 +294,11 @@ impl LocalWindow {
     /// sub-window and leases afresh, which reads one shared line and swaps one counter.
     pub fn acquire_n(&mut self, key: u64, n: u32, now_ms: u64) -> RateDecision {
         let shared = &*self.shared;
-        let full_epoch = now_ms / shared.sub_ms;
+        if now_ms.wrapping_sub(self.epoch_start_ms) >= shared.sub_ms {
+            self.epoch = now_ms / shared.sub_ms;
+            self.epoch_start_ms = self.epoch * shared.sub_ms;
+        }
+        let full_epoch = self.epoch;
         let epoch = full_epoch as u32;
         // Evict an allowance of an ended sub-window first, then the one with fewest tokens.
         let (held, evicted) = self.keys.entry(key, |a| {
