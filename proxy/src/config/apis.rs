@@ -432,6 +432,8 @@ pub struct PolicyTables {
     pub rate: Vec<RateDef>,
     pub quota: Vec<QuotaDef>,
     pub concurrency: Vec<ConcurrencyDef>,
+    /// Every `retry` policy, for each worker's retry budgets.
+    pub retry: Vec<crate::upstream::RetrySpec>,
 }
 
 #[derive(Clone, Debug)]
@@ -1044,7 +1046,14 @@ impl Compiler<'_> {
                 params,
                 errors,
             )?),
-            PolicyDoc::Retry(d) => Policy::Retry(Box::new(retry_spec(path, d, errors))),
+            PolicyDoc::Retry(d) => {
+                let spec = retry_spec(path, d, errors);
+                self.tables.retry.push(spec.clone());
+                Policy::Retry(Box::new(crate::policy::Retry {
+                    index: self.tables.retry.len() - 1,
+                    spec,
+                }))
+            }
         };
         (errors.0.len() == before).then_some(policy)
     }

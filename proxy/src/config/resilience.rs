@@ -396,7 +396,7 @@ mod tests {
             .skip(1)
             .map(|rest| rest.split("```").next().unwrap())
             .collect();
-        assert_eq!(blocks.len(), 4);
+        assert_eq!(blocks.len(), 5);
         for block in blocks {
             let text = format!("listeners: [{{address: 127.0.0.1:8080}}]\n{block}");
             load_str(&text, "resilience.md", &|_| None).unwrap_or_else(|e| panic!("{e}\n{block}"));

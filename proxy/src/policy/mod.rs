@@ -73,7 +73,24 @@ pub enum Policy {
     /// `cache-remove-value`.
     RemoveValue(Template),
     /// `retry` (backend section).
-    Retry(Box<crate::upstream::RetrySpec>),
+    Retry(Box<Retry>),
+}
+
+/// A `retry` policy: its settings, and its retry budget's index in each worker's table.
+#[derive(Clone, Debug)]
+pub struct Retry {
+    pub index: usize,
+    pub spec: crate::upstream::RetrySpec,
+}
+
+impl Pipeline {
+    /// The backend section's `retry`, if it has one.
+    pub fn retry(&self) -> Option<&Retry> {
+        self.backend.iter().find_map(|p| match p {
+            Policy::Retry(r) => Some(&**r),
+            _ => None,
+        })
+    }
 }
 
 #[derive(Clone, Debug)]

@@ -99,6 +99,8 @@ pub struct WorkerPolicies {
     pub cache: RefCell<CacheStore>,
     pub values: RefCell<ValueStore>,
     pub flights: Coalescer,
+    /// Each `retry` policy's budget on this core.
+    pub retry_budgets: Vec<RefCell<crate::upstream::RetryBudget>>,
     purge: PurgeInbox,
     /// Shadow-mode refusals and other policy events are logged at most once a second each.
     pub(crate) shadow_log: crate::server::LogLimit,
@@ -134,6 +136,14 @@ impl WorkerPolicies {
                 config.cache.max_value_bytes,
             )),
             flights: Coalescer::default(),
+            retry_budgets: config
+                .policy_tables
+                .retry
+                .iter()
+                .map(|spec| {
+                    RefCell::new(crate::upstream::RetryBudget::for_spec(spec, Instant::now()))
+                })
+                .collect(),
             purge,
             shadow_log: crate::server::LogLimit::default(),
         }

@@ -28,7 +28,7 @@ use super::local::{self, Local};
 use crate::policy::run::{Ctx, Exchange};
 use crate::policy::Pipeline;
 use crate::route::Route;
-use crate::upstream::{hash_input, NoTarget, Tried, UpstreamConn};
+use crate::upstream::{hash_input, parse_retry_after, NoTarget, Tried, UpstreamConn};
 
 /// The policies of a request that has them: its pipeline and its exchange.
 pub(super) struct PolicyRun<'a> {
@@ -199,11 +199,33 @@ impl Conn {
             }
             _ => {}
         }
-        let whole = body.is_none();
-        let sent_continue = !whole && facts.expect_continue;
+        let sent_continue = body.is_some() && facts.expect_continue;
         if sent_continue {
             send_continue(&mut self.stream).await;
         }
+        // A request that a `retry` may send again keeps its body, up to the policy's limit.
+        if let (Some(mode), Some(retry)) = (&mut body, ex.as_ref().and_then(|r| r.pipe.retry())) {
+            match Box::pin(self.buffer_body(mode, &mut decoder, retry.spec.max_buffered_body)).await
+            {
+                Ok(done) => {
+                    if done {
+                        body = None;
+                    }
+                }
+                Err(RelayError::Codec(e)) => return self.refuse(*facts, &e, route, &mut ex).await,
+                Err(RelayError::Source { timed_out }) => {
+                    return (Next::Close, if timed_out { 408 } else { 400 });
+                }
+                Err(RelayError::Destination) => return (Next::Close, 400),
+            }
+        }
+        let whole = body.is_none();
+        if let Some(retry) = ex.as_ref().and_then(|r| r.pipe.retry()) {
+            w.policies.retry_budgets[retry.index]
+                .borrow_mut()
+                .record_request(Instant::now());
+        }
+        let mut retries: u32 = 0;
 
         // 2. A connection, the request, and the response head.
         let mut tried = Tried::default();
@@ -233,13 +255,27 @@ impl Conn {
                 Err(NoTarget::Open { retry_after }) if ex.is_none() => {
                     return local::circuit_open(self, *facts, retry_after.as_secs(), whole).await;
                 }
-                Err(NoTarget::Open { .. }) => {
+                Err(NoTarget::Open { retry_after }) => {
+                    if let Some(run) = ex.as_mut() {
+                        run.ex.response.add_with(b"Retry-After", |o| {
+                            crate::policy::run::push_u64(o, retry_after.as_secs().max(1))
+                        });
+                    }
                     let (s, c, m) = (503, "circuit_open", "every target has its circuit open");
                     return self
                         .upstream_failed(route, &mut ex, *facts, s, c, m, whole)
                         .await;
                 }
                 Err(NoTarget::Exhausted) => {
+                    let connect = !matches!(last_status, LastFailure::ClosedWithoutAnswer);
+                    if let Some(wait) =
+                        retry_wait(&w, ex.as_deref(), &mut retries, connect, None, until)
+                    {
+                        // Every target refused: after the policy's pause, all of them again.
+                        Box::pin(self.pause(wait)).await;
+                        tried = Tried::default();
+                        continue;
+                    }
                     let (s, c, m) = last_status.answer();
                     return self
                         .upstream_failed(route, &mut ex, *facts, s, c, m, whole)
@@ -360,6 +396,32 @@ impl Conn {
                 Ok(len) => {
                     let retry_after = up.head.header(up.buf.data(), b"retry-after");
                     attempt.responded(up.head.status(), retry_after, w.wheel.now());
+                    let status = up.head.status();
+                    let wait = whole
+                        .then(|| {
+                            let retry_after = up
+                                .head
+                                .header(up.buf.data(), b"retry-after")
+                                .and_then(parse_retry_after);
+                            retry_wait(
+                                &w,
+                                ex.as_deref(),
+                                &mut retries,
+                                false,
+                                Some((status, retry_after)),
+                                until,
+                            )
+                        })
+                        .flatten();
+                    if let Some(wait) = wait {
+                        // The answer is dropped with its connection (its body unread) and
+                        // the request goes again, to whichever target the balancer picks.
+                        drop(up);
+                        drop(attempt);
+                        Box::pin(self.pause(wait)).await;
+                        fresh_only = false;
+                        continue;
+                    }
                     break (up, len, attempt);
                 }
                 Err(Failure::NoResponse) if whole && facts.idempotent => {
@@ -575,6 +637,67 @@ impl Conn {
 }
 
 impl Conn {
+    /// Reads the rest of a request body into the write buffer (after the head), as long as it
+    /// stays within `limit` bytes; true when the whole body is in. A larger body is left
+    /// where it stands, to be streamed: that request is not retried.
+    async fn buffer_body(
+        &mut self,
+        mode: &mut Relay,
+        decoder: &mut ChunkedDecoder,
+        limit: u64,
+    ) -> Result<bool, RelayError> {
+        let idle = self.w.snapshot.config.timeouts.idle;
+        let start = self.wbuf.len() as u64;
+        loop {
+            let room = (start + limit).saturating_sub(self.wbuf.len() as u64);
+            match mode {
+                Relay::Length(left) => {
+                    if *left > room {
+                        return Ok(false);
+                    }
+                    let take = (*left).min(self.rbuf.len() as u64) as usize;
+                    self.wbuf.extend_from_slice(&self.rbuf.data()[..take]);
+                    self.rbuf.consume(take);
+                    *left -= take as u64;
+                    if *left == 0 {
+                        return Ok(true);
+                    }
+                }
+                Relay::Chunked(_) => {
+                    let used = decoder
+                        .decode(self.rbuf.data(), &mut self.wbuf, true)
+                        .map_err(RelayError::Codec)?;
+                    self.rbuf.consume(used);
+                    if decoder.is_done() {
+                        return Ok(true);
+                    }
+                    if self.wbuf.len() as u64 > start + limit {
+                        return Ok(false);
+                    }
+                }
+                Relay::UntilClose(_) => return Ok(false),
+            }
+            self.deadline.arm(self.fd, idle);
+            match self.rbuf.fill(&mut self.stream, 64 * 1024).await {
+                Ok(n) if n > 0 => {}
+                _ => {
+                    return Err(RelayError::Source {
+                        timed_out: self.deadline.fired(),
+                    })
+                }
+            }
+        }
+    }
+
+    /// Waits before a retry, keeping the client's connection from timing out meanwhile.
+    async fn pause(&mut self, wait: std::time::Duration) {
+        let idle = self.w.snapshot.config.timeouts.idle;
+        self.deadline.arm(self.fd, idle + wait);
+        if !wait.is_zero() {
+            monoio::time::sleep(wait).await;
+        }
+    }
+
     /// Answers a request whose body broke the framing rules or the size limit; the connection
     /// closes after it.
     async fn refuse(
@@ -809,4 +932,52 @@ fn outbound(
         ttl,
         status: ex.status.unwrap_or(status),
     }))
+}
+
+/// Whether the request goes again under its `retry` policy, and after how long: the policy
+/// retries this failure (a connect failure on every target, or the response `status`), tries
+/// are left, the core's retry budget allows one, and the wait ends before the request's
+/// deadline. Counts the retry.
+fn retry_wait(
+    w: &super::Worker,
+    run: Option<&PolicyRun<'_>>,
+    retries: &mut u32,
+    connect_failure: bool,
+    response: Option<(u16, Option<std::time::Duration>)>,
+    until: Option<Instant>,
+) -> Option<std::time::Duration> {
+    let retry = run?.pipe.retry()?;
+    let spec = &retry.spec;
+    if *retries >= spec.count {
+        return None;
+    }
+    let wanted = match response {
+        Some((status, _)) => spec.retries_status(status),
+        None => connect_failure && spec.on_connect_failure,
+    };
+    if !wanted {
+        return None;
+    }
+    let noise = {
+        use std::hash::{BuildHasher, Hasher};
+        let mut h = ahash::RandomState::new().build_hasher();
+        h.write_u32(*retries);
+        h.finish()
+    };
+    let mut wait = crate::upstream::delay(spec, *retries, noise);
+    if let Some((_, Some(after))) = response.filter(|_| spec.honor_retry_after) {
+        wait = after;
+    }
+    if until.is_some_and(|u| Instant::now() + wait >= u) {
+        return None;
+    }
+    let now = Instant::now();
+    if !w.policies.retry_budgets[retry.index]
+        .borrow_mut()
+        .try_retry(now)
+    {
+        return None;
+    }
+    *retries += 1;
+    Some(wait)
 }
