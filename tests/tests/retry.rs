@@ -11,11 +11,16 @@ use std::time::{Duration, Instant};
 
 use ringway_tests::{closed_port, Client, Ringway};
 
+/// Every request the origin got: (method, body).
+type Log = Arc<Mutex<Vec<(String, Vec<u8>)>>>;
+/// The statuses still to give (last first), each with its `Retry-After`.
+type Script = Arc<Mutex<Vec<(u16, Option<String>)>>>;
+
 /// An origin that answers with the scripted statuses in turn (then 200), each with the
 /// optional `Retry-After`, and records (method, body) of every request.
 struct Flaky {
     addr: SocketAddr,
-    seen: Arc<Mutex<Vec<(String, Vec<u8>)>>>,
+    seen: Log,
 }
 
 impl Flaky {
@@ -25,8 +30,8 @@ impl Flaky {
 
     fn start_on(listener: TcpListener, script: &[(u16, Option<&str>)]) -> Flaky {
         let addr = listener.local_addr().unwrap();
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let script: Arc<Mutex<Vec<(u16, Option<String>)>>> = Arc::new(Mutex::new(
+        let seen: Log = Arc::new(Mutex::new(Vec::new()));
+        let script: Script = Arc::new(Mutex::new(
             script
                 .iter()
                 .rev()
