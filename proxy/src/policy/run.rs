@@ -99,6 +99,8 @@ pub struct WorkerPolicies {
     pub cache: RefCell<CacheStore>,
     pub values: RefCell<ValueStore>,
     pub flights: Coalescer,
+    /// Spare iovec arrays for writing a cached head and body in one `writev`.
+    pub iovecs: RefCell<Vec<Vec<libc::iovec>>>,
     /// Each `retry` policy's budget on this core.
     pub retry_budgets: Vec<RefCell<crate::upstream::RetryBudget>>,
     purge: PurgeInbox,
@@ -136,6 +138,7 @@ impl WorkerPolicies {
                 config.cache.max_value_bytes,
             )),
             flights: Coalescer::default(),
+            iovecs: RefCell::new(Vec::new()),
             retry_budgets: config
                 .policy_tables
                 .retry

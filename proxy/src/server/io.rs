@@ -36,6 +36,82 @@ pub async fn write_keep<S: AsyncWriteRent>(dst: &mut S, out: &mut Vec<u8>) -> io
     res.map(|_| ())
 }
 
+/// A head and a shared body, written with one `writev`: the body goes out of the buffer it is
+/// stored in, never copied. The iovec array lives on the heap (its own vector, reused), so it
+/// stays put while the runtime owns the value.
+struct HeadAndBody {
+    head: Vec<u8>,
+    body: bytes::Bytes,
+    iov: Vec<libc::iovec>,
+}
+
+impl HeadAndBody {
+    /// Points the iovecs at what is left after the first `sent` bytes.
+    fn aim(&mut self, sent: usize) {
+        self.iov.clear();
+        let (head, body) = (&self.head[..], &self.body[..]);
+        let (h, b) = if sent < head.len() {
+            (&head[sent..], body)
+        } else {
+            (&head[head.len()..], &body[sent - head.len()..])
+        };
+        for part in [h, b] {
+            if !part.is_empty() {
+                self.iov.push(libc::iovec {
+                    iov_base: part.as_ptr() as *mut libc::c_void,
+                    iov_len: part.len(),
+                });
+            }
+        }
+    }
+}
+
+// SAFETY: the iovecs point into `head` and `body`, whose heap buffers do not move while the
+// value does; `iov` is itself a heap buffer, so its pointer is stable too.
+unsafe impl monoio::buf::IoVecBuf for HeadAndBody {
+    fn read_iovec_ptr(&self) -> *const libc::iovec {
+        self.iov.as_ptr()
+    }
+
+    fn read_iovec_len(&self) -> usize {
+        self.iov.len()
+    }
+}
+
+/// Writes `head` and then `body` in one `writev` (more only if the socket takes less), and
+/// clears `head`. `iov` is a reusable vector for the iovecs, given back with the result.
+pub async fn write_head_and_body<S: AsyncWriteRent>(
+    dst: &mut S,
+    head: &mut Vec<u8>,
+    body: &bytes::Bytes,
+    iov: Vec<libc::iovec>,
+) -> (io::Result<()>, Vec<libc::iovec>) {
+    let total = head.len() + body.len();
+    let mut out = HeadAndBody {
+        head: std::mem::take(head),
+        body: body.clone(),
+        iov,
+    };
+    let mut sent = 0;
+    let result = loop {
+        if sent == total {
+            break Ok(());
+        }
+        out.aim(sent);
+        let (res, back) = dst.writev(out).await;
+        out = back;
+        match res {
+            Ok(0) => break Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => sent += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => break Err(e),
+        }
+    };
+    out.head.clear();
+    *head = out.head;
+    (result, out.iov)
+}
+
 /// How a body arrives and how it leaves.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Relay {

@@ -4,10 +4,8 @@ use std::fmt::Write as _;
 
 use ringway_core::http1::{BodyFraming, ChunkedDecoder, RequestHead};
 
-use monoio::io::AsyncWriteRentExt;
-
 use super::conn::{Conn, Facts, Next};
-use super::io::{send_continue, write_out};
+use super::io::{send_continue, write_head_and_body, write_out};
 use crate::policy::cache::Hit;
 use crate::policy::run::Exchange;
 use crate::policy::Respond;
@@ -214,14 +212,17 @@ pub(super) async fn send(
         facts.http10,
         ex,
     );
-    let mut sent = write_out(&mut c.stream, &mut c.wbuf).await.is_ok();
-    if let (Local::Cached(hit), true, false) = (answer, sent, facts.is_head) {
-        // The body is shared with the store: written from it, not copied.
-        if !hit.body.is_empty() {
-            let (res, _) = c.stream.write_all(hit.body.clone()).await;
-            sent = res.is_ok();
+    let sent = match answer {
+        Local::Cached(hit) if !facts.is_head && !hit.body.is_empty() => {
+            // The body is shared with the store: written from it, with the head, in one
+            // writev, not copied.
+            let iov = c.w.policies.iovecs.borrow_mut().pop().unwrap_or_default();
+            let (res, iov) = write_head_and_body(&mut c.stream, &mut c.wbuf, &hit.body, iov).await;
+            c.w.policies.iovecs.borrow_mut().push(iov);
+            res.is_ok()
         }
-    }
+        _ => write_out(&mut c.stream, &mut c.wbuf).await.is_ok(),
+    };
     let next = if sent && keep_alive {
         Next::KeepAlive
     } else {
