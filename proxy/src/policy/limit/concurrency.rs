@@ -49,7 +49,7 @@ impl SharedConcurrency {
     pub fn new(spec: &ConcurrencySpec) -> SharedConcurrency {
         let slots = shared_lines(spec.max_keys);
         SharedConcurrency {
-            lines: (0..slots).map(|_| AtomicU64::new(0)).collect(),
+            lines: super::zeroed_table(slots),
             mask: slots as u64 - 1,
             max_count: spec.max_count.min(u64::from(u32::MAX)),
         }

@@ -52,6 +52,35 @@ fn shared_lines(max_keys: usize) -> usize {
         .next_power_of_two()
 }
 
+/// Types whose every field is an atomic integer, for which all-zero bytes are the value
+/// `Default` would make.
+///
+/// # Safety
+/// An implementor must be valid when all its bytes are zero.
+unsafe trait Zeroed: Sized {}
+
+// SAFETY: an AtomicU64 is a u64 in memory; zero is a valid value.
+unsafe impl Zeroed for std::sync::atomic::AtomicU64 {}
+
+/// `n` zeroed values in one allocation made zeroed: a large shared table costs memory only for
+/// the lines keys have touched (fresh pages from the system are zero and are not written).
+fn zeroed_table<T: Zeroed>(n: usize) -> Box<[T]> {
+    assert!(std::mem::size_of::<T>() > 0, "table entries have a size");
+    if n == 0 {
+        return Vec::new().into_boxed_slice();
+    }
+    let layout = std::alloc::Layout::array::<T>(n).expect("table size fits in memory");
+    // SAFETY: the layout is not zero-sized (n > 0, and T has a size); the memory is zeroed, which is a
+    // valid `T` (the `Zeroed` contract); the box takes the allocation with the same layout.
+    unsafe {
+        let ptr = std::alloc::alloc_zeroed(layout).cast::<T>();
+        if ptr.is_null() {
+            std::alloc::handle_alloc_error(layout);
+        }
+        Box::from_raw(std::ptr::slice_from_raw_parts_mut(ptr, n))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

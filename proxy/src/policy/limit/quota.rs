@@ -77,6 +77,9 @@ struct QuotaLine {
     bytes: AtomicU64,
 }
 
+// SAFETY: two AtomicU64s; all zero is an unused line.
+unsafe impl super::Zeroed for QuotaLine {}
+
 /// The node-wide counters of one quota, shared by every worker core.
 pub struct SharedQuota {
     lines: Box<[QuotaLine]>,
@@ -114,7 +117,7 @@ impl SharedQuota {
     pub fn new(spec: &QuotaSpec) -> SharedQuota {
         let slots = shared_lines(spec.max_keys);
         SharedQuota {
-            lines: (0..slots).map(|_| QuotaLine::default()).collect(),
+            lines: super::zeroed_table(slots),
             mask: slots as u64 - 1,
             period_ms: u64::try_from(spec.period.as_millis())
                 .unwrap_or(u64::MAX)

@@ -70,6 +70,9 @@ pub struct RateSpec {
 #[derive(Default)]
 struct Line([AtomicU64; COUNTERS]);
 
+// SAFETY: a line is sixteen AtomicU64s; all zero is an empty line.
+unsafe impl super::Zeroed for Line {}
+
 /// The node-wide counters of one rate limit, shared by every worker core.
 pub struct SharedWindow {
     lines: Box<[Line]>,
@@ -109,7 +112,7 @@ impl SharedWindow {
         let slots = shared_lines(spec.max_keys);
         let period_ms = u64::try_from(spec.period.as_millis()).unwrap_or(u64::MAX);
         SharedWindow {
-            lines: (0..slots).map(|_| Line::default()).collect(),
+            lines: super::zeroed_table(slots),
             mask: slots as u64 - 1,
             // Rounded up: 15 sub-windows must cover the whole period, or a call admitted late
             // in the oldest one would leave the window before `period` had passed.
