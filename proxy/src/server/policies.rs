@@ -40,9 +40,10 @@ impl Conn {
             match outcome {
                 Inbound::Wait(waiter, resume) => {
                     // Another request on this core fetches this key: its answer is in the
-                    // store when it is done. Waiting is bounded like the fetch itself.
+                    // store when it is done. Waiting is bounded like the fetch itself (the
+                    // timer boxed: it is rare, and aligned to 128 bytes).
                     let limit = snap.config.timeouts.upstream_response;
-                    let _ = monoio::time::timeout(limit, waiter).await;
+                    let _ = Box::pin(monoio::time::timeout(limit, waiter)).await;
                     from = resume;
                 }
                 other => break other,
