@@ -210,6 +210,23 @@ fn quota_by_calls_answers_403_until_the_period_ends() {
 }
 
 #[test]
+fn quota_increment_condition_counts_only_matching_answers() {
+    let origin = Origin::start("o");
+    let proxy = Ringway::start(&one_backend(
+        &origin,
+        1,
+        "  inbound:\n    - quota-by-key: { calls: 2, renewal_period: 1h, counter_key: \"{ip}\", increment_condition: [\"200-299\"] }\n",
+    ));
+    let mut c = Client::connect(proxy.addr());
+    for _ in 0..4 {
+        assert_eq!(c.get("/status/503").status, 503, "failures do not count");
+    }
+    assert_eq!(c.get("/hello").status, 200);
+    assert_eq!(c.get("/hello").status, 200);
+    assert_eq!(c.get("/hello").status, 403);
+}
+
+#[test]
 fn quota_periods_align_to_first_period_start() {
     let origin = Origin::start("o");
     // Periods of 5 s starting at the epoch: the period ends at the next multiple of 5 s.

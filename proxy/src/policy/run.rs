@@ -205,6 +205,9 @@ enum Held {
     Quota {
         index: usize,
         key: u64,
+        /// The policy's position in the inbound section.
+        pos: usize,
+        at_unix_ms: u64,
     },
     Concurrency {
         index: usize,
@@ -453,11 +456,14 @@ impl Exchange {
                 }
                 Policy::Quota(l) => {
                     let key = self.key_of(&l.key, ctx);
-                    let d = w.quota[l.index].borrow_mut().acquire(key, unix_ms());
+                    let now_unix = unix_ms();
+                    let d = w.quota[l.index].borrow_mut().acquire(key, now_unix);
                     if d.admitted {
                         self.held.push(Held::Quota {
                             index: l.index,
                             key,
+                            pos: i,
+                            at_unix_ms: now_unix,
                         });
                     } else if l.shadow {
                         w.shadow_log.warn(
@@ -887,8 +893,23 @@ impl Exchange {
                         }
                     }
                 }
-                Held::Quota { index, key } => {
-                    if bytes > 0 {
+                Held::Quota {
+                    index,
+                    key,
+                    pos,
+                    at_unix_ms,
+                } => {
+                    let counted = match pipe.inbound.get(pos) {
+                        Some(Policy::Quota(policy)) => policy
+                            .increment_condition
+                            .as_ref()
+                            .is_none_or(|cond| counts(cond, status)),
+                        _ => true,
+                    };
+                    if !counted {
+                        // Neither the call nor its bytes count.
+                        w.quota[index].borrow_mut().give_back(key, at_unix_ms);
+                    } else if bytes > 0 {
                         let now_unix = *unix.get_or_insert_with(unix_ms);
                         w.quota[index].borrow_mut().add_bytes(key, bytes, now_unix);
                     }

@@ -403,6 +403,23 @@ impl LocalQuota {
         }
     }
 
+    /// Uncounts one call of `key` admitted at `acquired_unix_ms` that is not to count (its
+    /// answer did not meet `increment_condition`). Back into this core's lease while the
+    /// period lasts; once it has ended there is nothing to give back.
+    pub fn give_back(&mut self, key: u64, acquired_unix_ms: u64) {
+        if self.shared.calls.is_none() {
+            return;
+        }
+        let period = self.shared.period_index(acquired_unix_ms);
+        if self.period_at(crate::policy::run::unix_ms()) != period {
+            return;
+        }
+        let shared = &*self.shared;
+        let usage = usage_of(&mut self.keys, shared, key, period);
+        usage.touched = true;
+        usage.tokens = usage.tokens.saturating_add(1);
+    }
+
     /// Counts `bytes` of an exchange for `key`, after it. Published to the shared line once
     /// the batch is full, and at every tick.
     pub fn add_bytes(&mut self, key: u64, bytes: u64, now_unix_ms: u64) {
