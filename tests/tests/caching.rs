@@ -252,6 +252,51 @@ fn concurrent_misses_are_coalesced_into_one_fetch() {
     assert_eq!(origin.requests(), 1 + 10);
 }
 
+/// With two workers the fifty clients' connections land on both cores: the core that did not
+/// fetch waits for the other's fetch and takes its answer, so the origin still sees one.
+#[test]
+fn concurrent_misses_on_two_workers_make_one_fetch() {
+    let origin = Origin::start("o");
+    let mut proxy = Ringway::start_file(
+        "examples/cache.yaml",
+        &[
+            ("RINGWAY_LISTEN", "127.0.0.1:0"),
+            ("RINGWAY_WORKERS", "2"),
+            ("RINGWAY_BACKEND", &origin.url()),
+        ],
+    );
+    let addr = proxy.addr();
+    for round in 0..3 {
+        let barrier = Arc::new(Barrier::new(50));
+        let clients: Vec<_> = (0..50)
+            .map(|_| {
+                let barrier = Arc::clone(&barrier);
+                thread::spawn(move || {
+                    let mut c = Client::connect(addr);
+                    barrier.wait();
+                    let r = c.get(&format!("/counter?delay=400&round={round}"));
+                    (r.status, r.text())
+                })
+            })
+            .collect();
+        let answers: Vec<_> = clients.into_iter().map(|c| c.join().unwrap()).collect();
+        assert!(answers.iter().all(|(s, _)| *s == 200));
+        assert!(
+            answers.windows(2).all(|w| w[0].1 == w[1].1),
+            "every client got the one fetch's answer"
+        );
+        assert_eq!(origin.requests(), round + 1, "one fetch per fifty misses");
+    }
+    proxy.sigterm();
+    let (status, out) = proxy.wait_exit(Duration::from_secs(10));
+    assert!(status.success(), "{out}");
+    let counts = ringway_tests::parse_worker_counts(&out);
+    assert!(
+        counts.len() == 2 && counts.values().all(|&n| n > 0),
+        "both workers served: {counts:?}"
+    );
+}
+
 #[test]
 fn the_value_cache_feeds_later_policies() {
     let origin = Origin::start("o");

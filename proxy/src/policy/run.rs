@@ -32,6 +32,9 @@ pub struct NodePolicies {
     pub quota: Vec<(Arc<SharedQuota>, QuotaSpec, String)>,
     pub concurrency: Vec<(Arc<SharedConcurrency>, ConcurrencySpec)>,
     pub purge: Arc<PurgeHub>,
+    /// Cache fetches in progress on any core, so that a miss on one core waits for another's
+    /// (none with one worker).
+    pub flights: Option<Arc<cache::NodeFlights>>,
 }
 
 impl NodePolicies {
@@ -85,6 +88,7 @@ impl NodePolicies {
                 quota,
                 concurrency,
                 purge,
+                flights: (workers > 1).then(Arc::default),
             }),
             inboxes,
         )
@@ -99,6 +103,7 @@ pub struct WorkerPolicies {
     pub cache: RefCell<CacheStore>,
     pub values: RefCell<ValueStore>,
     pub flights: Coalescer,
+    node_flights: Option<Arc<cache::NodeFlights>>,
     /// Spare iovec arrays for writing a cached head and body in one `writev`.
     pub iovecs: RefCell<Vec<Vec<libc::iovec>>>,
     /// Each `retry` policy's budget on this core.
@@ -138,6 +143,7 @@ impl WorkerPolicies {
                 config.cache.max_value_bytes,
             )),
             flights: Coalescer::default(),
+            node_flights: node.flights.clone(),
             iovecs: RefCell::new(Vec::new()),
             retry_budgets: config
                 .policy_tables
@@ -229,6 +235,8 @@ pub struct CacheState {
     pub lookup_pos: usize,
     /// This request fetches for the waiters on its key.
     pub leader: Option<Leader>,
+    /// ... and for the other cores' waiters.
+    pub node_leader: Option<cache::NodeLeader>,
     /// This request waited for another's fetch: on a second miss it goes to the backend
     /// itself, without a new flight.
     pub waited: bool,
@@ -279,6 +287,9 @@ pub enum Inbound<'p> {
     /// Another request on this core is fetching this key: wait, then run again from
     /// policy `resume` (the lookup itself).
     Wait(Waiter, usize),
+    /// Another core is fetching this key: wait for its flight, take what it stored, then run
+    /// again from policy `resume`.
+    WaitNode(Arc<cache::NodeFlight>, usize),
 }
 
 /// A policy's refusal: status, APIM's message, `Retry-After` seconds.
@@ -350,6 +361,7 @@ impl Exchange {
         self.cache.x_cache = None;
         self.cache.missed = false;
         self.cache.leader = None;
+        self.cache.node_leader = None;
         self.cache.waited = false;
         self.cache.store_for = None;
         self.bytes = 0;
@@ -631,7 +643,18 @@ impl Exchange {
             return None;
         }
         match w.flights.begin(hash) {
-            Role::Leader(l) => self.cache.leader = Some(l),
+            Role::Leader(l) => {
+                self.cache.leader = Some(l);
+                let node = w.node_flights.as_ref();
+                match node.map(|n| n.begin(hash, &self.cache.key)) {
+                    Some(cache::NodeRole::Leader(n)) => self.cache.node_leader = Some(n),
+                    Some(cache::NodeRole::Follower(flight)) => {
+                        self.cache.waited = true;
+                        return Some(Inbound::WaitNode(flight, index));
+                    }
+                    Some(cache::NodeRole::Alone) | None => {}
+                }
+            }
             Role::Follower(waiter) => {
                 self.cache.waited = true;
                 return Some(Inbound::Wait(waiter, index));
@@ -849,6 +872,15 @@ impl Exchange {
         ttl: Duration,
         now: Instant,
     ) {
+        if let Some(node) = &self.cache.node_leader {
+            node.fill(cache::Filled {
+                status,
+                headers: headers.clone(),
+                body: body.clone(),
+                stored_at: now,
+                ttl,
+            });
+        }
         w.cache.borrow_mut().insert(
             self.cache.hash,
             &self.cache.key,
@@ -858,6 +890,27 @@ impl Exchange {
             ttl,
             now,
         );
+    }
+
+    /// Takes into this core's store what another core's flight stored for this request's key.
+    pub fn take_filled(&self, w: &WorkerPolicies, flight: &cache::NodeFlight, now: Instant) {
+        let Some(f) = flight.filled() else {
+            return;
+        };
+        let left = f
+            .ttl
+            .saturating_sub(now.saturating_duration_since(f.stored_at));
+        if !left.is_zero() && flight.key() == &self.cache.key[..] {
+            w.cache.borrow_mut().insert(
+                self.cache.hash,
+                &self.cache.key,
+                f.status,
+                f.headers,
+                f.body,
+                left,
+                now,
+            );
+        }
     }
 
     /// Settles what the request held, once its answer (with `status`) is out. `bytes` is what

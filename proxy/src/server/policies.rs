@@ -13,6 +13,9 @@ use crate::policy::run::{Ctx, Exchange, Inbound};
 use crate::policy::Pipeline;
 use crate::route::{Action, Route};
 
+/// How often a miss waiting for another core's fetch looks at it.
+const NODE_FLIGHT_POLL: std::time::Duration = std::time::Duration::from_millis(2);
+
 impl Conn {
     pub(super) async fn with_policies(
         &mut self,
@@ -46,11 +49,24 @@ impl Conn {
                     let _ = Box::pin(monoio::time::timeout(limit, waiter)).await;
                     from = resume;
                 }
+                Inbound::WaitNode(flight, resume) => {
+                    // Another core fetches this key: poll its flight (a task here cannot be
+                    // woken from there), bounded like the fetch itself.
+                    let limit = snap.config.timeouts.upstream_response;
+                    let started = Instant::now();
+                    while !flight.is_done() && started.elapsed() < limit {
+                        Box::pin(monoio::time::sleep(NODE_FLIGHT_POLL)).await;
+                    }
+                    ex.take_filled(&w.policies, &flight, Instant::now());
+                    from = resume;
+                }
                 other => break other,
             }
         };
         let (next, status) = match outcome {
-            Inbound::Wait(..) => unreachable!("waits are followed above"),
+            Inbound::Wait(..) | Inbound::WaitNode(..) => {
+                unreachable!("waits are followed above")
+            }
             Inbound::Continue => {
                 let backend = ex.backend.or(match route.action {
                     Action::Backend(b) => Some(b),
