@@ -9,6 +9,7 @@
 //! quotas, caches) refer to node-wide tables by index, so a policy inherited by a hundred
 //! operations is still one policy with one set of counters.
 
+pub mod auth;
 pub mod cache;
 pub mod edits;
 pub mod limit;

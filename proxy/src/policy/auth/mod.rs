@@ -1,0 +1,1 @@
+//! Identity and access policies: subscription keys, JWT, IP filter, header checks, CORS.
