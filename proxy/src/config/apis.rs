@@ -173,6 +173,72 @@ policies! {
     "cache-store-value" => StoreValue(StoreValueDoc),
     "cache-remove-value" => RemoveValue(RemoveValueDoc),
     "retry" => Retry(RetryDoc),
+    "ip-filter" => IpFilter(IpFilterDoc),
+    "check-header" => CheckHeader(CheckHeaderDoc),
+    "cors" => Cors(CorsDoc),
+    "request-size-limit" => RequestSizeLimit(SizeLimitDoc),
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IpAction {
+    Allow,
+    Forbid,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a mapping with action, addresses and optionally trusted_proxies"
+)]
+pub struct IpFilterDoc {
+    pub action: IpAction,
+    pub addresses: Vec<String>,
+    #[serde(default)]
+    pub trusted_proxies: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a mapping with name and optionally values, ignore_case, failed_check_httpcode, \
+                 failed_check_error_message"
+)]
+pub struct CheckHeaderDoc {
+    pub name: String,
+    #[serde(default)]
+    pub values: Vec<Text>,
+    #[serde(default)]
+    pub ignore_case: bool,
+    pub failed_check_httpcode: Option<u16>,
+    pub failed_check_error_message: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a mapping with allowed_origins and optionally allowed_methods, allowed_headers, \
+                 expose_headers, allow_credentials, preflight_result_max_age, \
+                 terminate_unmatched_request"
+)]
+pub struct CorsDoc {
+    pub allowed_origins: Vec<String>,
+    #[serde(default)]
+    pub allowed_methods: Vec<String>,
+    #[serde(default)]
+    pub allowed_headers: Vec<String>,
+    #[serde(default)]
+    pub expose_headers: Vec<String>,
+    #[serde(default)]
+    pub allow_credentials: bool,
+    pub preflight_result_max_age: Option<u64>,
+    pub terminate_unmatched_request: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a mapping with max_bytes")]
+pub struct SizeLimitDoc {
+    pub max_bytes: Size,
 }
 
 #[derive(Debug, Default, Clone, Copy, Deserialize)]
@@ -1046,6 +1112,145 @@ impl Compiler<'_> {
                 params,
                 errors,
             )?),
+            PolicyDoc::IpFilter(d) => {
+                let nets = |key: &str, list: &[String], errors: &mut Errors| {
+                    let mut out = Vec::new();
+                    for (i, a) in list.iter().enumerate() {
+                        match crate::policy::auth::access::IpNet::parse(a) {
+                            Ok(n) => out.push(n),
+                            Err(e) => errors.push(format_args!("{path}.{key}[{i}]"), e),
+                        }
+                    }
+                    out
+                };
+                let filter = crate::policy::auth::access::IpFilter {
+                    allow: matches!(d.action, IpAction::Allow),
+                    nets: nets("addresses", &d.addresses, errors),
+                    trusted_proxies: nets("trusted_proxies", &d.trusted_proxies, errors),
+                };
+                Policy::IpFilter(Box::new(filter))
+            }
+            PolicyDoc::CheckHeader(d) => {
+                super::routes::check_header(&format!("{path}.name"), &d.name, None, errors);
+                let status = d.failed_check_httpcode.unwrap_or(401);
+                if !(400..=599).contains(&status) {
+                    errors.push(
+                        format_args!("{path}.failed_check_httpcode"),
+                        format!("must be from 400 to 599, not {status}"),
+                    );
+                }
+                Policy::CheckHeader(Box::new(crate::policy::auth::access::CheckHeader {
+                    name: d.name.to_ascii_lowercase().into_bytes().into(),
+                    values: d.values.iter().map(|v| v.0.as_bytes().into()).collect(),
+                    ignore_case: d.ignore_case,
+                    status,
+                    message: d
+                        .failed_check_error_message
+                        .clone()
+                        .unwrap_or_else(|| format!("Missing or invalid header {}", d.name))
+                        .into(),
+                }))
+            }
+            PolicyDoc::Cors(d) => {
+                let any = |list: &[String]| list.iter().any(|x| x == "*");
+                if d.allowed_origins.is_empty() {
+                    errors.push(
+                        format_args!("{path}.allowed_origins"),
+                        "list at least one origin, or \"*\"",
+                    );
+                }
+                if d.allow_credentials && any(&d.allowed_origins) {
+                    errors.push(
+                        format_args!("{path}.allow_credentials"),
+                        "credentials cannot be allowed for any origin (\"*\"): browsers refuse it; list the origins",
+                    );
+                }
+                for (i, o) in d.allowed_origins.iter().enumerate() {
+                    let host = o
+                        .strip_prefix("https://")
+                        .or_else(|| o.strip_prefix("http://"));
+                    let ok = o == "*"
+                        || host.is_some_and(|h| {
+                            !h.is_empty()
+                                && !h.contains('/')
+                                && h.bytes().all(|b| b.is_ascii_graphic())
+                        });
+                    if !ok {
+                        errors.push(
+                            format_args!("{path}.allowed_origins[{i}]"),
+                            format!("{o:?} is not an origin (scheme://host[:port], or \"*\")"),
+                        );
+                    }
+                }
+                for (i, m) in d.allowed_methods.iter().enumerate() {
+                    if m != "*" && !super::routes::is_token(m) {
+                        errors.push(
+                            format_args!("{path}.allowed_methods[{i}]"),
+                            format!("{m:?} is not a method"),
+                        );
+                    }
+                }
+                for (key, list) in [
+                    ("allowed_headers", &d.allowed_headers),
+                    ("expose_headers", &d.expose_headers),
+                ] {
+                    for (i, h) in list.iter().enumerate() {
+                        if h != "*" && !super::routes::is_token(h) {
+                            errors.push(
+                                format_args!("{path}.{key}[{i}]"),
+                                format!("{h:?} is not a header name"),
+                            );
+                        }
+                    }
+                }
+                let plain = |list: &[String], upper: bool| -> Vec<Box<[u8]>> {
+                    list.iter()
+                        .filter(|x| *x != "*")
+                        .map(|x| {
+                            let x = if upper {
+                                x.to_ascii_uppercase()
+                            } else {
+                                x.to_ascii_lowercase()
+                            };
+                            x.into_bytes().into()
+                        })
+                        .collect()
+                };
+                let join = |list: &[String]| -> Box<[u8]> {
+                    list.iter()
+                        .filter(|x| *x != "*")
+                        .cloned()
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                        .into_bytes()
+                        .into()
+                };
+                Policy::Cors(Box::new(crate::policy::auth::access::Cors {
+                    origins: d
+                        .allowed_origins
+                        .iter()
+                        .filter(|o| *o != "*")
+                        .map(|o| o.as_bytes().into())
+                        .collect(),
+                    any_origin: any(&d.allowed_origins),
+                    methods: plain(&d.allowed_methods, true),
+                    any_method: any(&d.allowed_methods),
+                    headers: plain(&d.allowed_headers, false),
+                    any_header: any(&d.allowed_headers),
+                    expose: join(&d.expose_headers),
+                    credentials: d.allow_credentials,
+                    max_age: d.preflight_result_max_age,
+                    terminate_unmatched: d.terminate_unmatched_request.unwrap_or(true),
+                    methods_text: join(&d.allowed_methods),
+                    headers_text: join(&d.allowed_headers),
+                }))
+            }
+            PolicyDoc::RequestSizeLimit(d) => {
+                if d.max_bytes.0 == 0 {
+                    errors.push(format_args!("{path}.max_bytes"), "must be greater than 0");
+                }
+                Policy::RequestSizeLimit(d.max_bytes.0)
+            }
             PolicyDoc::Retry(d) => {
                 let spec = retry_spec(path, d, errors);
                 self.tables.retry.push(spec.clone());
@@ -1511,6 +1716,10 @@ fn allowed(kind: Kind, p: &PolicyDoc) -> bool {
                 | P::LookupValue(_)
                 | P::StoreValue(_)
                 | P::RemoveValue(_)
+                | P::IpFilter(_)
+                | P::CheckHeader(_)
+                | P::Cors(_)
+                | P::RequestSizeLimit(_)
         ),
         Kind::Backend => matches!(p, P::Retry(_) | P::SetBackend(_)),
         Kind::Outbound => matches!(

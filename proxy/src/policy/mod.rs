@@ -75,6 +75,14 @@ pub enum Policy {
     RemoveValue(Template),
     /// `retry` (backend section).
     Retry(Box<Retry>),
+    /// `ip-filter`.
+    IpFilter(Box<auth::access::IpFilter>),
+    /// `check-header`.
+    CheckHeader(Box<auth::access::CheckHeader>),
+    /// `cors`.
+    Cors(Box<auth::access::Cors>),
+    /// `request-size-limit`: the largest request body, in bytes.
+    RequestSizeLimit(u64),
 }
 
 /// A `retry` policy: its settings, and its retry budget's index in each worker's table.

@@ -22,7 +22,7 @@ use super::limit::{
     SharedConcurrency, SharedQuota, SharedWindow,
 };
 use super::template::Request;
-use super::{Edits, Pipeline, Policy, Respond, StatusRanges};
+use super::{auth, Edits, Pipeline, Policy, Respond, StatusRanges};
 use crate::config::Config;
 use crate::route::{HeaderLookup, Route};
 
@@ -272,6 +272,8 @@ pub struct Exchange {
     pub failed: bool,
     /// Body bytes the exchange moved both ways (for bandwidth quotas).
     pub bytes: u64,
+    /// `request-size-limit`: the largest request body this request may send.
+    pub max_body: Option<u64>,
 }
 
 /// What the inbound section decided.
@@ -365,6 +367,7 @@ impl Exchange {
         self.cache.waited = false;
         self.cache.store_for = None;
         self.bytes = 0;
+        self.max_body = None;
         self.rate = None;
         self.held.clear();
         self.failed = false;
@@ -536,10 +539,123 @@ impl Exchange {
                 }
                 Policy::StoreValue(s) => self.store_value(s, w, ctx),
                 Policy::RemoveValue(k) => self.remove_value(k, w, ctx),
+                Policy::IpFilter(f) => {
+                    let peer = std::str::from_utf8(ctx.ip)
+                        .ok()
+                        .and_then(|t| t.parse::<std::net::IpAddr>().ok());
+                    let admitted = peer.is_some_and(|peer| {
+                        let xff = ctx.headers.get(b"x-forwarded-for");
+                        f.admits(auth::access::client_address(peer, xff, &f.trusted_proxies))
+                    });
+                    if !admitted {
+                        return Inbound::Refuse(Refusal {
+                            status: 403,
+                            message: "Forbidden".to_string(),
+                            retry_after: None,
+                        });
+                    }
+                }
+                Policy::CheckHeader(c) => {
+                    if !c.passes(ctx.headers.get(&c.name)) {
+                        return Inbound::Refuse(Refusal {
+                            status: c.status,
+                            message: c.message.to_string(),
+                            retry_after: None,
+                        });
+                    }
+                }
+                Policy::Cors(c) => {
+                    if let Some(answer) = self.cors(c, ctx) {
+                        return answer;
+                    }
+                }
+                Policy::RequestSizeLimit(max) => {
+                    let declared = ctx
+                        .headers
+                        .get(b"content-length")
+                        .and_then(|v| std::str::from_utf8(v).ok())
+                        .and_then(|v| v.trim().parse::<u64>().ok());
+                    if declared.is_some_and(|n| n > *max) {
+                        return Inbound::Refuse(Refusal {
+                            status: 413,
+                            message: format!(
+                                "Request body is larger than the {max} bytes this API accepts."
+                            ),
+                            retry_after: None,
+                        });
+                    }
+                    // A chunked body is held to the limit as it streams.
+                    self.max_body = Some(self.max_body.map_or(*max, |m| m.min(*max)));
+                }
             }
         }
         self.write_rate_headers();
         Inbound::Continue
+    }
+
+    /// CORS: answers a preflight at the gateway, or marks an actual request's answer.
+    fn cors<'p, H: HeaderLookup>(
+        &mut self,
+        c: &auth::access::Cors,
+        ctx: &Ctx<'_, H>,
+    ) -> Option<Inbound<'p>> {
+        let origin = ctx.headers.get(b"origin")?;
+        let preflight_method = (ctx.method == b"OPTIONS")
+            .then(|| ctx.headers.get(b"access-control-request-method"))
+            .flatten();
+        let allowed = c.origin_allowed(origin);
+        if let Some(method) = preflight_method {
+            let requested = ctx
+                .headers
+                .get(b"access-control-request-headers")
+                .unwrap_or_default();
+            if !(allowed && c.method_allowed(method) && c.headers_allowed(requested)) {
+                // Not a request this policy allows: no CORS headers, and the browser stops.
+                return c
+                    .terminate_unmatched
+                    .then_some(Inbound::Respond(&PREFLIGHT));
+            }
+            let r = &mut self.response;
+            r.add(b"Access-Control-Allow-Origin", c.allow_origin_value(origin));
+            if c.credentials {
+                r.add(b"Access-Control-Allow-Credentials", b"true");
+            }
+            r.add(
+                b"Access-Control-Allow-Methods",
+                if c.any_method {
+                    method
+                } else {
+                    &c.methods_text
+                },
+            );
+            if !requested.is_empty() {
+                r.add(
+                    b"Access-Control-Allow-Headers",
+                    if c.any_header {
+                        requested
+                    } else {
+                        &c.headers_text
+                    },
+                );
+            }
+            if let Some(age) = c.max_age {
+                r.add_with(b"Access-Control-Max-Age", |o| push_u64(o, age));
+            }
+            r.add(b"Vary", b"Origin");
+            return Some(Inbound::Respond(&PREFLIGHT));
+        }
+        if allowed {
+            let r = &mut self.response;
+            r.add(b"Access-Control-Allow-Origin", c.allow_origin_value(origin));
+            if c.credentials {
+                r.add(b"Access-Control-Allow-Credentials", b"true");
+            }
+            if !c.expose.is_empty() {
+                r.add(b"Access-Control-Expose-Headers", &c.expose);
+            }
+        }
+        self.response.add(b"Vary", b"Origin");
+        None
     }
 
     fn write_rate_headers(&mut self) {
@@ -974,6 +1090,14 @@ impl Exchange {
         }
     }
 }
+
+/// The answer to a CORS preflight: 200, no body; the headers are the exchange's.
+static PREFLIGHT: Respond = Respond {
+    status: 200,
+    reason: None,
+    headers: Vec::new(),
+    body: Bytes::new(),
+};
 
 /// Appends `n` in decimal.
 pub fn push_u64(out: &mut Vec<u8>, n: u64) {

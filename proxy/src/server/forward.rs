@@ -176,7 +176,16 @@ impl Conn {
             BodyFraming::Close => None,
         };
         // Take what is buffered now, so a small request goes out in the first write.
-        let mut decoder = ChunkedDecoder::with_limit(limits.max_body_bytes);
+        let body_limit = match (
+            limits.max_body_bytes,
+            ex.as_ref().and_then(|r| r.ex.max_body),
+        ) {
+            (global, None) => global,
+            // 0 is "no limit" for the global setting.
+            (0, Some(policy)) => policy,
+            (global, Some(policy)) => global.min(policy),
+        };
+        let mut decoder = ChunkedDecoder::with_limit(body_limit);
         match &mut body {
             Some(Relay::Length(left)) => {
                 let take = (*left).min(self.rbuf.len() as u64) as usize;

@@ -1,1 +1,3 @@
 //! Identity and access policies: subscription keys, JWT, IP filter, header checks, CORS.
+
+pub mod access;
