@@ -1,4 +1,5 @@
-//! The `ringway` command: `run --config FILE`, `check FILE`, and with no arguments the demo.
+//! The `ringway` command: `run --config FILE`, `check FILE`, `key new|hash`, and with no
+//! arguments the demo.
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -17,6 +18,8 @@ usage:
   ringway                      run the demo: a gateway on 127.0.0.1:8080 in front of a built-in origin
   ringway run --config FILE    serve FILE
   ringway check FILE           validate FILE and print every error
+  ringway key new              make a subscription key and print it with its sha256: hash
+  ringway key hash KEY|-       print the sha256: hash of KEY (or of stdin, with -)
   ringway --version
 
 environment: RINGWAY_LOG=error|warn|info|debug (default info)";
@@ -36,6 +39,7 @@ fn main() -> ExitCode {
             }
         },
         ["check", file] => check(file),
+        ["key", rest @ ..] => key(rest),
         ["--version" | "-V"] => {
             println!("ringway {}", env!("CARGO_PKG_VERSION"));
             ExitCode::SUCCESS
@@ -75,6 +79,40 @@ fn check(file: &str) -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// `ringway key new` and `ringway key hash KEY|-`: keys for subscriptions, whose config holds
+/// only the `sha256:` hash.
+fn key(args: &[&str]) -> ExitCode {
+    use ringway::policy::auth::keys;
+    const KEY_USAGE: &str = "usage: ringway key new | ringway key hash KEY | ringway key hash -";
+    let key = match args {
+        ["new"] => {
+            let key = keys::new_key();
+            println!("key:  {key}\nhash: {}", keys::hash_key(&key));
+            return ExitCode::SUCCESS;
+        }
+        ["hash", "-"] => {
+            let mut text = String::new();
+            if let Err(e) = std::io::Read::read_to_string(&mut std::io::stdin(), &mut text) {
+                eprintln!("ringway: key hash: cannot read the key from stdin: {e}");
+                return ExitCode::from(1);
+            }
+            let line = text.strip_suffix('\n').unwrap_or(&text);
+            line.strip_suffix('\r').unwrap_or(line).to_string()
+        }
+        ["hash", key] => key.to_string(),
+        _ => {
+            eprintln!("{KEY_USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    if key.is_empty() {
+        eprintln!("ringway: key hash: the key is empty\n{KEY_USAGE}");
+        return ExitCode::from(2);
+    }
+    println!("{}", keys::hash_key(&key));
+    ExitCode::SUCCESS
 }
 
 fn demo() -> ExitCode {

@@ -1,3 +1,4 @@
 //! Identity and access policies: subscription keys, JWT, IP filter, header checks, CORS.
 
 pub mod access;
+pub mod keys;
