@@ -1,4 +1,5 @@
 //! Identity and access policies: subscription keys, JWT, IP filter, header checks, CORS.
 
 pub mod access;
+pub mod jwt;
 pub mod keys;
