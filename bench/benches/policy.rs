@@ -35,6 +35,7 @@ fn template(c: &mut Criterion) {
         vars: &[],
         path: head.path(BROWSER_REQUEST),
         path_params: &[],
+        claims: None,
     };
     let mut out = Vec::with_capacity(128);
     c.bench_function("policy/template_render", |b| {

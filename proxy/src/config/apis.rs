@@ -177,6 +177,7 @@ policies! {
     "check-header" => CheckHeader(CheckHeaderDoc),
     "cors" => Cors(CorsDoc),
     "request-size-limit" => RequestSizeLimit(SizeLimitDoc),
+    "validate-jwt" => ValidateJwt(ValidateJwtDoc),
 }
 
 #[derive(Debug, Clone, Copy, Deserialize)]
@@ -233,6 +234,67 @@ pub struct CorsDoc {
     pub allow_credentials: bool,
     pub preflight_result_max_age: Option<u64>,
     pub terminate_unmatched_request: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a mapping with keys and optionally header_name, query_parameter_name, \
+                 cookie_name, algorithms, issuers, audiences, require_expiration_time, \
+                 require_not_before, clock_skew, required_claims, max_token_bytes, \
+                 failed_validation_httpcode, failed_validation_error_message"
+)]
+pub struct ValidateJwtDoc {
+    pub header_name: Option<String>,
+    pub query_parameter_name: Option<String>,
+    pub cookie_name: Option<String>,
+    #[serde(default)]
+    pub algorithms: Vec<String>,
+    pub keys: Vec<JwtKeyDoc>,
+    #[serde(default)]
+    pub issuers: Vec<String>,
+    #[serde(default)]
+    pub audiences: Vec<String>,
+    pub require_expiration_time: Option<bool>,
+    #[serde(default)]
+    pub require_not_before: bool,
+    pub clock_skew: Option<Dur>,
+    #[serde(default)]
+    pub required_claims: Vec<RequiredClaimDoc>,
+    pub max_token_bytes: Option<Size>,
+    pub failed_validation_httpcode: Option<u16>,
+    pub failed_validation_error_message: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a key: a mapping with one of pem_file, pem, secret, jwks_file, and optionally kid"
+)]
+pub struct JwtKeyDoc {
+    pub pem_file: Option<String>,
+    pub pem: Option<String>,
+    pub secret: Option<String>,
+    pub jwks_file: Option<String>,
+    pub kid: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a mapping with name, values, match")]
+pub struct RequiredClaimDoc {
+    pub name: String,
+    #[serde(default)]
+    pub values: Vec<Text>,
+    #[serde(rename = "match", default)]
+    pub match_kind: ClaimMatch,
+}
+
+#[derive(Debug, Default, Clone, Copy, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ClaimMatch {
+    #[default]
+    All,
+    Any,
 }
 
 #[derive(Debug, Deserialize)]
@@ -605,6 +667,8 @@ impl Kind {
 /// What every compilation shares: the backends known, the variables declared, the tables.
 pub struct Compiler<'a> {
     pub backends: &'a [&'a str],
+    /// Files the policies name (keys) are relative to this directory.
+    pub dir: std::path::PathBuf,
     pub vars: Vec<String>,
     pub tables: PolicyTables,
     pub pipelines: Vec<Pipeline>,
@@ -1245,6 +1309,9 @@ impl Compiler<'_> {
                     headers_text: join(&d.allowed_headers),
                 }))
             }
+            PolicyDoc::ValidateJwt(d) => {
+                Policy::ValidateJwt(Box::new(self.validate_jwt(path, d, errors)?))
+            }
             PolicyDoc::RequestSizeLimit(d) => {
                 if d.max_bytes.0 == 0 {
                     errors.push(format_args!("{path}.max_bytes"), "must be greater than 0");
@@ -1261,6 +1328,152 @@ impl Compiler<'_> {
             }
         };
         (errors.0.len() == before).then_some(policy)
+    }
+
+    fn validate_jwt(
+        &self,
+        path: &str,
+        d: &ValidateJwtDoc,
+        errors: &mut Errors,
+    ) -> Option<crate::policy::ValidateJwt> {
+        use crate::policy::auth::jwt::{JwtSpec, KeySet, RequiredClaim};
+        use jsonwebtoken::Algorithm;
+        let before = errors.0.len();
+        let mut algorithms = Vec::new();
+        for (i, a) in d.algorithms.iter().enumerate() {
+            match a.parse::<Algorithm>() {
+                Ok(alg) => algorithms.push(alg),
+                Err(_) => errors.push(
+                    format_args!("{path}.algorithms[{i}]"),
+                    format!(
+                        "{a:?} is not a signing algorithm (HS256, HS384, HS512, RS256, RS384, \
+                         RS512, PS256, PS384, PS512, ES256, ES384, EdDSA)"
+                    ),
+                ),
+            }
+        }
+        if d.algorithms.is_empty() {
+            errors.push(
+                format_args!("{path}.algorithms"),
+                "list the algorithms tokens may be signed with (for example [RS256])",
+            );
+        }
+        if d.keys.is_empty() {
+            errors.push(format_args!("{path}.keys"), "give at least one key");
+        }
+        let mut keys = KeySet::default();
+        for (i, k) in d.keys.iter().enumerate() {
+            let kpath = format!("{path}.keys[{i}]");
+            let read = |file: &str, errors: &mut Errors| -> Option<Vec<u8>> {
+                let full = self.dir.join(file);
+                std::fs::read(&full)
+                    .map_err(|e| {
+                        errors.push(&kpath, format!("cannot read {}: {e}", full.display()))
+                    })
+                    .ok()
+            };
+            let given = [&k.pem_file, &k.pem, &k.secret, &k.jwks_file]
+                .iter()
+                .filter(|x| x.is_some())
+                .count();
+            if given != 1 {
+                errors.push(
+                    &kpath,
+                    "give exactly one of pem_file, pem, secret, jwks_file",
+                );
+                continue;
+            }
+            let set = if let Some(f) = &k.pem_file {
+                read(f, errors).map(|pem| KeySet::from_pem_public_key(&pem))
+            } else if let Some(pem) = &k.pem {
+                Some(KeySet::from_pem_public_key(pem.as_bytes()))
+            } else if let Some(secret) = &k.secret {
+                if secret.len() < 32 {
+                    errors.push(&kpath, "an HMAC secret must be at least 32 bytes");
+                }
+                Some(Ok(KeySet::from_hmac_secret(secret.as_bytes())))
+            } else if let Some(f) = &k.jwks_file {
+                read(f, errors).map(|json| KeySet::from_jwks_json(&json))
+            } else {
+                None
+            };
+            match set {
+                Some(Ok(mut set)) => {
+                    if let Some(kid) = &k.kid {
+                        set = set.with_kid(kid);
+                    }
+                    keys.merge(set);
+                }
+                Some(Err(e)) => errors.push(&kpath, e),
+                None => {}
+            }
+        }
+        let mut spec = JwtSpec::new(algorithms, keys);
+        spec.issuers = d.issuers.clone();
+        spec.audiences = d.audiences.clone();
+        spec.require_exp = d.require_expiration_time.unwrap_or(true);
+        spec.require_nbf = d.require_not_before;
+        spec.clock_skew = d.clock_skew.map_or(Duration::ZERO, |c| c.0);
+        if spec.clock_skew > Duration::from_secs(3600) {
+            errors.push(format_args!("{path}.clock_skew"), "must be at most 1h");
+        }
+        spec.required_claims = d
+            .required_claims
+            .iter()
+            .map(|c| RequiredClaim {
+                name: c.name.clone(),
+                values: c.values.iter().map(|v| v.0.clone()).collect(),
+                match_all: matches!(c.match_kind, ClaimMatch::All),
+            })
+            .collect();
+        if let Some(max) = d.max_token_bytes {
+            if max.0 == 0 || max.0 > 1 << 20 {
+                errors.push(
+                    format_args!("{path}.max_token_bytes"),
+                    "must be from 1 to 1MiB",
+                );
+            }
+            spec.max_token_bytes = max.0 as usize;
+        }
+        let sources = [&d.header_name, &d.query_parameter_name, &d.cookie_name]
+            .iter()
+            .filter(|x| x.is_some())
+            .count();
+        if sources > 1 {
+            errors.push(
+                path,
+                "give at most one of header_name, query_parameter_name, cookie_name",
+            );
+        }
+        let source = match (&d.header_name, &d.query_parameter_name, &d.cookie_name) {
+            (Some(h), _, _) if h.eq_ignore_ascii_case("authorization") => {
+                crate::policy::TokenSource::Bearer(b"authorization"[..].into())
+            }
+            (Some(h), _, _) => {
+                super::routes::check_header(&format!("{path}.header_name"), h, None, errors);
+                crate::policy::TokenSource::Header(h.to_ascii_lowercase().into_bytes().into())
+            }
+            (None, Some(q), _) => crate::policy::TokenSource::Query(q.as_bytes().into()),
+            (None, None, Some(c)) => crate::policy::TokenSource::Cookie(c.as_bytes().into()),
+            (None, None, None) => crate::policy::TokenSource::Bearer(b"authorization"[..].into()),
+        };
+        let status = d.failed_validation_httpcode.unwrap_or(401);
+        if !(400..=599).contains(&status) {
+            errors.push(
+                format_args!("{path}.failed_validation_httpcode"),
+                format!("must be from 400 to 599, not {status}"),
+            );
+        }
+        (errors.0.len() == before).then(|| crate::policy::ValidateJwt {
+            spec,
+            source,
+            status,
+            message: d
+                .failed_validation_error_message
+                .clone()
+                .unwrap_or_else(|| "Unauthorized. Access token is missing or invalid.".to_string())
+                .into(),
+        })
     }
 
     fn status(&self, path: &str, status: u16, errors: &mut Errors) -> u16 {
@@ -1329,6 +1542,7 @@ pub struct Compiled {
 /// Compiles the global policies, the routes' policies and the APIs.
 pub fn compile(
     doc: &super::model::Document,
+    source: &str,
     backends: &[&str],
     routes: &[(usize, &super::model::Route)],
     errors: &mut Errors,
@@ -1341,6 +1555,10 @@ pub fn compile(
     }
     let mut c = Compiler {
         backends,
+        dir: std::path::Path::new(source)
+            .parent()
+            .map(std::path::Path::to_path_buf)
+            .unwrap_or_default(),
         vars: declared_vars(&all),
         tables: PolicyTables::default(),
         pipelines: Vec::new(),
@@ -1720,6 +1938,7 @@ fn allowed(kind: Kind, p: &PolicyDoc) -> bool {
                 | P::CheckHeader(_)
                 | P::Cors(_)
                 | P::RequestSizeLimit(_)
+                | P::ValidateJwt(_)
         ),
         Kind::Backend => matches!(p, P::Retry(_) | P::SetBackend(_)),
         Kind::Outbound => matches!(

@@ -39,7 +39,7 @@ pub(super) fn validate(doc: Document, source: &str) -> Result<Config, Vec<String
             route_docs.push((i, r));
         }
     }
-    let compiled = super::apis::compile(&doc, &known, &route_docs, &mut errors);
+    let compiled = super::apis::compile(&doc, source, &known, &route_docs, &mut errors);
     for (route, pipeline) in routes.iter_mut().zip(&compiled.route_pipelines) {
         route.pipeline = *pipeline;
     }

@@ -83,6 +83,28 @@ pub enum Policy {
     Cors(Box<auth::access::Cors>),
     /// `request-size-limit`: the largest request body, in bytes.
     RequestSizeLimit(u64),
+    /// `validate-jwt`.
+    ValidateJwt(Box<ValidateJwt>),
+}
+
+/// Where `validate-jwt` finds the token.
+#[derive(Clone, Debug)]
+pub enum TokenSource {
+    /// `Authorization: Bearer TOKEN` (or another header holding `Bearer TOKEN`).
+    Bearer(Box<[u8]>),
+    /// A header holding the token alone.
+    Header(Box<[u8]>),
+    Query(Box<[u8]>),
+    Cookie(Box<[u8]>),
+}
+
+/// A `validate-jwt` policy.
+#[derive(Clone, Debug)]
+pub struct ValidateJwt {
+    pub spec: auth::jwt::JwtSpec,
+    pub source: TokenSource,
+    pub status: u16,
+    pub message: Box<str>,
 }
 
 /// A `retry` policy: its settings, and its retry budget's index in each worker's table.

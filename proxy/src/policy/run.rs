@@ -274,6 +274,10 @@ pub struct Exchange {
     pub bytes: u64,
     /// `request-size-limit`: the largest request body this request may send.
     pub max_body: Option<u64>,
+    /// The claims of the token `validate-jwt` verified.
+    pub claims: Option<auth::jwt::Verified>,
+    /// `WWW-Authenticate` for a refused token.
+    pub www_authenticate: Option<&'static str>,
 }
 
 /// What the inbound section decided.
@@ -368,6 +372,7 @@ impl Exchange {
         self.cache.store_for = None;
         self.bytes = 0;
         self.max_body = None;
+        self.claims = None;
         self.rate = None;
         self.held.clear();
         self.failed = false;
@@ -383,6 +388,7 @@ impl Exchange {
             vars: &self.vars,
             path: ctx.path,
             path_params: &self.params,
+            claims: self.claims.as_ref(),
         };
         t.render(&req, out);
     }
@@ -569,6 +575,11 @@ impl Exchange {
                         return answer;
                     }
                 }
+                Policy::ValidateJwt(v) => {
+                    if let Some(refusal) = self.validate_jwt(v, ctx) {
+                        return Inbound::Refuse(refusal);
+                    }
+                }
                 Policy::RequestSizeLimit(max) => {
                     let declared = ctx
                         .headers
@@ -591,6 +602,53 @@ impl Exchange {
         }
         self.write_rate_headers();
         Inbound::Continue
+    }
+
+    /// `validate-jwt`: verifies the token and keeps its claims, or refuses (401 with
+    /// `WWW-Authenticate`, RFC 6750).
+    fn validate_jwt<H: HeaderLookup>(
+        &mut self,
+        v: &super::ValidateJwt,
+        ctx: &Ctx<'_, H>,
+    ) -> Option<Refusal> {
+        let token: Option<&[u8]> = match &v.source {
+            super::TokenSource::Bearer(h) => ctx
+                .headers
+                .get(h)
+                .and_then(auth::jwt::token_from_authorization),
+            super::TokenSource::Header(h) => ctx.headers.get(h).map(<[u8]>::trim_ascii),
+            super::TokenSource::Query(q) => crate::route::query_param(ctx.query, q),
+            super::TokenSource::Cookie(c) => ctx.headers.get(b"cookie").and_then(|all| {
+                all.split(|&b| b == b';').find_map(|pair| {
+                    let pair = pair.trim_ascii();
+                    let (name, value) = pair.split_at(pair.iter().position(|&b| b == b'=')?);
+                    (name == &c[..]).then_some(&value[1..])
+                })
+            }),
+        };
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let error = match token.filter(|t| !t.is_empty()) {
+            None => auth::jwt::JwtError::Missing,
+            Some(t) => match auth::jwt::verify(&v.spec, t, now) {
+                Ok(verified) => {
+                    self.claims = Some(verified);
+                    return None;
+                }
+                Err(e) => e,
+            },
+        };
+        let challenge = match error {
+            auth::jwt::JwtError::Missing => "Bearer",
+            _ => error.www_authenticate(),
+        };
+        self.response.add(b"WWW-Authenticate", challenge.as_bytes());
+        Some(Refusal {
+            status: v.status,
+            message: v.message.to_string(),
+            retry_after: None,
+        })
     }
 
     /// CORS: answers a preflight at the gateway, or marks an actual request's answer.

@@ -27,6 +27,8 @@ pub enum Part {
     Var(u16),
     /// A path parameter of the operation's URL template (`{id}` in `/orders/{id}`), by index.
     PathParam(u16),
+    /// A claim of the token an earlier `validate-jwt` verified (empty without one).
+    Claim(Box<str>),
 }
 
 /// A compiled template.
@@ -54,6 +56,8 @@ pub struct Request<'a, H: HeaderLookup> {
     /// Spans of the path parameters in `path`.
     pub path: &'a [u8],
     pub path_params: &'a [(u32, u32)],
+    /// The claims of the token `validate-jwt` verified, if one did.
+    pub claims: Option<&'a super::auth::jwt::Verified>,
 }
 
 impl Template {
@@ -153,6 +157,11 @@ impl Template {
                         out.extend_from_slice(v);
                     }
                 }
+                Part::Claim(name) => {
+                    if let Some(claims) = req.claims {
+                        claims.claim_text(name, out);
+                    }
+                }
                 Part::PathParam(i) => {
                     if let Some(&(s, e)) = req.path_params.get(*i as usize) {
                         if let Some(v) = req.path.get(s as usize..e as usize) {
@@ -206,7 +215,8 @@ fn variable(name: &str, scope: &Scope<'_>) -> Result<Part, String> {
                 )),
             }
         }
-        "claim" | "subscription" | "product" | "client_cert" => Err(format!(
+        "claim" => Ok(Part::Claim(need_arg("claim")?.into())),
+        "subscription" | "product" | "client_cert" => Err(format!(
             "{{{name}}} needs the identity policies (subscriptions, JWT, mTLS), which this \
              version does not have"
         )),
@@ -220,7 +230,7 @@ fn variable(name: &str, scope: &Scope<'_>) -> Result<Part, String> {
 
 fn known(scope: &Scope<'_>) -> String {
     let mut s = String::from(
-        "expected {ip}, {header:NAME}, {query:NAME}, {api}, {operation} or {var:NAME}",
+        "expected {ip}, {header:NAME}, {query:NAME}, {api}, {operation}, {claim:NAME} or {var:NAME}",
     );
     if !scope.path_params.is_empty() {
         s.push_str(", or a path parameter: ");
@@ -260,6 +270,7 @@ mod tests {
             vars: &vars,
             path: b"/orders/42",
             path_params: &[(8, 10)],
+            claims: None,
         };
         let mut out = Vec::new();
         t.render(&req, &mut out);

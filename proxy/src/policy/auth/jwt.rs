@@ -383,23 +383,57 @@ pub enum JwtError {
 impl JwtError {
     /// For `WWW-Authenticate: Bearer error="invalid_token", error_description="..."`: plain
     /// ASCII with no quote or backslash, and nothing taken from the token.
+    /// The `WWW-Authenticate` challenge for this failure (RFC 6750 3.1).
+    pub fn www_authenticate(&self) -> &'static str {
+        CHALLENGES[self.index()]
+    }
+
     pub fn description(&self) -> &'static str {
+        DESCRIPTIONS[self.index()]
+    }
+
+    fn index(&self) -> usize {
         match self {
-            JwtError::Missing => "no bearer token was sent",
-            JwtError::TooLarge => "the token is too large",
-            JwtError::Malformed => "the token is malformed",
-            JwtError::UnknownKid(_) => "no signing key matches the token kid",
-            JwtError::AlgorithmNotAllowed => "the token signing algorithm is not accepted",
-            JwtError::BadSignature => "the token signature is invalid",
-            JwtError::Expired => "the token has expired",
-            JwtError::NotYetValid => "the token is not yet valid",
-            JwtError::WrongIssuer => "the token issuer is not accepted",
-            JwtError::WrongAudience => "the token audience is not accepted",
-            JwtError::MissingClaim(_) => "the token lacks a required claim",
-            JwtError::ClaimMismatch(_) => "a token claim has a value that is not accepted",
+            JwtError::Missing => 0,
+            JwtError::TooLarge => 1,
+            JwtError::Malformed => 2,
+            JwtError::UnknownKid(_) => 3,
+            JwtError::AlgorithmNotAllowed => 4,
+            JwtError::BadSignature => 5,
+            JwtError::Expired => 6,
+            JwtError::NotYetValid => 7,
+            JwtError::WrongIssuer => 8,
+            JwtError::WrongAudience => 9,
+            JwtError::MissingClaim(_) => 10,
+            JwtError::ClaimMismatch(_) => 11,
         }
     }
 }
+
+/// Each failure's description, and the same as an RFC 6750 challenge, in `index` order.
+macro_rules! failure_texts {
+    ($($text:literal),* $(,)?) => {
+        const DESCRIPTIONS: [&str; 12] = [$($text),*];
+        const CHALLENGES: [&str; 12] = [$(
+            concat!("Bearer error=\"invalid_token\", error_description=\"", $text, "\"")
+        ),*];
+    };
+}
+
+failure_texts!(
+    "no bearer token was sent",
+    "the token is too large",
+    "the token is malformed",
+    "no signing key matches the token kid",
+    "the token signing algorithm is not accepted",
+    "the token signature is invalid",
+    "the token has expired",
+    "the token is not yet valid",
+    "the token issuer is not accepted",
+    "the token audience is not accepted",
+    "the token lacks a required claim",
+    "a token claim has a value that is not accepted",
+);
 
 impl fmt::Display for JwtError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
