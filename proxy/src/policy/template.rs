@@ -311,7 +311,7 @@ mod tests {
             "{nope}",
             "{header:}",
             "{ip:x}",
-            "{claim:sub}",
+            "{claim:}",
             "{var:x}",
         ] {
             assert!(Template::parse(bad, &scope).is_err(), "{bad}");
