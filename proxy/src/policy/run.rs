@@ -104,6 +104,8 @@ pub struct WorkerPolicies {
     pub values: RefCell<ValueStore>,
     pub flights: Coalescer,
     node_flights: Option<Arc<cache::NodeFlights>>,
+    /// Tokens `validate-jwt` verified on this core.
+    pub tokens: RefCell<auth::jwt::TokenCache>,
     /// Spare iovec arrays for writing a cached head and body in one `writev`.
     pub iovecs: RefCell<Vec<Vec<libc::iovec>>>,
     /// Each `retry` policy's budget on this core.
@@ -112,6 +114,9 @@ pub struct WorkerPolicies {
     /// Shadow-mode refusals and other policy events are logged at most once a second each.
     pub(crate) shadow_log: crate::server::LogLimit,
 }
+
+/// Verified tokens each core keeps.
+const TOKEN_CACHE_ENTRIES: usize = 4096;
 
 /// Sweep work per tick, in entries.
 const SWEEP_BUDGET: usize = 256;
@@ -145,6 +150,7 @@ impl WorkerPolicies {
             flights: Coalescer::default(),
             node_flights: node.flights.clone(),
             iovecs: RefCell::new(Vec::new()),
+            tokens: RefCell::new(auth::jwt::TokenCache::new(TOKEN_CACHE_ENTRIES)),
             retry_budgets: config
                 .policy_tables
                 .retry
@@ -275,7 +281,7 @@ pub struct Exchange {
     /// `request-size-limit`: the largest request body this request may send.
     pub max_body: Option<u64>,
     /// The claims of the token `validate-jwt` verified.
-    pub claims: Option<auth::jwt::Verified>,
+    pub claims: Option<std::rc::Rc<auth::jwt::Verified>>,
     /// `WWW-Authenticate` for a refused token.
     pub www_authenticate: Option<&'static str>,
 }
@@ -388,7 +394,7 @@ impl Exchange {
             vars: &self.vars,
             path: ctx.path,
             path_params: &self.params,
-            claims: self.claims.as_ref(),
+            claims: self.claims.as_deref(),
         };
         t.render(&req, out);
     }
@@ -576,7 +582,7 @@ impl Exchange {
                     }
                 }
                 Policy::ValidateJwt(v) => {
-                    if let Some(refusal) = self.validate_jwt(v, ctx) {
+                    if let Some(refusal) = self.validate_jwt(v, w, ctx) {
                         return Inbound::Refuse(refusal);
                     }
                 }
@@ -609,6 +615,7 @@ impl Exchange {
     fn validate_jwt<H: HeaderLookup>(
         &mut self,
         v: &super::ValidateJwt,
+        w: &WorkerPolicies,
         ctx: &Ctx<'_, H>,
     ) -> Option<Refusal> {
         let token: Option<&[u8]> = match &v.source {
@@ -631,7 +638,12 @@ impl Exchange {
             .map_or(0, |d| d.as_secs());
         let error = match token.filter(|t| !t.is_empty()) {
             None => auth::jwt::JwtError::Missing,
-            Some(t) => match auth::jwt::verify(&v.spec, t, now) {
+            Some(t) => match w.tokens.borrow_mut().verify(
+                v as *const super::ValidateJwt as usize,
+                &v.spec,
+                t,
+                now,
+            ) {
                 Ok(verified) => {
                     self.claims = Some(verified);
                     return None;

@@ -435,6 +435,101 @@ failure_texts!(
     "a token claim has a value that is not accepted",
 );
 
+/// Tokens this core has verified, so that a client sending the same token again costs a
+/// lookup and a comparison instead of a signature check. An entry is the whole token (compared
+/// byte for byte: the hash only finds it) and its claims; the time checks (`exp`, `nbf`) run
+/// again on every use. Bounded: at capacity an entry is dropped for each one added.
+pub struct TokenCache {
+    entries: ahash::AHashMap<u64, CachedToken>,
+    capacity: usize,
+}
+
+struct CachedToken {
+    /// Which policy verified it (its address: policies live as long as their snapshot).
+    policy: usize,
+    token: Box<[u8]>,
+    verified: std::rc::Rc<Verified>,
+    exp: Option<u64>,
+    nbf: Option<u64>,
+}
+
+/// Fixed seeds: the hash only finds an entry; the token is compared in full.
+static TOKEN_HASHER: ahash::RandomState =
+    ahash::RandomState::with_seeds(0x6a77_7463, 0x6163_6865, 0x746f_6b65, 0x6e73_0001);
+
+impl TokenCache {
+    pub fn new(capacity: usize) -> TokenCache {
+        TokenCache {
+            entries: ahash::AHashMap::new(),
+            capacity: capacity.max(1),
+        }
+    }
+
+    fn key(policy: usize, token: &[u8]) -> u64 {
+        use std::hash::{BuildHasher, Hasher};
+        let mut h = TOKEN_HASHER.build_hasher();
+        h.write_usize(policy);
+        h.write(token);
+        h.finish()
+    }
+
+    /// Verifies `token` for the policy at `policy`, from the cache when this core has verified
+    /// the same token for it before.
+    pub fn verify(
+        &mut self,
+        policy: usize,
+        spec: &JwtSpec,
+        token: &[u8],
+        now_unix_secs: u64,
+    ) -> Result<std::rc::Rc<Verified>, JwtError> {
+        let key = Self::key(policy, token);
+        if let Some(hit) = self.entries.get(&key) {
+            if hit.policy == policy && *hit.token == *token {
+                let skew = spec.clock_skew.as_secs();
+                if hit
+                    .exp
+                    .is_some_and(|exp| exp <= now_unix_secs.saturating_sub(skew))
+                {
+                    return Err(JwtError::Expired);
+                }
+                if hit
+                    .nbf
+                    .is_some_and(|nbf| nbf > now_unix_secs.saturating_add(skew))
+                {
+                    return Err(JwtError::NotYetValid);
+                }
+                return Ok(std::rc::Rc::clone(&hit.verified));
+            }
+        }
+        let verified = std::rc::Rc::new(verify(spec, token, now_unix_secs)?);
+        if self.entries.len() >= self.capacity {
+            if let Some(&victim) = self.entries.keys().next() {
+                self.entries.remove(&victim);
+            }
+        }
+        let time = |name: &str| verified.claims.get(name).and_then(Value::as_u64);
+        self.entries.insert(
+            key,
+            CachedToken {
+                policy,
+                token: token.into(),
+                exp: time("exp"),
+                nbf: time("nbf"),
+                verified: std::rc::Rc::clone(&verified),
+            },
+        );
+        Ok(verified)
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+}
+
 impl fmt::Display for JwtError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -698,6 +793,41 @@ mod tests {
 
     fn check(spec: &JwtSpec, token: &str) -> Result<Verified, JwtError> {
         verify(spec, token.as_bytes(), NOW)
+    }
+
+    #[test]
+    fn the_token_cache_answers_repeats_and_still_checks_time() {
+        let spec = hmac_spec();
+        let mut cache = TokenCache::new(2);
+        let good = token(Algorithm::HS256, None, &claims(), &hmac_signer());
+        let first = cache.verify(1, &spec, good.as_bytes(), NOW).unwrap();
+        let again = cache.verify(1, &spec, good.as_bytes(), NOW).unwrap();
+        assert!(
+            std::rc::Rc::ptr_eq(&first, &again),
+            "the second use is the cached one"
+        );
+        // Expiry is checked on every use, cached or not.
+        assert_eq!(
+            cache
+                .verify(1, &spec, good.as_bytes(), NOW + 60)
+                .unwrap_err(),
+            JwtError::Expired
+        );
+        // Another policy verifies for itself; a changed token is not a hit.
+        let other = cache.verify(2, &spec, good.as_bytes(), NOW).unwrap();
+        assert!(!std::rc::Rc::ptr_eq(&first, &other));
+        let mut bad = good.clone();
+        bad.push('x');
+        assert!(cache.verify(1, &spec, bad.as_bytes(), NOW).is_err());
+        // Bounded.
+        let third = token(
+            Algorithm::HS256,
+            None,
+            &json!({ "sub": "carol", "exp": NOW + 60 }),
+            &hmac_signer(),
+        );
+        cache.verify(3, &spec, third.as_bytes(), NOW).unwrap();
+        assert!(cache.len() <= 2);
     }
 
     #[test]
