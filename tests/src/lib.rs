@@ -32,6 +32,39 @@ pub fn closed_port() -> SocketAddr {
     listener.local_addr().expect("local address")
 }
 
+/// A loopback port that refuses connections and stays reserved while the value lives: a
+/// socket bound to it that never listens. Unlike [`closed_port`], nothing else (another test's
+/// listener, or the proxy under test itself) can be given the port meanwhile.
+pub struct Refusing {
+    pub addr: SocketAddr,
+    _socket: std::os::fd::OwnedFd,
+}
+
+pub fn refusing_port() -> Refusing {
+    use std::os::fd::{FromRawFd, OwnedFd};
+    // SAFETY: plain socket calls on a descriptor this function owns; the address structure
+    // lives on this frame for the duration of each call.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
+        assert!(fd >= 0, "socket: {}", std::io::Error::last_os_error());
+        let socket = OwnedFd::from_raw_fd(fd);
+        let mut addr: libc::sockaddr_in = std::mem::zeroed();
+        addr.sin_family = libc::AF_INET as libc::sa_family_t;
+        addr.sin_addr.s_addr = u32::from(std::net::Ipv4Addr::LOCALHOST).to_be();
+        let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+        let rc = libc::bind(fd, (&addr as *const libc::sockaddr_in).cast(), len);
+        assert_eq!(rc, 0, "bind: {}", std::io::Error::last_os_error());
+        let mut bound: libc::sockaddr_in = std::mem::zeroed();
+        let mut blen = len;
+        let rc = libc::getsockname(fd, (&mut bound as *mut libc::sockaddr_in).cast(), &mut blen);
+        assert_eq!(rc, 0, "getsockname: {}", std::io::Error::last_os_error());
+        Refusing {
+            addr: SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, u16::from_be(bound.sin_port))),
+            _socket: socket,
+        }
+    }
+}
+
 /// A loopback address where connecting hangs: a listener whose accept queue is full and that
 /// never accepts, so the kernel drops further SYNs. Keep the returned value alive while it is
 /// used.

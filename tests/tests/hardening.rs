@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use ringway_tests::websocket::{WsClient, OP_TEXT};
-use ringway_tests::{closed_port, forward_all_config, Client, Origin, Ringway, HELLO};
+use ringway_tests::{forward_all_config, refusing_port, Client, Origin, Ringway, HELLO};
 
 /// What a scripted origin saw: each request head as text, with the body bytes it read.
 type Seen = Arc<Mutex<Vec<(String, Vec<u8>)>>>;
@@ -517,8 +517,12 @@ fn an_origin_100_continue_is_not_doubled() {
 
 #[test]
 fn a_backend_of_many_refusing_targets_ends_in_a_502() {
-    let targets: Vec<String> = (0..130)
-        .map(|_| format!("http://{}", closed_port()))
+    // Ports held (bound, never listening) for the whole test: a released port could be given
+    // to the proxy itself, which would then forward to itself.
+    let refusing: Vec<_> = (0..130).map(|_| refusing_port()).collect();
+    let targets: Vec<String> = refusing
+        .iter()
+        .map(|r| format!("http://{}", r.addr))
         .collect();
     let targets: Vec<&str> = targets.iter().map(String::as_str).collect();
     let proxy = Ringway::start(&forward_all_config(1, &targets, ""));
