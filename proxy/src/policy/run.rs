@@ -431,12 +431,8 @@ impl Exchange {
         for (i, policy) in pipe.inbound.iter().enumerate().skip(from) {
             match policy {
                 Policy::SetHeader(s) => {
-                    let mut v = std::mem::take(&mut self.tmp);
-                    v.clear();
-                    self.render(&s.value, ctx, &mut v);
                     let original = ctx.headers.get(&s.lower).is_some();
-                    self.request.apply(s.action, &s.name, &v, original);
-                    self.tmp = v;
+                    self.set_header(s, false, original, ctx);
                 }
                 Policy::SetQuery(s) => self.set_query(s, ctx),
                 Policy::RewriteUri(r) => self.rewrite_uri(r, ctx),
@@ -541,14 +537,7 @@ impl Exchange {
                         return outcome;
                     }
                 }
-                Policy::LookupValue(l) => {
-                    let mut k = std::mem::take(&mut self.scratch);
-                    k.clear();
-                    self.render(&l.key, ctx, &mut k);
-                    let v = w.values.borrow_mut().get(&k, ctx.now);
-                    self.vars[l.var as usize] = v.or_else(|| l.default.clone());
-                    self.scratch = k;
-                }
+                Policy::LookupValue(l) => self.lookup_value(l, w, ctx),
                 Policy::StoreValue(s) => self.store_value(s, w, ctx),
                 Policy::RemoveValue(k) => self.remove_value(k, w, ctx),
                 Policy::IpFilter(f) => {
@@ -752,6 +741,47 @@ impl Exchange {
         self.write_rate_headers();
     }
 
+    /// `set-header` on the request (`on_response` false) or the answer; `original` says
+    /// whether the message as received has the header.
+    fn set_header<H: HeaderLookup>(
+        &mut self,
+        s: &super::SetHeader,
+        on_response: bool,
+        original: bool,
+        ctx: &Ctx<'_, H>,
+    ) {
+        let mut v = std::mem::take(&mut self.tmp);
+        v.clear();
+        self.render(&s.value, ctx, &mut v);
+        let edits = if on_response {
+            &mut self.response
+        } else {
+            &mut self.request
+        };
+        edits.apply(s.action, &s.name, &v, original);
+        self.tmp = v;
+    }
+
+    fn set_status(&mut self, code: u16, reason: &str) {
+        self.status = Some(code);
+        self.reason.clear();
+        self.reason.extend_from_slice(reason.as_bytes());
+    }
+
+    fn lookup_value<H: HeaderLookup>(
+        &mut self,
+        l: &super::LookupValue,
+        w: &WorkerPolicies,
+        ctx: &Ctx<'_, H>,
+    ) {
+        let mut k = std::mem::take(&mut self.scratch);
+        k.clear();
+        self.render(&l.key, ctx, &mut k);
+        let v = w.values.borrow_mut().get(&k, ctx.now);
+        self.vars[l.var as usize] = v.or_else(|| l.default.clone());
+        self.scratch = k;
+    }
+
     fn store_value<H: HeaderLookup>(
         &mut self,
         s: &super::StoreValue,
@@ -912,21 +942,23 @@ impl Exchange {
         out.extend_from_slice(&ctx.path[..base]);
         self.render(&r.template, ctx, &mut out);
         if r.copy_unmatched_params {
-            let query = self.current_query(ctx).to_vec();
-            let set: Vec<Vec<u8>> = match out.iter().position(|&b| b == b'?') {
-                Some(q) => out[q + 1..]
-                    .split(|&b| b == b'&')
-                    .map(|p| param_name(p).to_vec())
-                    .collect(),
-                None => Vec::new(),
-            };
-            let mut first = !out.contains(&b'?');
+            // The template's own parameters end where the copied ones begin.
+            let set_end = out.len();
+            let set_start = out
+                .iter()
+                .position(|&b| b == b'?')
+                .map_or(set_end, |q| q + 1);
+            let query = self.current_query(ctx);
             for pair in query.split(|&b| b == b'&').filter(|p| !p.is_empty()) {
-                if set.iter().any(|n| n[..] == *param_name(pair)) {
+                let name = param_name(pair);
+                let taken = out[set_start..set_end]
+                    .split(|&b| b == b'&')
+                    .any(|p| param_name(p) == name);
+                if taken {
                     continue;
                 }
-                out.push(if first { b'?' } else { b'&' });
-                first = false;
+                let sep = if out.contains(&b'?') { b'&' } else { b'?' };
+                out.push(sep);
                 out.extend_from_slice(pair);
             }
         }
@@ -946,30 +978,12 @@ impl Exchange {
     ) {
         for policy in pipe.outbound.iter() {
             match policy {
-                Policy::SetHeader(s) => {
-                    let mut v = std::mem::take(&mut self.tmp);
-                    v.clear();
-                    self.render(&s.value, ctx, &mut v);
-                    let original = response(&s.lower);
-                    self.response.apply(s.action, &s.name, &v, original);
-                    self.tmp = v;
-                }
-                Policy::SetStatus { code, reason } => {
-                    self.status = Some(*code);
-                    self.reason.clear();
-                    self.reason.extend_from_slice(reason.as_bytes());
-                }
+                Policy::SetHeader(s) => self.set_header(s, true, response(&s.lower), ctx),
+                Policy::SetStatus { code, reason } => self.set_status(*code, reason),
                 Policy::CacheStore(c) if self.cache.missed && c.statuses.contains(status) => {
                     self.cache.store_for = Some(c.duration);
                 }
-                Policy::LookupValue(l) => {
-                    let mut k = std::mem::take(&mut self.scratch);
-                    k.clear();
-                    self.render(&l.key, ctx, &mut k);
-                    let v = w.values.borrow_mut().get(&k, ctx.now);
-                    self.vars[l.var as usize] = v.or_else(|| l.default.clone());
-                    self.scratch = k;
-                }
+                Policy::LookupValue(l) => self.lookup_value(l, w, ctx),
                 Policy::StoreValue(s) => self.store_value(s, w, ctx),
                 Policy::RemoveValue(k) => self.remove_value(k, w, ctx),
                 _ => {}
@@ -996,18 +1010,8 @@ impl Exchange {
         self.write_x_cache();
         for policy in pipe.on_error.iter() {
             match policy {
-                Policy::SetHeader(s) => {
-                    let mut v = std::mem::take(&mut self.tmp);
-                    v.clear();
-                    self.render(&s.value, ctx, &mut v);
-                    self.response.apply(s.action, &s.name, &v, false);
-                    self.tmp = v;
-                }
-                Policy::SetStatus { code, reason } => {
-                    self.status = Some(*code);
-                    self.reason.clear();
-                    self.reason.extend_from_slice(reason.as_bytes());
-                }
+                Policy::SetHeader(s) => self.set_header(s, true, false, ctx),
+                Policy::SetStatus { code, reason } => self.set_status(*code, reason),
                 Policy::Respond(r) => {
                     self.respond_headers(r, ctx);
                     return Some(r);

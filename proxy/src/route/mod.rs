@@ -295,25 +295,13 @@ impl Router {
                     order: (index, m),
                     matcher: matcher.clone(),
                 };
-                if rc.hosts.is_empty() {
-                    any_host.push(candidate);
-                    continue;
-                }
-                for host in &rc.hosts {
-                    let group = match host {
-                        HostPattern::Exact(name) => exact_hosts.entry(name.clone()).or_default(),
-                        HostPattern::Wildcard(suffix) => {
-                            match wildcard_hosts.iter().position(|(s, _)| s == suffix) {
-                                Some(i) => &mut wildcard_hosts[i].1,
-                                None => {
-                                    wildcard_hosts.push((suffix.clone(), Group::default()));
-                                    &mut wildcard_hosts.last_mut().expect("just pushed").1
-                                }
-                            }
-                        }
-                    };
-                    group.push(candidate.clone());
-                }
+                place(
+                    &rc.hosts,
+                    candidate,
+                    &mut exact_hosts,
+                    &mut wildcard_hosts,
+                    &mut any_host,
+                );
             }
         }
         let mut order = config.routes.len();
@@ -326,25 +314,13 @@ impl Router {
                     matcher,
                 };
                 order += 1;
-                if api.hosts.is_empty() {
-                    any_host.push(candidate);
-                    return;
-                }
-                for host in &api.hosts {
-                    let group = match host {
-                        HostPattern::Exact(name) => exact_hosts.entry(name.clone()).or_default(),
-                        HostPattern::Wildcard(suffix) => {
-                            match wildcard_hosts.iter().position(|(s, _)| s == suffix) {
-                                Some(i) => &mut wildcard_hosts[i].1,
-                                None => {
-                                    wildcard_hosts.push((suffix.clone(), Group::default()));
-                                    &mut wildcard_hosts.last_mut().expect("just pushed").1
-                                }
-                            }
-                        }
-                    };
-                    group.push(candidate.clone());
-                }
+                place(
+                    &api.hosts,
+                    candidate,
+                    &mut exact_hosts,
+                    &mut wildcard_hosts,
+                    &mut any_host,
+                );
             };
             let backend = |name: &Option<String>| match name {
                 Some(n) => config
@@ -531,6 +507,35 @@ impl fmt::Debug for Router {
             .field("exact_hosts", &self.exact_hosts.len())
             .field("wildcard_hosts", &self.wildcard_hosts.len())
             .finish_non_exhaustive()
+    }
+}
+
+/// Puts a candidate in the group of each of its hosts (or of any host, when it names none).
+fn place(
+    hosts: &[HostPattern],
+    candidate: Candidate,
+    exact_hosts: &mut AHashMap<Box<[u8]>, Group>,
+    wildcard_hosts: &mut Vec<(Box<[u8]>, Group)>,
+    any_host: &mut Group,
+) {
+    if hosts.is_empty() {
+        any_host.push(candidate);
+        return;
+    }
+    for host in hosts {
+        let group = match host {
+            HostPattern::Exact(name) => exact_hosts.entry(name.clone()).or_default(),
+            HostPattern::Wildcard(suffix) => {
+                match wildcard_hosts.iter().position(|(s, _)| s == suffix) {
+                    Some(i) => &mut wildcard_hosts[i].1,
+                    None => {
+                        wildcard_hosts.push((suffix.clone(), Group::default()));
+                        &mut wildcard_hosts.last_mut().expect("just pushed").1
+                    }
+                }
+            }
+        };
+        group.push(candidate.clone());
     }
 }
 
