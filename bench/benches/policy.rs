@@ -36,6 +36,8 @@ fn template(c: &mut Criterion) {
         path: head.path(BROWSER_REQUEST),
         path_params: &[],
         claims: None,
+        subscription: b"",
+        product: b"",
     };
     let mut out = Vec::with_capacity(128);
     c.bench_function("policy/template_render", |b| {

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use ringway_bench::runner::contender::Kind;
 use ringway_bench::runner::{
-    peers, process, report, scaling, BodySize, DriverChoice, Error, Options,
+    peers, process, report, scaling, BodySize, DriverChoice, Error, Options, TlsMode,
 };
 
 const USAGE: &str = "\
@@ -23,9 +23,15 @@ options:
   --connections N         peers: connections (default 64); scaling: per proxy worker (64)
   --bodies LIST           response body sizes (default 16,1k,16k; scaling takes the first: 16)
   --rate RPS              peers: the open-loop runs' fixed rate, 0 for none (default 20000)
-  --contenders LIST       peers: of ringway,ringway-api-miss,ringway-api-hit,nginx,haproxy
-                          (default ringway,nginx,haproxy; the api ones run
-                          bench/configs/api-policies.yaml)
+  --contenders LIST       peers: of ringway,ringway-api-miss,ringway-api-hit,nginx,haproxy,
+                          ringway-tls,nginx-tls (default ringway,nginx,haproxy; the api ones
+                          run bench/configs/api-policies.yaml; the tls ones terminate TLS 1.3
+                          with one ECDSA P-256 certificate made for the run)
+  --tls-modes LIST        peers, tls contenders: of keepalive,full,resumed (default all):
+                          keep-alive connections; a new connection per request with a full
+                          handshake; the same resuming a TLS 1.3 ticket
+  --handshake-rate RPS    peers, tls contenders: the fixed rate of the full and resumed runs,
+                          0 for none (default 1000)
   --workers LIST          scaling: worker counts (default 1,2,4,... up to the CPUs)
   --driver ringload|wrk   the load generator (default ringload; wrk: closed loop only)
   --ringload PATH         the ringload binary (default target/release/ringload)
@@ -107,6 +113,8 @@ fn parse(mode: &str, args: &[String]) -> Result<Options, Error> {
         bodies: BodySize::parse_list(if peers { "16,1k,16k" } else { "16" })?,
         rate: 20_000,
         contenders: vec![Kind::Ringway, Kind::Nginx, Kind::Haproxy],
+        tls_modes: TlsMode::ALL.to_vec(),
+        handshake_rate: 1000,
         workers: Vec::new(),
         driver: DriverChoice::Ringload,
         ringload: None,
@@ -139,11 +147,17 @@ fn parse(mode: &str, args: &[String]) -> Result<Options, Error> {
                     .split(',')
                     .map(|c| {
                         Kind::parse(c.trim()).ok_or_else(|| {
-                            Error::Usage(format!("{flag}: {c:?} is not ringway, nginx or haproxy"))
+                            let names: Vec<&str> = Kind::ALL.iter().map(|k| k.name()).collect();
+                            Error::Usage(format!(
+                                "{flag}: {c:?} is not one of {}",
+                                names.join(", ")
+                            ))
                         })
                     })
                     .collect::<Result<_, _>>()?;
             }
+            "--tls-modes" if peers => o.tls_modes = TlsMode::parse_list(value()?)?,
+            "--handshake-rate" if peers => o.handshake_rate = number(flag, value()?)? as u64,
             "--workers" if !peers => {
                 o.workers = value()?
                     .split(',')
@@ -203,6 +217,19 @@ mod tests {
             (o.rounds, o.duration, o.rate),
             (5, Duration::from_secs(3), 0)
         );
+        let o = parse(
+            "peers",
+            &args(
+                "--contenders ringway-tls,nginx-tls --tls-modes full,resumed --handshake-rate 500",
+            ),
+        )
+        .unwrap();
+        assert_eq!(o.contenders, [Kind::RingwayTls, Kind::NginxTls]);
+        assert_eq!(o.tls_modes, [TlsMode::Full, TlsMode::Resumed]);
+        assert_eq!(o.handshake_rate, 500);
+        let o = parse("peers", &args("--quick")).unwrap();
+        assert_eq!(o.tls_modes, TlsMode::ALL);
+        assert_eq!(o.handshake_rate, 1000);
         let o = parse("scaling", &args("--workers 1,2,8 --bodies 1k --no-build")).unwrap();
         assert_eq!(o.workers, [1, 2, 8]);
         assert_eq!(o.bodies[0].bytes, 1024);
@@ -218,6 +245,9 @@ mod tests {
             ("peers", "--duration"),
             ("peers", "--duration 0s"),
             ("peers", "--driver curl"),
+            ("peers", "--tls-modes full,0rtt"),
+            ("scaling", "--tls-modes full"),
+            ("scaling", "--handshake-rate 10"),
         ] {
             assert!(
                 matches!(parse(mode, &args(line)), Err(Error::Usage(_))),

@@ -20,6 +20,9 @@ pub struct WorkerMetrics {
     upstream_reuses: Cell<u64>,
     upstream_connect_errors: Cell<u64>,
     bad_requests: Cell<u64>,
+    tls_full: Cell<u64>,
+    tls_resumed: Cell<u64>,
+    tls_failed: Cell<u64>,
     latency_us: RefCell<Histogram<u64>>,
 }
 
@@ -32,6 +35,9 @@ impl Default for WorkerMetrics {
             upstream_reuses: Cell::new(0),
             upstream_connect_errors: Cell::new(0),
             bad_requests: Cell::new(0),
+            tls_full: Cell::new(0),
+            tls_resumed: Cell::new(0),
+            tls_failed: Cell::new(0),
             latency_us: RefCell::new(new_histogram()),
         }
     }
@@ -77,6 +83,21 @@ impl WorkerMetrics {
         bump(&self.bad_requests);
     }
 
+    /// Counts a completed TLS handshake, full or resumed.
+    #[inline]
+    pub fn tls_handshake(&self, resumed: bool) {
+        bump(if resumed {
+            &self.tls_resumed
+        } else {
+            &self.tls_full
+        });
+    }
+
+    #[inline]
+    pub fn tls_handshake_failed(&self) {
+        bump(&self.tls_failed);
+    }
+
     pub fn requests(&self) -> u64 {
         self.requests.get()
     }
@@ -89,6 +110,9 @@ impl WorkerMetrics {
             upstream_reuses: self.upstream_reuses.get(),
             upstream_connect_errors: self.upstream_connect_errors.get(),
             bad_requests: self.bad_requests.get(),
+            tls_full: self.tls_full.get(),
+            tls_resumed: self.tls_resumed.get(),
+            tls_failed: self.tls_failed.get(),
             latency_us: self.latency_us.borrow().clone(),
         }
     }
@@ -103,6 +127,10 @@ pub struct MetricsSnapshot {
     pub upstream_reuses: u64,
     pub upstream_connect_errors: u64,
     pub bad_requests: u64,
+    /// TLS handshakes completed in full, resumed, and failed.
+    pub tls_full: u64,
+    pub tls_resumed: u64,
+    pub tls_failed: u64,
     pub latency_us: Histogram<u64>,
 }
 
@@ -122,6 +150,9 @@ impl MetricsSnapshot {
         self.upstream_reuses += other.upstream_reuses;
         self.upstream_connect_errors += other.upstream_connect_errors;
         self.bad_requests += other.bad_requests;
+        self.tls_full += other.tls_full;
+        self.tls_resumed += other.tls_resumed;
+        self.tls_failed += other.tls_failed;
         self.latency_us
             .add(&other.latency_us)
             .expect("histograms share bounds");

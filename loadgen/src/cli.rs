@@ -8,6 +8,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::client::TlsVersion;
+
 pub const USAGE: &str = "\
 usage: ringload [options] URL...
 
@@ -25,8 +27,16 @@ usage: ringload [options] URL...
       --weights W,W...   relative share of connections for each URL (default equal)
       --timeout DUR      per request; past it the request is a timeout error and its
                          connection is reopened (default 10s)
+      --new-connection   one request per connection: send `Connection: close` and open a
+                         new connection (TCP, and TLS for https) for every request; latency
+                         includes the connect and the handshake
   -k, --insecure         do not verify TLS certificates
       --sni NAME         TLS server name to send (default: the URL's host)
+      --tls-version V    1.2 or 1.3: offer only that version (default both)
+      --tls-resume on|off
+                         on: a new connection offers a session an earlier one of its worker
+                         was given (TLS 1.3 ticket, TLS 1.2 session id or ticket); off: no
+                         session is kept or offered, every handshake is full (default on)
       --json FILE        also write the results as JSON to FILE ('-' for stdout)
       --hdr-log FILE     write an HdrHistogram interval log (1 s intervals) to FILE
       --max-error-rate F exit 1 when errors / (responses + errors) exceeds F (0..1)
@@ -50,8 +60,11 @@ pub struct Options {
     pub body_file: Option<PathBuf>,
     pub weights: Option<Vec<u32>>,
     pub timeout: Duration,
+    pub new_connection: bool,
     pub insecure: bool,
     pub sni: Option<String>,
+    pub tls_version: TlsVersion,
+    pub tls_resume: bool,
     pub json: Option<PathBuf>,
     pub hdr_log: Option<PathBuf>,
     pub max_error_rate: Option<f64>,
@@ -89,8 +102,11 @@ impl Default for Options {
             body_file: None,
             weights: None,
             timeout: Duration::from_secs(10),
+            new_connection: false,
             insecure: false,
             sni: None,
+            tls_version: TlsVersion::Any,
+            tls_resume: true,
             json: None,
             hdr_log: None,
             max_error_rate: None,
@@ -188,8 +204,25 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, String>
                     return Err(format!("{flag} must be above zero"));
                 }
             }
+            "--new-connection" => o.new_connection = true,
             "-k" | "--insecure" => o.insecure = true,
             "--sni" => o.sni = Some(value("a server name")?),
+            "--tls-version" => {
+                let v = value("1.2 or 1.3")?;
+                o.tls_version = match v.trim_start_matches("TLSv").trim_start_matches('v') {
+                    "1.2" => TlsVersion::Tls12,
+                    "1.3" => TlsVersion::Tls13,
+                    _ => return Err(format!("{flag} {v:?}: expected 1.2 or 1.3")),
+                };
+            }
+            "--tls-resume" => {
+                let v = value("on or off")?;
+                o.tls_resume = match v.as_str() {
+                    "on" | "yes" | "true" => true,
+                    "off" | "no" | "false" => false,
+                    _ => return Err(format!("{flag} {v:?}: expected on or off")),
+                };
+            }
             "--json" => o.json = Some(value("a file")?.into()),
             "--hdr-log" => o.hdr_log = Some(value("a file")?.into()),
             "--max-error-rate" => {
@@ -240,6 +273,13 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Command, String>
                 o.urls.len()
             ));
         }
+    }
+    if o.new_connection && o.pipeline > 1 {
+        return Err(
+            "--pipeline cannot be combined with --new-connection (one request per \
+                    connection)"
+                .into(),
+        );
     }
     if o.rate.is_some() && o.pipeline > 1 {
         return Err(
@@ -366,6 +406,37 @@ mod tests {
     }
 
     #[test]
+    fn connection_and_tls_flags() {
+        let o = run(&["https://a/"]).unwrap();
+        assert!(!o.new_connection);
+        assert_eq!(o.tls_version, TlsVersion::Any);
+        assert!(o.tls_resume);
+        let o = run(&[
+            "--new-connection",
+            "--tls-resume",
+            "off",
+            "--tls-version=1.3",
+            "https://a/",
+        ])
+        .unwrap();
+        assert!(o.new_connection);
+        assert!(!o.tls_resume);
+        assert_eq!(o.tls_version, TlsVersion::Tls13);
+        let o = run(&["--tls-resume=on", "--tls-version", "1.2", "https://a/"]).unwrap();
+        assert!(o.tls_resume);
+        assert_eq!(o.tls_version, TlsVersion::Tls12);
+        assert_eq!(
+            run(&["--tls-version", "TLSv1.3", "https://a/"])
+                .unwrap()
+                .tls_version,
+            TlsVersion::Tls13
+        );
+        // Open loop takes a new connection per request too.
+        let o = run(&["--new-connection", "--rate", "100", "http://a/"]).unwrap();
+        assert!(o.new_connection);
+    }
+
+    #[test]
     fn mistakes_are_one_line() {
         for bad in [
             &["--frobnicate", "http://a/"][..],
@@ -377,6 +448,10 @@ mod tests {
             &["--weights", "1,2", "http://a/"],
             &["-H", "nocolon", "http://a/"],
             &["--max-error-rate", "2", "http://a/"],
+            &["--tls-version", "1.1", "https://a/"],
+            &["--tls-version"],
+            &["--tls-resume", "maybe", "https://a/"],
+            &["--new-connection", "-p", "2", "http://a/"],
         ] {
             let e = run(bad).unwrap_err();
             assert!(!e.contains('\n'), "{e}");

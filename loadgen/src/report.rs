@@ -28,6 +28,10 @@ pub struct Summary {
     pub workers: usize,
     pub driver: String,
     pub pipeline: usize,
+    /// `--new-connection`.
+    pub new_connection: bool,
+    /// `--tls-resume`, when some URL is `https://`.
+    pub tls_resume: Option<bool>,
     pub target_rps: Option<f64>,
     pub duration: Duration,
     pub stats: Stats,
@@ -55,9 +59,14 @@ impl Summary {
             out.push('\n');
         };
         line(format!(
-            "{}: {mode}, {} connections, {} worker{} ({}){}",
+            "{}: {mode}, {} connections{}, {} worker{} ({}){}",
             self.urls.join(" "),
             self.connections,
+            if self.new_connection {
+                " (a new one per request)"
+            } else {
+                ""
+            },
             self.workers,
             if self.workers == 1 { "" } else { "s" },
             self.driver,
@@ -82,6 +91,34 @@ impl Summary {
         };
         line(format!("  rate      {:.1} req/s{target}", self.rps()));
         line(format!("  transfer  {}/s", bytes(self.bytes_per_s())));
+        let c = &s.connections;
+        if c.opened > 0 || self.new_connection || self.tls_resume.is_some() {
+            line(format!(
+                "  connects  {} opened, {:.1}/s",
+                c.opened,
+                per_second(c.opened, self.duration)
+            ));
+        }
+        if let Some(resume) = self.tls_resume {
+            let mut negotiated: Vec<String> =
+                c.versions.iter().map(|(v, n)| format!("{v} {n}")).collect();
+            negotiated.extend(c.cipher_suite.map(str::to_string));
+            negotiated.extend(c.key_exchange.map(str::to_string));
+            line(format!(
+                "  tls       {} handshakes, {:.1}/s: {} full, {} resumed ({:.1}/s); resumption {}{}",
+                c.handshakes(),
+                per_second(c.handshakes(), self.duration),
+                c.full,
+                c.resumed,
+                per_second(c.resumed, self.duration),
+                if resume { "on" } else { "off" },
+                if negotiated.is_empty() {
+                    String::new()
+                } else {
+                    format!("; {}", negotiated.join(", "))
+                }
+            ));
+        }
         if s.responses > 0 {
             line(format!(
                 "  latency   mean {}  stdev {}  min {}  max {}",
@@ -140,6 +177,25 @@ impl Summary {
             .map(|&k| (k.name().to_string(), json!(s.errors[k as usize])))
             .collect();
         errors.insert("total".into(), json!(s.total_errors()));
+        let c = &s.connections;
+        let tls = self.tls_resume.map(|resume| {
+            let versions: Map<String, Value> = c
+                .versions
+                .iter()
+                .map(|(v, n)| (v.to_string(), json!(n)))
+                .collect();
+            json!({
+                "resumption": if resume { "on" } else { "off" },
+                "handshakes": c.handshakes(),
+                "handshakes_per_s": per_second(c.handshakes(), self.duration),
+                "full": c.full,
+                "resumed": c.resumed,
+                "resumed_per_s": per_second(c.resumed, self.duration),
+                "versions": versions,
+                "cipher_suite": c.cipher_suite,
+                "key_exchange": c.key_exchange,
+            })
+        });
         json!({
             "urls": self.urls,
             "mode": if self.target_rps.is_some() { "open" } else { "closed" },
@@ -147,6 +203,7 @@ impl Summary {
             "workers": self.workers,
             "driver": self.driver,
             "pipeline": self.pipeline,
+            "new_connection": self.new_connection,
             "requests": s.responses,
             "duration_s": self.duration.as_secs_f64(),
             "rps": self.rps(),
@@ -157,6 +214,9 @@ impl Summary {
             "status": status,
             "errors": errors,
             "error_rate": s.error_rate(),
+            "connections_opened": c.opened,
+            "connections_opened_per_s": per_second(c.opened, self.duration),
+            "tls": tls,
         })
     }
 }
@@ -243,6 +303,8 @@ mod tests {
             workers: 1,
             driver: "epoll".into(),
             pipeline: 1,
+            new_connection: false,
+            tls_resume: None,
             target_rps: Some(10.0),
             duration: Duration::from_secs(1),
             stats,
@@ -264,5 +326,56 @@ mod tests {
         assert_eq!(v["errors"]["reset"], 1);
         assert!(v["latency_us"]["p99.99"].as_u64().unwrap() >= 899);
         assert!(summary.text().contains("p99.9 "));
+        assert_eq!(v["tls"], Value::Null);
+        assert_eq!(v["connections_opened"], 0);
+        assert!(!summary.text().contains("tls "));
+    }
+
+    #[test]
+    fn handshakes_are_reported() {
+        let mut stats = Stats::default();
+        let full = crate::client::Handshake {
+            resumed: false,
+            version: Some(rustls::ProtocolVersion::TLSv1_3),
+            suite: Some("TLS13_AES_256_GCM_SHA384"),
+            group: Some("X25519"),
+        };
+        for resumed in [false, true, true, true] {
+            stats.response(200, Duration::from_micros(300));
+            stats.opened(Some(crate::client::Handshake { resumed, ..full }));
+        }
+        let summary = Summary {
+            urls: vec!["https://x/".into()],
+            connections: 1,
+            workers: 1,
+            driver: "epoll".into(),
+            pipeline: 1,
+            new_connection: true,
+            tls_resume: Some(true),
+            target_rps: None,
+            duration: Duration::from_secs(2),
+            stats,
+        };
+        let v = summary.json();
+        assert_eq!(v["new_connection"], true);
+        assert_eq!(v["connections_opened"], 4);
+        assert_eq!(v["connections_opened_per_s"], 2.0);
+        let tls = &v["tls"];
+        assert_eq!(tls["resumption"], "on");
+        assert_eq!(tls["handshakes"], 4);
+        assert_eq!(tls["full"], 1);
+        assert_eq!(tls["resumed"], 3);
+        assert_eq!(tls["resumed_per_s"], 1.5);
+        assert_eq!(tls["handshakes_per_s"], 2.0);
+        assert_eq!(tls["versions"]["TLSv1.3"], 4);
+        assert_eq!(tls["cipher_suite"], "TLS13_AES_256_GCM_SHA384");
+        assert_eq!(tls["key_exchange"], "X25519");
+        let text = summary.text();
+        assert!(text.contains("(a new one per request)"), "{text}");
+        assert!(text.contains("connects  4 opened, 2.0/s"), "{text}");
+        assert!(
+            text.contains("tls       4 handshakes, 2.0/s: 1 full, 3 resumed (1.5/s)"),
+            "{text}"
+        );
     }
 }

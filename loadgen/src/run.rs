@@ -45,9 +45,17 @@ pub fn run(o: &Options) -> Result<Finished, String> {
         headers: &o.headers,
         body: &body,
         pipeline: o.pipeline,
+        close: o.new_connection,
     };
     let targets = target::prepare(&o.urls, &template)?;
-    let tls = crate::client::tls_targets(&targets, o.insecure, o.sni.as_deref())?;
+    let tls_options = crate::client::TlsOptions {
+        insecure: o.insecure,
+        sni: o.sni.clone(),
+        version: o.tls_version,
+        resume: o.tls_resume,
+    };
+    let tls = crate::client::tls_targets(&targets, &tls_options)?;
+    let uses_tls = tls.iter().any(Option::is_some);
     // The targets live as long as the run, which is the life of the process.
     let targets: &'static [target::Target] = Box::leak(targets.into_boxed_slice());
 
@@ -96,9 +104,10 @@ pub fn run(o: &Options) -> Result<Finished, String> {
         assignments.push(Some(Assignment {
             connections: (0..conns).map(|k| slots[k * workers + w]).collect(),
             targets,
-            tls: tls.clone(),
+            tls: crate::client::for_worker(&tls),
             plan,
             pipeline: o.pipeline,
+            new_connection: o.new_connection,
             timeout: o.timeout,
             load_from,
             measure_from,
@@ -178,6 +187,8 @@ pub fn run(o: &Options) -> Result<Finished, String> {
             workers,
             driver: drivers.join(", "),
             pipeline: o.pipeline,
+            new_connection: o.new_connection,
+            tls_resume: uses_tls.then_some(o.tls_resume),
             target_rps: o.rate,
             duration: finished.saturating_duration_since(measure_from),
             stats,

@@ -11,6 +11,8 @@ use std::time::Duration;
 
 use hdrhistogram::Histogram;
 
+use crate::client::Handshake;
+
 /// Highest latency tracked, in microseconds (one hour).
 const MAX_LATENCY_US: u64 = 3_600_000_000;
 
@@ -58,6 +60,57 @@ pub struct Stats {
     pub status: Vec<u64>,
     pub errors: [u64; 4],
     pub latency_us: Histogram<u64>,
+    pub connections: Connections,
+}
+
+/// The connections opened during measurement, and their TLS handshakes.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Connections {
+    pub opened: u64,
+    /// TLS handshakes: full ones and resumed ones.
+    pub full: u64,
+    pub resumed: u64,
+    /// Handshakes by the TLS version they negotiated (`TLSv1.3`, `TLSv1.2`), in order.
+    pub versions: Vec<(&'static str, u64)>,
+    /// What the handshakes negotiated (the first one seen).
+    pub cipher_suite: Option<&'static str>,
+    pub key_exchange: Option<&'static str>,
+}
+
+impl Connections {
+    pub fn handshakes(&self) -> u64 {
+        self.full + self.resumed
+    }
+
+    fn count_version(&mut self, version: &'static str, n: u64) {
+        match self.versions.iter_mut().find(|(v, _)| *v == version) {
+            Some((_, count)) => *count += n,
+            None => {
+                self.versions.push((version, n));
+                self.versions.sort_by(|a, b| b.0.cmp(a.0));
+            }
+        }
+    }
+
+    fn merge(&mut self, other: &Connections) {
+        self.opened += other.opened;
+        self.full += other.full;
+        self.resumed += other.resumed;
+        for &(v, n) in &other.versions {
+            self.count_version(v, n);
+        }
+        self.cipher_suite = self.cipher_suite.or(other.cipher_suite);
+        self.key_exchange = self.key_exchange.or(other.key_exchange);
+    }
+}
+
+/// `TLSv1.3` for rustls's `TLSv1_3`.
+fn version_name(v: Option<rustls::ProtocolVersion>) -> &'static str {
+    match v {
+        Some(rustls::ProtocolVersion::TLSv1_3) => "TLSv1.3",
+        Some(rustls::ProtocolVersion::TLSv1_2) => "TLSv1.2",
+        _ => "other",
+    }
 }
 
 impl Default for Stats {
@@ -68,6 +121,7 @@ impl Default for Stats {
             status: vec![0; 600],
             errors: [0; 4],
             latency_us: new_histogram(),
+            connections: Connections::default(),
         }
     }
 }
@@ -87,6 +141,22 @@ impl Stats {
         self.errors[kind as usize] += 1;
     }
 
+    /// A connection opened, with its TLS handshake if it has one.
+    pub fn opened(&mut self, handshake: Option<Handshake>) {
+        let c = &mut self.connections;
+        c.opened += 1;
+        if let Some(h) = handshake {
+            if h.resumed {
+                c.resumed += 1;
+            } else {
+                c.full += 1;
+            }
+            c.count_version(version_name(h.version), 1);
+            c.cipher_suite = c.cipher_suite.or(h.suite);
+            c.key_exchange = c.key_exchange.or(h.group);
+        }
+    }
+
     pub fn total_errors(&self) -> u64 {
         self.errors.iter().sum()
     }
@@ -103,6 +173,7 @@ impl Stats {
         self.latency_us
             .add(&other.latency_us)
             .expect("histograms share bounds");
+        self.connections.merge(&other.connections);
     }
 
     /// Status codes that were seen, with their counts, in order.
@@ -161,5 +232,35 @@ mod tests {
         assert_eq!(a.errors[ErrorKind::Timeout as usize], 1);
         assert!((a.error_rate() - 1.0 / 102.0).abs() < 1e-9);
         assert!(a.latency_us.max() >= 4_990);
+    }
+
+    #[test]
+    fn connections_and_handshakes_add_up() {
+        let full = Handshake {
+            resumed: false,
+            version: Some(rustls::ProtocolVersion::TLSv1_3),
+            suite: Some("TLS13_AES_256_GCM_SHA384"),
+            group: Some("X25519"),
+        };
+        let resumed = Handshake {
+            resumed: true,
+            ..full
+        };
+        let mut a = Stats::default();
+        a.opened(Some(full));
+        a.opened(Some(resumed));
+        a.opened(Some(resumed));
+        let mut b = Stats::default();
+        b.opened(None);
+        b.opened(Some(Handshake {
+            version: Some(rustls::ProtocolVersion::TLSv1_2),
+            ..full
+        }));
+        a.merge(&b);
+        let c = &a.connections;
+        assert_eq!((c.opened, c.full, c.resumed, c.handshakes()), (5, 2, 2, 4));
+        assert_eq!(c.versions, vec![("TLSv1.3", 3), ("TLSv1.2", 1)]);
+        assert_eq!(c.cipher_suite, Some("TLS13_AES_256_GCM_SHA384"));
+        assert_eq!(c.key_exchange, Some("X25519"));
     }
 }

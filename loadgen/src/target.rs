@@ -128,6 +128,9 @@ pub struct RequestTemplate<'a> {
     pub headers: &'a [(String, String)],
     pub body: &'a [u8],
     pub pipeline: usize,
+    /// Ask the server to close after the response (`Connection: close`, unless a `Connection`
+    /// header is given).
+    pub close: bool,
 }
 
 /// Builds the request bytes of `url`.
@@ -148,6 +151,9 @@ pub fn build_request(url: &Url, t: &RequestTemplate<'_>) -> Vec<u8> {
         out.extend_from_slice(b": ");
         out.extend_from_slice(value.as_bytes());
         out.extend_from_slice(b"\r\n");
+    }
+    if t.close && !has("connection") {
+        out.extend_from_slice(b"Connection: close\r\n");
     }
     if !t.body.is_empty() && !has("content-length") && !has("transfer-encoding") {
         out.extend_from_slice(format!("Content-Length: {}\r\n", t.body.len()).as_bytes());
@@ -261,10 +267,27 @@ mod tests {
             headers: &headers,
             body: b"hello",
             pipeline: 1,
+            close: false,
         };
         assert_eq!(
             build_request(&url, &t),
             b"POST /p HTTP/1.1\r\nHost: h:81\r\nX-A: 1\r\nContent-Length: 5\r\n\r\nhello"
+        );
+        let t = RequestTemplate {
+            method: "GET",
+            body: b"",
+            close: true,
+            ..t
+        };
+        assert_eq!(
+            build_request(&url, &t),
+            b"GET /p HTTP/1.1\r\nHost: h:81\r\nX-A: 1\r\nConnection: close\r\n\r\n"
+        );
+        let own = vec![("Connection".to_string(), "keep-alive".to_string())];
+        let t = RequestTemplate { headers: &own, ..t };
+        assert_eq!(
+            build_request(&url, &t),
+            b"GET /p HTTP/1.1\r\nHost: h:81\r\nConnection: keep-alive\r\n\r\n"
         );
     }
 

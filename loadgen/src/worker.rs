@@ -18,7 +18,7 @@ use hdrhistogram::Histogram;
 use monoio::io::AsyncReadRent;
 use ringway_core::timer::TimerWheel;
 
-use crate::client::{self, TlsTarget};
+use crate::client::{self, Handshake, TlsTarget};
 use crate::plan::Plan;
 use crate::stats::{ErrorKind, Live, Stats};
 use crate::target::Target;
@@ -37,6 +37,8 @@ pub struct Assignment {
     pub tls: Vec<Option<TlsTarget>>,
     pub plan: PlanSpec,
     pub pipeline: usize,
+    /// `--new-connection`: one connection per request.
+    pub new_connection: bool,
     pub timeout: Duration,
     /// Load starts here (connections open before it).
     pub load_from: Instant,
@@ -75,6 +77,7 @@ pub struct WorkerState {
     pub stats: RefCell<Stats>,
     pub wheel: TimerWheel,
     pub pipeline: usize,
+    pub new_connection: bool,
     pub timeout: Duration,
     pub load_from: Instant,
     pub measure_from: Instant,
@@ -104,6 +107,14 @@ impl WorkerState {
             let mut stats = self.stats.borrow_mut();
             stats.error(kind);
             self.live.publish(&stats);
+        }
+    }
+
+    /// Counts a connection opened for a request sent (or intended) at `start`, or at `start`
+    /// itself, and its TLS handshake.
+    pub fn record_open(&self, start: Instant, handshake: Option<Handshake>) {
+        if start >= self.measure_from {
+            self.stats.borrow_mut().opened(handshake);
         }
     }
 
@@ -140,6 +151,7 @@ pub async fn run(a: Assignment) {
         stats: RefCell::new(Stats::default()),
         wheel: TimerWheel::new(WHEEL_TICK),
         pipeline: a.pipeline,
+        new_connection: a.new_connection,
         timeout: a.timeout,
         load_from: a.load_from,
         measure_from: a.measure_from,

@@ -7,4 +7,5 @@ pub mod policy;
 pub mod route;
 pub mod server;
 pub mod snapshot;
+pub mod tls;
 pub mod upstream;

@@ -169,6 +169,13 @@ fn serve(config: Config, demo_origin: Option<std::net::SocketAddr>) -> ExitCode 
             return ExitCode::from(1);
         }
     };
+    let mut certs = ringway::tls::reload::CertWatch::new(&snapshot.config);
+    let schemes: Vec<&'static str> = snapshot
+        .config
+        .listeners
+        .iter()
+        .map(|l| if l.tls.is_some() { "https" } else { "http" })
+        .collect();
     let mut server = match Server::start(snapshot, None) {
         Ok(s) => s,
         Err(e) => {
@@ -176,8 +183,8 @@ fn serve(config: Config, demo_origin: Option<std::net::SocketAddr>) -> ExitCode 
             return ExitCode::from(1);
         }
     };
-    for (name, addr) in &server.listeners {
-        eprintln!("ringway: listening on http://{addr} (listener {name})");
+    for ((name, addr), scheme) in server.listeners.iter().zip(&schemes) {
+        eprintln!("ringway: listening on {scheme}://{addr} (listener {name})");
     }
     eprintln!("ringway: ready ({} workers)", server.workers.len());
     if let Some(origin) = demo_origin {
@@ -203,6 +210,10 @@ fn serve(config: Config, demo_origin: Option<std::net::SocketAddr>) -> ExitCode 
     // the void meanwhile: the dead worker's listeners closed with its runtime.
     let died = loop {
         if let Some(signal) = signals.pending().find_map(|signal| match signal {
+            signal_hook::consts::SIGHUP if !certs.is_empty() => {
+                certs.reload_all("SIGHUP");
+                None
+            }
             signal_hook::consts::SIGHUP
             | signal_hook::consts::SIGUSR1
             | signal_hook::consts::SIGUSR2 => {
@@ -224,6 +235,7 @@ fn serve(config: Config, demo_origin: Option<std::net::SocketAddr>) -> ExitCode 
         if let Some(index) = server.workers.iter().position(|w| w.thread.is_finished()) {
             break Some(index);
         }
+        certs.poll(std::time::Instant::now());
         std::thread::sleep(Duration::from_millis(20));
     };
     control.drain();

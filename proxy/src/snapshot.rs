@@ -15,6 +15,14 @@ pub struct TargetInfo {
     pub backend: usize,
     pub addr: SocketAddr,
     pub authority: String,
+    /// TLS to an `https://` target: its backend's client config and the name to send.
+    pub tls: Option<TargetTls>,
+}
+
+#[derive(Clone, Debug)]
+pub struct TargetTls {
+    pub client: std::sync::Arc<crate::tls::UpstreamTls>,
+    pub name: rustls::pki_types::ServerName<'static>,
 }
 
 pub struct Snapshot {
@@ -37,6 +45,10 @@ impl Snapshot {
                 backend,
                 addr: t.addr,
                 authority: t.authority.clone(),
+                tls: b.tls.as_ref().zip(t.tls_name.as_ref()).map(|(client, name)| TargetTls {
+                    client: std::sync::Arc::clone(client),
+                    name: name.clone(),
+                }),
             }));
             backend_targets.push(start..targets.len());
         }

@@ -360,7 +360,10 @@ pub fn parse_listeners(stderr: &str) -> Vec<(String, SocketAddr)> {
         .lines()
         .filter_map(|line| {
             let rest = line.strip_prefix("ringway: listening on ")?;
-            let rest = rest.strip_prefix("http://").unwrap_or(rest);
+            let rest = rest
+                .strip_prefix("http://")
+                .or_else(|| rest.strip_prefix("https://"))
+                .unwrap_or(rest);
             let (addr, name) = rest.split_once(' ')?;
             let name = name
                 .trim()

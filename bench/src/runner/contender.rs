@@ -3,12 +3,14 @@
 //! daemons), so that stopping the runner in any way stops them.
 //!
 //! The contenders are set up alike: one worker, keep-alive on both sides with upstream
-//! connection reuse, no access log.
+//! connection reuse, no access log. The `-tls` ones terminate TLS with the run's certificate
+//! ([`super::tls`]) and proxy in plain HTTP to the same origin.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use super::process::{Managed, Spec, WorkDir};
+use super::tls::{self, Certificate};
 use super::{BodySize, Error};
 
 /// A proxy under test.
@@ -22,9 +24,23 @@ pub enum Kind {
     RingwayApiHit,
     Nginx,
     Haproxy,
+    /// Ringway terminating TLS ([`ringway_tls_conf`]).
+    RingwayTls,
+    /// nginx terminating TLS ([`nginx_tls_conf`]).
+    NginxTls,
 }
 
 impl Kind {
+    pub const ALL: [Kind; 7] = [
+        Kind::Ringway,
+        Kind::RingwayApiMiss,
+        Kind::RingwayApiHit,
+        Kind::Nginx,
+        Kind::Haproxy,
+        Kind::RingwayTls,
+        Kind::NginxTls,
+    ];
+
     pub fn name(self) -> &'static str {
         match self {
             Kind::Ringway => "ringway",
@@ -32,27 +48,26 @@ impl Kind {
             Kind::RingwayApiHit => "ringway-api-hit",
             Kind::Nginx => "nginx",
             Kind::Haproxy => "haproxy",
+            Kind::RingwayTls => "ringway-tls",
+            Kind::NginxTls => "nginx-tls",
         }
     }
 
     pub fn parse(text: &str) -> Option<Kind> {
-        [
-            Kind::Ringway,
-            Kind::RingwayApiMiss,
-            Kind::RingwayApiHit,
-            Kind::Nginx,
-            Kind::Haproxy,
-        ]
-        .into_iter()
-        .find(|k| k.name() == text)
+        Kind::ALL.into_iter().find(|k| k.name() == text)
     }
 
     /// Whether this contender is Ringway itself (under any configuration).
     pub fn is_ringway(self) -> bool {
         matches!(
             self,
-            Kind::Ringway | Kind::RingwayApiMiss | Kind::RingwayApiHit
+            Kind::Ringway | Kind::RingwayApiMiss | Kind::RingwayApiHit | Kind::RingwayTls
         )
+    }
+
+    /// Whether clients reach it over TLS.
+    pub fn is_tls(self) -> bool {
+        matches!(self, Kind::RingwayTls | Kind::NginxTls)
     }
 }
 
@@ -159,6 +174,74 @@ frontend proxy
 backend origin
     server origin 127.0.0.1:{origin_port}
 "
+    )
+}
+
+/// nginx terminating TLS with `cert`, then proxying as [`nginx_proxy_conf`] does (one worker):
+/// TLS 1.2 and 1.3, session tickets (TLS 1.3 resumption) and a shared session cache (TLS 1.2
+/// session ids).
+pub fn nginx_tls_conf(dir: &Path, port: u16, origin_port: u16, cert: &Certificate) -> String {
+    let d = dir.display();
+    format!(
+        "worker_processes 1;
+daemon off;
+master_process on;
+pid {d}/nginx-tls.pid;
+error_log {d}/nginx-tls.error.log warn;
+events {{ worker_connections 8192; }}
+http {{
+    access_log off;
+    keepalive_requests 1000000;
+    keepalive_timeout 300s;
+    upstream origin {{
+        server 127.0.0.1:{origin_port};
+        keepalive 128;
+        keepalive_requests 1000000;
+    }}
+    server {{
+        listen 127.0.0.1:{port} ssl reuseport;
+        ssl_certificate {cert};
+        ssl_certificate_key {key};
+        ssl_protocols TLSv1.2 TLSv1.3;
+        ssl_session_tickets on;
+        ssl_session_cache shared:SSL:10m;
+        ssl_session_timeout 1h;
+        location / {{
+            proxy_pass http://origin;
+            proxy_http_version 1.1;
+            proxy_set_header Connection \"\";
+        }}
+    }}
+}}
+",
+        cert = cert.cert.display(),
+        key = cert.key.display(),
+    )
+}
+
+/// Ringway terminating TLS with `cert` on its one listener, proxying every request to the
+/// origin as `examples/basic-proxy.yaml` does.
+pub fn ringway_tls_conf(port: u16, origin_port: u16, workers: usize, cert: &Certificate) -> String {
+    format!(
+        "workers: {workers}
+listeners:
+  - name: main
+    address: 127.0.0.1:{port}
+    tls:
+      certificates:
+        - cert: {cert}
+          key: {key}
+      session_tickets: true
+backends:
+  - name: backend
+    targets:
+      - url: http://127.0.0.1:{origin_port}
+routes:
+  - name: all
+    backend: backend
+",
+        cert = cert.cert.display(),
+        key = cert.key.display(),
     )
 }
 
@@ -290,6 +373,28 @@ pub fn start(
             )?;
             Spec::new("nginx", "nginx", &log).args(nginx_args(&dir.path, &conf, "nginx-proxy"))
         }
+        Kind::RingwayTls => {
+            let cert = tls::certificate(dir)?;
+            let conf = dir.write(
+                "ringway-tls.yaml",
+                ringway_tls_conf(port, origin_port, workers, &cert),
+            )?;
+            Spec::new(kind.name(), &bins.ringway, &log)
+                .args([
+                    "run".to_string(),
+                    "--config".into(),
+                    conf.display().to_string(),
+                ])
+                .env("RINGWAY_LOG", "warn")
+        }
+        Kind::NginxTls => {
+            let cert = tls::certificate(dir)?;
+            let conf = dir.write(
+                "nginx-tls.conf",
+                nginx_tls_conf(&dir.path, port, origin_port, &cert),
+            )?;
+            Spec::new(kind.name(), "nginx", &log).args(nginx_args(&dir.path, &conf, "nginx-tls"))
+        }
         Kind::Haproxy => {
             let conf = dir.write("haproxy.cfg", haproxy_conf(port, origin_port))?;
             Spec::new("haproxy", "haproxy", &log).args([
@@ -403,6 +508,90 @@ mod tests {
         assert!(haproxy.contains("nbthread 1"));
         assert!(haproxy.contains("http-reuse always"));
         assert!(haproxy.contains("bind 127.0.0.1:8002"));
+    }
+
+    #[test]
+    fn kinds_parse_by_name() {
+        for k in Kind::ALL {
+            assert_eq!(Kind::parse(k.name()), Some(k));
+        }
+        assert!(Kind::RingwayTls.is_tls() && Kind::RingwayTls.is_ringway());
+        assert!(Kind::NginxTls.is_tls() && !Kind::NginxTls.is_ringway());
+        assert!(!Kind::Nginx.is_tls());
+        assert_eq!(Kind::parse("envoy"), None);
+    }
+
+    fn test_certificate(dir: &Path) -> Certificate {
+        Certificate {
+            cert: dir.join("tls/cert.pem"),
+            key: dir.join("tls/key.pem"),
+            ca: dir.join("tls/ca.pem"),
+        }
+    }
+
+    #[test]
+    fn the_nginx_tls_config_terminates_tls_and_proxies_like_nginx() {
+        let dir = Path::new("/tmp/x");
+        let conf = nginx_tls_conf(dir, 8443, 8000, &test_certificate(dir));
+        for line in [
+            "worker_processes 1;",
+            "listen 127.0.0.1:8443 ssl reuseport;",
+            "ssl_certificate /tmp/x/tls/cert.pem;",
+            "ssl_certificate_key /tmp/x/tls/key.pem;",
+            "ssl_session_tickets on;",
+            "ssl_session_cache shared:SSL:10m;",
+            "server 127.0.0.1:8000;",
+            "keepalive 128;",
+            "proxy_http_version 1.1;",
+            "proxy_set_header Connection \"\";",
+            "access_log off;",
+        ] {
+            assert!(conf.contains(line), "{line} missing:\n{conf}");
+        }
+        // The same upstream and location as the plain contender.
+        let plain = nginx_proxy_conf(dir, 8443, 8000);
+        let upstream = |c: &str| {
+            let start = c.find("upstream origin").unwrap();
+            c[start..start + c[start..].find('}').unwrap()].to_string()
+        };
+        assert_eq!(upstream(&conf), upstream(&plain));
+    }
+
+    #[test]
+    fn the_ringway_tls_config_is_the_planned_listener_schema() {
+        let dir = std::env::temp_dir().join(format!("ringway-tls-conf-{}", std::process::id()));
+        let work = WorkDir {
+            path: dir.to_path_buf(),
+        };
+        let cert = tls::certificate(&work).unwrap();
+        let text = ringway_tls_conf(8443, 8000, 1, &cert);
+        let doc: serde_yaml_ng::Value = serde_yaml_ng::from_str(&text).unwrap();
+        assert_eq!(doc["workers"], 1);
+        let listener = &doc["listeners"][0];
+        assert_eq!(listener["address"], "127.0.0.1:8443");
+        let tls = &listener["tls"];
+        let c = &tls["certificates"][0];
+        assert_eq!(c["cert"].as_str().unwrap(), cert.cert.to_str().unwrap());
+        assert_eq!(c["key"].as_str().unwrap(), cert.key.to_str().unwrap());
+        assert_eq!(tls["session_tickets"], true);
+        assert_eq!(
+            doc["backends"][0]["targets"][0]["url"],
+            "http://127.0.0.1:8000"
+        );
+        // Without its tls block the config is the plain proxy, which loads today.
+        let start = text.find("    tls:").unwrap();
+        let end = text.find("backends:").unwrap();
+        let plain = format!("{}{}", &text[..start], &text[end..]);
+        let config = ringway::config::load_str(&plain, "ringway-tls.yaml", &|_| None)
+            .unwrap_or_else(|e| panic!("{e}\n{plain}"));
+        assert_eq!(config.listeners.len(), 1);
+        assert_eq!(config.workers, Some(1));
+        // With it, the config loads once the proxy has TLS listeners; until then it is refused
+        // for its `tls` key alone.
+        match ringway::config::load_str(&text, "ringway-tls.yaml", &|_| None) {
+            Ok(config) => assert_eq!(config.listeners.len(), 1),
+            Err(e) => assert!(e.to_string().contains("tls"), "{e}\n{text}"),
+        }
     }
 
     #[test]

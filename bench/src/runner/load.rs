@@ -3,8 +3,9 @@
 //!
 //! ringload's contract: `--json FILE` writes `requests`, `duration_s`, `rps`, `target_rps`,
 //! `latency_us` (p50, p90, p99, p99.9 written `p99_9` or `"p99.9"`, p99.99, max), `status`
-//! (counts by code) and `errors` (counts by kind). wrk has no fixed-rate mode and no p99.9;
-//! its runs leave those out.
+//! (counts by code) and `errors` (counts by kind); over TLS also `tls` {`handshakes`,
+//! `full`, `resumed`, `versions`, `cipher_suite`, `key_exchange`}. wrk has no fixed-rate mode,
+//! no p99.9 and no connection per request; its runs leave those out.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -39,6 +40,51 @@ pub struct Load {
     /// Load generator threads.
     pub threads: usize,
     pub cpus: Vec<usize>,
+    /// One connection per request (`--new-connection`).
+    pub new_connection: bool,
+    /// For `https://` URLs: the client's TLS settings.
+    pub tls: Option<TlsLoad>,
+}
+
+/// How the load generator speaks TLS.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TlsLoad {
+    /// Offer sessions from earlier connections (`--tls-resume on`).
+    pub resume: bool,
+    /// `1.2` or `1.3`.
+    pub version: &'static str,
+}
+
+impl Load {
+    /// ringload's arguments for this load.
+    pub fn ringload_args(&self, json: &Path) -> Vec<String> {
+        let mut args = vec![
+            "-c".to_string(),
+            self.connections.to_string(),
+            "-d".to_string(),
+            format!("{}ms", self.duration.as_millis()),
+            "-w".to_string(),
+            self.threads.to_string(),
+            "--json".to_string(),
+            json.display().to_string(),
+        ];
+        if let Some(rate) = self.rate {
+            args.extend(["--rate".to_string(), rate.to_string()]);
+        }
+        if self.new_connection {
+            args.push("--new-connection".to_string());
+        }
+        if let Some(tls) = &self.tls {
+            // The run's own certificate: the chain is not checked, every handshake
+            // signature is.
+            args.push("-k".to_string());
+            args.extend(["--tls-version".to_string(), tls.version.to_string()]);
+            let resume = if tls.resume { "on" } else { "off" };
+            args.extend(["--tls-resume".to_string(), resume.to_string()]);
+        }
+        args.push(self.url.clone());
+        args
+    }
 }
 
 /// What a run measured. Latencies in microseconds.
@@ -52,6 +98,24 @@ pub struct Measured {
     pub p999_us: Option<f64>,
     /// Transport errors and timeouts, plus answers other than 2xx.
     pub errors: u64,
+    /// Over TLS: the handshakes of the run.
+    pub tls: Option<TlsMeasured>,
+}
+
+/// The TLS handshakes a run made (connections opened during it).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct TlsMeasured {
+    /// The run opened a connection per request (its handshakes are the point of it; a
+    /// keep-alive run's are the few whose connections opened late).
+    pub new_connection: bool,
+    pub handshakes: u64,
+    pub resumed: u64,
+    pub handshakes_per_s: f64,
+    pub resumed_per_s: f64,
+    /// `TLSv1.3`, or several with their counts.
+    pub version: String,
+    pub cipher_suite: String,
+    pub key_exchange: String,
 }
 
 /// Runs `load` to completion (interrupts stop it) and returns what it measured.
@@ -61,25 +125,17 @@ pub fn run(driver: &Driver, load: &Load, dir: &WorkDir, tag: &str) -> Result<Mea
     let (spec, json) = match driver {
         Driver::Ringload(path) => {
             let json = dir.file(&format!("load-{tag}.json"));
-            let mut args = vec![
-                "-c".to_string(),
-                load.connections.to_string(),
-                "-d".to_string(),
-                format!("{}ms", load.duration.as_millis()),
-                "-w".to_string(),
-                load.threads.to_string(),
-                "--json".to_string(),
-                json.display().to_string(),
-            ];
-            if let Some(rate) = load.rate {
-                args.extend(["--rate".to_string(), rate.to_string()]);
-            }
-            args.push(load.url.clone());
+            let args = load.ringload_args(&json);
             (Spec::new("ringload", path, &log).args(args), Some(json))
         }
         Driver::Wrk => {
             if load.rate.is_some() {
                 return Err(Error::Failed("wrk has no fixed-rate mode".into()));
+            }
+            if load.new_connection || load.tls.is_some() {
+                return Err(Error::Failed(
+                    "the TLS runs need ringload (--driver ringload)".into(),
+                ));
             }
             let args = [
                 format!("-t{}", load.threads),
@@ -144,6 +200,42 @@ pub fn parse_ringload_json(text: &str) -> Result<Measured, String> {
         p99_us: need(latency, "p99")?,
         p999_us: num(latency, "p99_9").or_else(|| num(latency, "p99.9")),
         errors: not_2xx + failed,
+        tls: doc.get("tls").filter(|t| t.is_object()).map(|t| {
+            let count = |key: &str| t.get(key).and_then(Value::as_u64).unwrap_or(0);
+            let text = |key: &str| {
+                t.get(key)
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string()
+            };
+            let versions: Vec<(String, u64)> = t
+                .get("versions")
+                .and_then(Value::as_object)
+                .map(|v| {
+                    v.iter()
+                        .map(|(k, n)| (k.clone(), n.as_u64().unwrap_or(0)))
+                        .collect()
+                })
+                .unwrap_or_default();
+            let version = match versions.as_slice() {
+                [(only, _)] => only.clone(),
+                several => several
+                    .iter()
+                    .map(|(v, n)| format!("{v} {n}"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            };
+            TlsMeasured {
+                new_connection: doc.get("new_connection").and_then(Value::as_bool) == Some(true),
+                handshakes: count("handshakes"),
+                resumed: count("resumed"),
+                handshakes_per_s: num(t, "handshakes_per_s").unwrap_or(0.0),
+                resumed_per_s: num(t, "resumed_per_s").unwrap_or(0.0),
+                version,
+                cipher_suite: text("cipher_suite"),
+                key_exchange: text("key_exchange"),
+            }
+        }),
     })
 }
 
@@ -225,6 +317,77 @@ mod tests {
         assert_eq!(parse_ringload_json(&without).unwrap().p999_us, None);
         assert!(parse_ringload_json(r#"{"requests": 1}"#).is_err());
         assert!(parse_ringload_json("not json").is_err());
+        assert_eq!(m.tls, None);
+        let plain = doc.replace("\"errors\"", "\"tls\": null, \"errors\"");
+        assert_eq!(parse_ringload_json(&plain).unwrap().tls, None);
+    }
+
+    #[test]
+    fn ringload_json_gives_the_handshakes() {
+        let doc = r#"{"requests": 30000, "duration_s": 10.0, "rps": 3000.0,
+            "latency_us": {"p50": 800, "p99": 3400, "p99.9": 7000},
+            "status": {"200": 30000}, "errors": {"total": 0},
+            "connections_opened": 30000, "new_connection": true,
+            "tls": {"resumption": "on", "handshakes": 30000, "handshakes_per_s": 3000.0,
+                    "full": 64, "resumed": 29936, "resumed_per_s": 2993.6,
+                    "versions": {"TLSv1.3": 30000}, "cipher_suite": "TLS13_AES_256_GCM_SHA384",
+                    "key_exchange": "X25519"}}"#;
+        let tls = parse_ringload_json(doc).unwrap().tls.unwrap();
+        assert!(tls.new_connection);
+        assert_eq!((tls.handshakes, tls.resumed), (30000, 29936));
+        assert_eq!(tls.handshakes_per_s, 3000.0);
+        assert_eq!(tls.resumed_per_s, 2993.6);
+        assert_eq!(tls.version, "TLSv1.3");
+        assert_eq!(tls.cipher_suite, "TLS13_AES_256_GCM_SHA384");
+        assert_eq!(tls.key_exchange, "X25519");
+        let keep_alive = doc.replace("\"new_connection\": true", "\"new_connection\": false");
+        assert!(
+            !parse_ringload_json(&keep_alive)
+                .unwrap()
+                .tls
+                .unwrap()
+                .new_connection
+        );
+    }
+
+    #[test]
+    fn ringload_arguments_for_each_tls_mode() {
+        let json = Path::new("/tmp/l.json");
+        let mut load = Load {
+            url: "https://127.0.0.1:8443/1k".into(),
+            connections: 64,
+            duration: Duration::from_secs(10),
+            rate: None,
+            threads: 1,
+            cpus: vec![0],
+            new_connection: false,
+            tls: Some(TlsLoad {
+                resume: true,
+                version: "1.3",
+            }),
+        };
+        let line = |l: &Load| l.ringload_args(json).join(" ");
+        assert_eq!(
+            line(&load),
+            "-c 64 -d 10000ms -w 1 --json /tmp/l.json -k --tls-version 1.3 --tls-resume on \
+             https://127.0.0.1:8443/1k"
+        );
+        load.new_connection = true;
+        load.rate = Some(1000);
+        load.tls.as_mut().unwrap().resume = false;
+        assert_eq!(
+            line(&load),
+            "-c 64 -d 10000ms -w 1 --json /tmp/l.json --rate 1000 --new-connection -k \
+             --tls-version 1.3 --tls-resume off https://127.0.0.1:8443/1k"
+        );
+        load.tls = None;
+        load.new_connection = false;
+        load.rate = None;
+        load.url = "http://127.0.0.1:8080/16".into();
+        assert_eq!(
+            line(&load),
+            "-c 64 -d 10000ms -w 1 --json /tmp/l.json http://127.0.0.1:8080/16"
+        );
     }
 
     #[test]
@@ -246,6 +409,7 @@ Requests/sec:  57526.40
 Transfer/sec:      8.23MB
 ";
         let m = parse_wrk(out).unwrap();
+        assert_eq!(m.tls, None);
         assert_eq!(m.requests, 575264);
         assert_eq!(m.duration_s, 10.0);
         assert_eq!(m.rps, 57526.40);

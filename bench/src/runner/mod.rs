@@ -4,6 +4,8 @@
 //!   origin, driven in interleaved rounds; ratios to nginx.
 //! - `scaling` ([`scaling`]): Ringway alone at 1, 2, 4, ... workers in front of a Ringway
 //!   origin; needs nothing but our own binaries.
+//! - TLS: the `ringway-tls` and `nginx-tls` contenders of `peers` terminate TLS with one
+//!   certificate made for the run ([`tls`]), measured in the [`TlsMode`]s.
 //!
 //! Every figure of a run comes from the same window: the load generator's requests and
 //! latencies, and the `/proc` CPU time of the proxy's and the origin's process trees sampled
@@ -17,6 +19,7 @@ pub mod proc_stat;
 pub mod process;
 pub mod report;
 pub mod scaling;
+pub mod tls;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -83,6 +86,66 @@ impl BodySize {
     }
 }
 
+/// How the TLS contenders are loaded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TlsMode {
+    /// Keep-alive connections, each opened (one handshake) before the measured window.
+    KeepAlive,
+    /// A new connection per request, offering no session: every handshake is full.
+    Full,
+    /// A new connection per request, offering the session (TLS 1.3 ticket) an earlier
+    /// connection was given.
+    Resumed,
+}
+
+impl TlsMode {
+    pub const ALL: [TlsMode; 3] = [TlsMode::KeepAlive, TlsMode::Full, TlsMode::Resumed];
+
+    /// The name on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            TlsMode::KeepAlive => "keepalive",
+            TlsMode::Full => "full",
+            TlsMode::Resumed => "resumed",
+        }
+    }
+
+    /// The name in the tables.
+    pub fn label(self) -> &'static str {
+        match self {
+            TlsMode::KeepAlive => "keep-alive",
+            TlsMode::Full => "full handshake",
+            TlsMode::Resumed => "resumed",
+        }
+    }
+
+    pub fn parse_list(text: &str) -> Result<Vec<TlsMode>, Error> {
+        text.split(',')
+            .map(|m| {
+                let m = m.trim();
+                TlsMode::ALL
+                    .into_iter()
+                    .find(|t| t.name() == m)
+                    .ok_or_else(|| {
+                        Error::Usage(format!(
+                            "--tls-modes: {m:?} is not keepalive, full or resumed"
+                        ))
+                    })
+            })
+            .collect()
+    }
+
+    /// A connection per request.
+    pub fn new_connection(self) -> bool {
+        self != TlsMode::KeepAlive
+    }
+
+    /// Whether the client offers sessions to resume.
+    pub fn resume(self) -> bool {
+        self != TlsMode::Full
+    }
+}
+
 /// The options both modes share, and each mode's own.
 #[derive(Clone, Debug)]
 pub struct Options {
@@ -96,6 +159,11 @@ pub struct Options {
     pub rate: u64,
     /// peers: which contenders.
     pub contenders: Vec<contender::Kind>,
+    /// peers, TLS contenders: which ways of loading them.
+    pub tls_modes: Vec<TlsMode>,
+    /// peers, TLS contenders: the fixed rate of the open-loop runs with a connection per
+    /// request (0: none).
+    pub handshake_rate: u64,
     /// scaling: worker counts (empty: 1, 2, 4, ... up to the machine's CPUs).
     pub workers: Vec<usize>,
     pub driver: DriverChoice,
@@ -290,5 +358,17 @@ mod tests {
         );
         assert!(BodySize::parse_list("16,x").is_err());
         assert!(BodySize::parse("0").is_none());
+    }
+
+    #[test]
+    fn tls_modes_parse() {
+        assert_eq!(
+            TlsMode::parse_list("keepalive, full,resumed").unwrap(),
+            TlsMode::ALL
+        );
+        assert!(TlsMode::parse_list("full,zero-rtt").is_err());
+        assert!(!TlsMode::KeepAlive.new_connection());
+        assert!(TlsMode::Full.new_connection() && !TlsMode::Full.resume());
+        assert!(TlsMode::Resumed.new_connection() && TlsMode::Resumed.resume());
     }
 }

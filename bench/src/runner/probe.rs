@@ -1,23 +1,47 @@
-//! A minimal blocking HTTP/1.1 GET, to know that a started server answers what it should
-//! before any load is sent at it.
+//! A minimal blocking HTTP/1.1 GET (over TLS for the `-tls` contenders), to know that a
+//! started server answers what it should before any load is sent at it.
 
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ringway_core::http1::{parse_response, Limits, ResponseHead};
+use rustls::pki_types::ServerName;
+use rustls::{ClientConfig, ClientConnection, StreamOwned};
 
 use super::process::{self, Managed};
 use super::Error;
 
 /// GETs `path` on 127.0.0.1:`port`; returns the status and the body's length.
 pub fn get(port: u16, path: &str) -> Result<(u16, usize), String> {
+    get_over(port, path, None)
+}
+
+/// The same over TLS when `tls` is given (the certificate verified for 127.0.0.1).
+pub fn get_over(
+    port: u16,
+    path: &str,
+    tls: Option<&Arc<ClientConfig>>,
+) -> Result<(u16, usize), String> {
     let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
-    let mut stream =
+    let stream =
         TcpStream::connect_timeout(&addr, Duration::from_secs(1)).map_err(|e| e.to_string())?;
     stream
         .set_read_timeout(Some(Duration::from_secs(5)))
         .map_err(|e| e.to_string())?;
+    match tls {
+        None => exchange(stream, port, path),
+        Some(config) => {
+            let name = ServerName::from(std::net::IpAddr::from(Ipv4Addr::LOCALHOST));
+            let conn =
+                ClientConnection::new(Arc::clone(config), name).map_err(|e| format!("TLS: {e}"))?;
+            exchange(StreamOwned::new(conn, stream), port, path)
+        }
+    }
+}
+
+fn exchange<S: Read + Write>(mut stream: S, port: u16, path: &str) -> Result<(u16, usize), String> {
     let request =
         format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n");
     stream
@@ -59,9 +83,20 @@ pub fn wait_ready(
     path: &str,
     body_len: usize,
 ) -> Result<(), Error> {
+    wait_ready_over(child, port, path, body_len, None)
+}
+
+/// [`wait_ready`], over TLS when `tls` is given.
+pub fn wait_ready_over(
+    child: &mut Managed,
+    port: u16,
+    path: &str,
+    body_len: usize,
+    tls: Option<&Arc<ClientConfig>>,
+) -> Result<(), Error> {
     let end = Instant::now() + Duration::from_secs(10);
     loop {
-        let last = match get(port, path) {
+        let last = match get_over(port, path, tls) {
             Ok((200, n)) if n == body_len => return Ok(()),
             Ok((status, n)) => format!("answered {status} with {n} body bytes"),
             Err(e) => e,

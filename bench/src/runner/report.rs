@@ -43,6 +43,30 @@ impl Run {
     pub fn normalised(&self) -> f64 {
         super::normalised(self.proxy_cpu_us, self.origin_cpu_us)
     }
+
+    /// TLS runs with a connection per request: handshakes a second.
+    pub fn handshakes_per_s(&self) -> Option<f64> {
+        self.handshaking().map(|t| t.handshakes_per_s)
+    }
+
+    /// Resumed handshakes a second.
+    pub fn resumed_per_s(&self) -> Option<f64> {
+        self.handshaking().map(|t| t.resumed_per_s)
+    }
+
+    /// The proxy's CPU per handshake in microseconds: its CPU over the run ÷ handshakes.
+    pub fn cpu_us_per_handshake(&self) -> Option<f64> {
+        self.handshaking()
+            .map(|t| self.proxy_cpu_us * self.measured.requests.max(1) as f64 / t.handshakes as f64)
+    }
+
+    /// The TLS figures of a run with a connection per request.
+    fn handshaking(&self) -> Option<&super::load::TlsMeasured> {
+        self.measured
+            .tls
+            .as_ref()
+            .filter(|t| t.new_connection && t.handshakes > 0)
+    }
 }
 
 /// Medians of the runs of one (contender, workers, body, mode).
@@ -66,6 +90,10 @@ pub struct Row {
     pub normalised: f64,
     /// The largest of the runs'.
     pub peak_rss_kib: u64,
+    /// TLS runs with a connection per request (medians of those that made handshakes).
+    pub handshakes_per_s: Option<f64>,
+    pub resumed_per_s: Option<f64>,
+    pub cpu_us_per_handshake: Option<f64>,
 }
 
 /// The median; the mean of the middle two for an even count.
@@ -111,7 +139,14 @@ pub fn summarize(runs: &[Run]) -> Vec<Row> {
             let med =
                 |f: &dyn Fn(&Run) -> f64| median(&group.iter().map(|r| f(r)).collect::<Vec<_>>());
             let p999: Vec<f64> = group.iter().filter_map(|r| r.measured.p999_us).collect();
+            let some_median = |f: &dyn Fn(&Run) -> Option<f64>| {
+                let v: Vec<f64> = group.iter().filter_map(|r| f(r)).collect();
+                (!v.is_empty()).then(|| median(&v))
+            };
             Row {
+                handshakes_per_s: some_median(&Run::handshakes_per_s),
+                resumed_per_s: some_median(&Run::resumed_per_s),
+                cpu_us_per_handshake: some_median(&Run::cpu_us_per_handshake),
                 runs: group.len(),
                 rps: med(&|r| r.measured.rps),
                 p50_us: med(&|r| r.measured.p50_us),
@@ -221,6 +256,8 @@ pub struct Report {
     pub setup: Vec<String>,
     /// The contender the others are divided by (`nginx`), if it ran.
     pub baseline: Option<String>,
+    /// The one the TLS contenders are divided by (`nginx-tls`), if it ran.
+    pub tls_baseline: Option<String>,
     pub runs: Vec<Run>,
 }
 
@@ -241,8 +278,14 @@ impl Report {
             "÷ origin's",
             "peak RSS",
         ]);
-        for r in summarize(&self.runs) {
-            t.rows.push(vec![
+        let rows = summarize(&self.runs);
+        let handshakes = rows.iter().any(|r| r.handshakes_per_s.is_some());
+        if handshakes {
+            t.headers
+                .extend(["handshakes/s", "resumed/s", "CPU µs/handshake"].map(str::to_string));
+        }
+        for r in rows {
+            let mut row = vec![
                 r.contender.clone(),
                 r.workers.to_string(),
                 r.body.clone(),
@@ -255,7 +298,16 @@ impl Report {
                 format!("{:.2}", r.proxy_cpu_us),
                 format!("{:.3}", r.normalised),
                 mib(r.peak_rss_kib),
-            ]);
+            ];
+            if handshakes {
+                row.push(r.handshakes_per_s.map_or("-".into(), thousands));
+                row.push(r.resumed_per_s.map_or("-".into(), thousands));
+                row.push(
+                    r.cpu_us_per_handshake
+                        .map_or("-".into(), |c| format!("{c:.2}")),
+                );
+            }
+            t.rows.push(row);
         }
         if !scaling {
             // Every peer runs one worker: leave the column out.
@@ -269,8 +321,29 @@ impl Report {
 
     /// Each contender's medians divided by the baseline's, per body and mode.
     pub fn ratio_table(&self) -> Option<Table> {
-        let baseline = self.baseline.as_deref()?;
+        self.ratios(self.baseline.as_deref()?)
+    }
+
+    /// The same for the TLS contenders, divided by the TLS baseline's, with the handshake
+    /// figures.
+    pub fn tls_ratio_table(&self) -> Option<Table> {
+        self.ratios(self.tls_baseline.as_deref()?)
+    }
+
+    fn ratios(&self, baseline: &str) -> Option<Table> {
         let rows = summarize(&self.runs);
+        let baselines = [self.baseline.as_deref(), self.tls_baseline.as_deref()];
+        let is_baseline = |c: &str| baselines.contains(&Some(c));
+        let paired = |base: &Row, r: &Row| {
+            !is_baseline(&r.contender) && r.body == base.body && r.mode == base.mode
+        };
+        let base_rows: Vec<&Row> = rows.iter().filter(|r| r.contender == baseline).collect();
+        let handshakes = base_rows.iter().any(|b| {
+            b.handshakes_per_s.is_some()
+                || rows
+                    .iter()
+                    .any(|r| paired(b, r) && r.handshakes_per_s.is_some())
+        });
         let mut t = Table::new(&[
             "body",
             "mode",
@@ -281,6 +354,13 @@ impl Report {
             &format!("p99 ÷ {baseline}"),
             &format!("peak RSS ÷ {baseline}"),
         ]);
+        if handshakes {
+            t.headers.extend([
+                format!("handshakes/s ÷ {baseline}"),
+                format!("CPU/handshake ÷ {baseline}"),
+                format!("resumed/s ÷ {baseline}"),
+            ]);
+        }
         let ratio = |a: f64, b: f64| {
             if b > 0.0 {
                 format!("{:.3}", a / b)
@@ -288,12 +368,13 @@ impl Report {
                 "-".into()
             }
         };
-        for base in rows.iter().filter(|r| r.contender == baseline) {
-            for r in rows
-                .iter()
-                .filter(|r| r.contender != baseline && r.body == base.body && r.mode == base.mode)
-            {
-                t.rows.push(vec![
+        let some_ratio = |a: Option<f64>, b: Option<f64>| match (a, b) {
+            (Some(a), Some(b)) => ratio(a, b),
+            _ => "-".into(),
+        };
+        for base in base_rows {
+            for r in rows.iter().filter(|r| paired(base, r)) {
+                let mut row = vec![
                     r.body.clone(),
                     r.mode.clone(),
                     r.contender.clone(),
@@ -302,7 +383,16 @@ impl Report {
                     ratio(r.normalised, base.normalised),
                     ratio(r.p99_us, base.p99_us),
                     ratio(r.peak_rss_kib as f64, base.peak_rss_kib as f64),
-                ]);
+                ];
+                if handshakes {
+                    row.push(some_ratio(r.handshakes_per_s, base.handshakes_per_s));
+                    row.push(some_ratio(
+                        r.cpu_us_per_handshake,
+                        base.cpu_us_per_handshake,
+                    ));
+                    row.push(some_ratio(r.resumed_per_s, base.resumed_per_s));
+                }
+                t.rows.push(row);
             }
         }
         (!t.rows.is_empty()).then_some(t)
@@ -377,20 +467,41 @@ impl Report {
             "origin_us_per_req",
             "ratio_to_origin",
         ]);
+        let handshakes = self.runs.iter().any(|r| r.handshakes_per_s().is_some());
+        if handshakes {
+            t.headers.extend(
+                [
+                    "handshakes_per_s",
+                    "resumed_per_s",
+                    "proxy_us_per_handshake",
+                ]
+                .map(str::to_string),
+            );
+        }
         for r in &self.runs {
-            t.rows.push(vec![
+            let mut row = vec![
                 r.round.to_string(),
                 r.contender.clone(),
                 r.workers.to_string(),
                 r.body.clone(),
-                r.mode.clone(),
+                // One word per column for tools that split on blanks.
+                r.mode.replace(", ", ":").replace(' ', "-"),
                 format!("{:.0}", r.measured.rps),
                 format!("{:.0}", r.measured.p99_us),
                 r.measured.errors.to_string(),
                 format!("{:.2}", r.proxy_cpu_us),
                 format!("{:.2}", r.origin_cpu_us),
                 format!("{:.3}", r.normalised()),
-            ]);
+            ];
+            if handshakes {
+                let cell = |v: Option<f64>, digits: usize| {
+                    v.map_or("-".to_string(), |v| format!("{v:.digits$}"))
+                };
+                row.push(cell(r.handshakes_per_s(), 0));
+                row.push(cell(r.resumed_per_s(), 0));
+                row.push(cell(r.cpu_us_per_handshake(), 2));
+            }
+            t.rows.push(row);
         }
         t
     }
@@ -407,6 +518,13 @@ impl Report {
             out.push_str(&format!(
                 "\nratios to {}:\n",
                 self.baseline.as_deref().unwrap_or("")
+            ));
+            out.push_str(&t.text());
+        }
+        if let Some(t) = self.tls_ratio_table() {
+            out.push_str(&format!(
+                "\nTLS, ratios to {}:\n",
+                self.tls_baseline.as_deref().unwrap_or("")
             ));
             out.push_str(&t.text());
         }
@@ -432,6 +550,14 @@ impl Report {
                 out,
                 "\nRatios to {}:\n\n",
                 self.baseline.as_deref().unwrap_or("")
+            );
+            out.push_str(&t.markdown());
+        }
+        if let Some(t) = self.tls_ratio_table() {
+            let _ = write!(
+                out,
+                "\nTLS, ratios to {}:\n\n",
+                self.tls_baseline.as_deref().unwrap_or("")
             );
             out.push_str(&t.markdown());
         }
@@ -466,6 +592,16 @@ impl Report {
                     "origin_cpus": r.origin_cpus,
                     "cpu_ratio_to_origin": r.normalised(),
                     "peak_rss_kib": r.peak_rss_kib,
+                    "tls": r.measured.tls.as_ref().map(|t| json!({
+                        "handshakes": t.handshakes,
+                        "resumed": t.resumed,
+                        "handshakes_per_s": t.handshakes_per_s,
+                        "resumed_per_s": t.resumed_per_s,
+                        "proxy_cpu_us_per_handshake": r.cpu_us_per_handshake(),
+                        "version": t.version,
+                        "cipher_suite": t.cipher_suite,
+                        "key_exchange": t.key_exchange,
+                    })),
                 })
             })
             .collect();
@@ -484,6 +620,9 @@ impl Report {
                     "proxy_cpu_us_per_request": r.proxy_cpu_us,
                     "cpu_ratio_to_origin": r.normalised,
                     "peak_rss_kib": r.peak_rss_kib,
+                    "handshakes_per_s": r.handshakes_per_s,
+                    "resumed_per_s": r.resumed_per_s,
+                    "proxy_cpu_us_per_handshake": r.cpu_us_per_handshake,
                 })
             })
             .collect();
@@ -512,9 +651,11 @@ impl Report {
             "machine": self.machine,
             "setup": self.setup,
             "baseline": self.baseline,
+            "tls_baseline": self.tls_baseline,
             "runs": runs,
             "summary": summary,
             "ratios": table(self.ratio_table()),
+            "tls_ratios": table(self.tls_ratio_table()),
             "scaling": table(self.scaling_table()),
         })
     }
@@ -557,7 +698,7 @@ impl Report {
                 })
                 .collect()
         };
-        let charts = [
+        let mut charts = vec![
             Chart {
                 title: "requests per second (median)".into(),
                 groups: groups.clone(),
@@ -577,6 +718,30 @@ impl Report {
                 values: values(&|r| r.normalised),
             },
         ];
+        if rows.iter().any(|r| r.handshakes_per_s.is_some()) {
+            let handshaking: Vec<usize> = (0..groups.len())
+                .filter(|&g| {
+                    rows.iter()
+                        .any(|r| label(r) == groups[g] && r.handshakes_per_s.is_some())
+                })
+                .collect();
+            let only = |v: Vec<Vec<Option<f64>>>| -> Vec<Vec<Option<f64>>> {
+                handshaking.iter().map(|&g| v[g].clone()).collect()
+            };
+            let groups: Vec<String> = handshaking.iter().map(|&g| groups[g].clone()).collect();
+            charts.push(Chart {
+                title: "TLS handshakes per second (median)".into(),
+                groups: groups.clone(),
+                series: series.clone(),
+                values: only(values(&|r| r.handshakes_per_s.unwrap_or(0.0))),
+            });
+            charts.push(Chart {
+                title: "proxy CPU µs per TLS handshake (median; lower is better)".into(),
+                groups,
+                series: series.clone(),
+                values: only(values(&|r| r.cpu_us_per_handshake.unwrap_or(0.0))),
+            });
+        }
         let title = format!(
             "Ringway bench {}: {}, {}",
             self.kind, self.date, self.machine

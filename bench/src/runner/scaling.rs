@@ -130,6 +130,8 @@ pub fn run(opts: &Options) -> Result<Report, Error> {
                 rate: None,
                 threads: at.load.len(),
                 cpus: at.load.clone(),
+                new_connection: false,
+                tls: None,
             };
             if !opts.warmup.is_zero() {
                 load::run(&driver, &load_for(opts.warmup), &dir, "warmup")?;
@@ -197,6 +199,7 @@ pub fn run(opts: &Options) -> Result<Report, Error> {
             format!("{} round(s), sweeping up and down in turn", opts.rounds),
         ],
         baseline: None,
+        tls_baseline: None,
         runs,
     })
 }

@@ -1,49 +1,123 @@
 //! Opening a connection: TCP (no Nagle), and for `https://` a rustls client handshake with the
 //! server name from the URL (or `--sni`), verified against the system's roots unless
 //! `--insecure`.
+//!
+//! TLS runs over our own [`TlsStream`], a `rustls::ClientConnection` over a monoio
+//! `TcpStream`, so that each handshake can say whether it was full or resumed. Each worker has
+//! its own client config ([`for_worker`]): with `--tls-resume on` its connections share one
+//! session cache (no lock shared with other workers), and a reconnect resumes the session a
+//! previous connection was given (TLS 1.3 tickets, or TLS 1.2 session ids and tickets).
 
-use std::io;
+use std::io::{self, BufRead, Write};
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::Arc;
 use std::time::Duration;
 
+use monoio::buf::{IoBuf, IoBufMut, IoVecBuf, IoVecBufMut, RawBuf};
+use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
 use monoio::net::TcpStream;
-use monoio_rustls::{ClientTlsStream, TlsConnector};
+use monoio::BufResult;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::Resumption;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use rustls::{
+    ClientConfig, ClientConnection, DigitallySignedStruct, HandshakeKind, ProtocolVersion,
+    RootCertStore, SignatureScheme,
+};
 
 use crate::target::{Scheme, Target};
 
 pub enum Conn {
     Plain(TcpStream),
-    Tls(Box<ClientTlsStream<TcpStream>>),
+    Tls(Box<TlsStream>),
 }
 
-/// TLS for one URL: the shared client config and the name to send.
+/// An open connection, its socket (for the timer wheel's deadlines, which shut it down) and,
+/// for TLS, how its handshake went.
+pub struct Opened {
+    pub conn: Conn,
+    pub fd: RawFd,
+    pub handshake: Option<Handshake>,
+}
+
+/// What one TLS handshake negotiated.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Handshake {
+    /// An abbreviated handshake that resumed an earlier session.
+    pub resumed: bool,
+    pub version: Option<ProtocolVersion>,
+    pub suite: Option<&'static str>,
+    pub group: Option<&'static str>,
+}
+
+/// The TLS version(s) offered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TlsVersion {
+    /// TLS 1.3 and 1.2, the server picks.
+    Any,
+    Tls12,
+    Tls13,
+}
+
+/// The TLS options of a run.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TlsOptions {
+    pub insecure: bool,
+    pub sni: Option<String>,
+    pub version: TlsVersion,
+    /// Offer the sessions earlier connections were given (`--tls-resume on`).
+    pub resume: bool,
+}
+
+impl Default for TlsOptions {
+    fn default() -> Self {
+        TlsOptions {
+            insecure: false,
+            sni: None,
+            version: TlsVersion::Any,
+            resume: true,
+        }
+    }
+}
+
+/// The sessions the client remembers, per server name: TLS 1.3 keeps up to 8 tickets a name.
+const SESSION_CACHE: usize = 256;
+
+/// TLS for one URL: the client config and the name to send.
 #[derive(Clone)]
 pub struct TlsTarget {
-    pub connector: TlsConnector,
+    pub config: Arc<ClientConfig>,
     pub name: ServerName<'static>,
+    /// Whether the config resumes sessions.
+    pub resume: bool,
 }
 
-/// Connects to `target` within `timeout`. Returns the connection and its socket (for the
-/// timer wheel's deadlines, which shut it down).
+/// Connects to `target` within `timeout`.
 pub async fn connect(
     target: &Target,
     tls: Option<&TlsTarget>,
     timeout: Duration,
-) -> io::Result<(Conn, RawFd)> {
+) -> io::Result<Opened> {
     let open = async {
         let tcp = TcpStream::connect(target.addr).await?;
         tcp.set_nodelay(true)?;
         let fd = tcp.as_raw_fd();
         match tls {
-            None => Ok((Conn::Plain(tcp), fd)),
+            None => Ok(Opened {
+                conn: Conn::Plain(tcp),
+                fd,
+                handshake: None,
+            }),
             Some(tls) => {
-                let stream = tls.connector.connect(tls.name.clone(), tcp).await?;
-                Ok((Conn::Tls(Box::new(stream)), fd))
+                let stream =
+                    TlsStream::connect(tcp, Arc::clone(&tls.config), tls.name.clone()).await?;
+                let handshake = stream.handshake();
+                Ok(Opened {
+                    conn: Conn::Tls(Box::new(stream)),
+                    fd,
+                    handshake: Some(handshake),
+                })
             }
         }
     };
@@ -53,39 +127,62 @@ pub async fn connect(
     }
 }
 
-/// The TLS setup of each target (`None` for `http://` ones).
-pub fn tls_targets(
-    targets: &[Target],
-    insecure: bool,
-    sni: Option<&str>,
-) -> Result<Vec<Option<TlsTarget>>, String> {
+/// The TLS setup of each target (`None` for `http://` ones), sharing one client config.
+pub fn tls_targets(targets: &[Target], o: &TlsOptions) -> Result<Vec<Option<TlsTarget>>, String> {
     if targets.iter().all(|t| t.url.scheme == Scheme::Http) {
         return Ok(vec![None; targets.len()]);
     }
-    let connector = TlsConnector::from(Arc::new(client_config(insecure)?));
+    let config = Arc::new(client_config(o)?);
     targets
         .iter()
         .map(|t| {
             if t.url.scheme == Scheme::Http {
                 return Ok(None);
             }
-            let name = sni.unwrap_or(&t.url.host).to_string();
+            let name = o.sni.as_deref().unwrap_or(&t.url.host).to_string();
             let name = ServerName::try_from(name.clone())
                 .map_err(|_| format!("{name:?} is not a valid TLS server name"))?;
             Ok(Some(TlsTarget {
-                connector: connector.clone(),
+                config: Arc::clone(&config),
                 name,
+                resume: o.resume,
             }))
         })
         .collect()
 }
 
-fn client_config(insecure: bool) -> Result<ClientConfig, String> {
+/// One worker's copy of `tls`: the same settings with a session cache of its own (when
+/// resumption is on), shared by the worker's connections to every target.
+pub fn for_worker(tls: &[Option<TlsTarget>]) -> Vec<Option<TlsTarget>> {
+    let Some(base) = tls.iter().flatten().next() else {
+        return tls.to_vec();
+    };
+    let mut config = (*base.config).clone();
+    if base.resume {
+        config.resumption = Resumption::in_memory_sessions(SESSION_CACHE);
+    }
+    let config = Arc::new(config);
+    tls.iter()
+        .map(|t| {
+            t.as_ref().map(|t| TlsTarget {
+                config: Arc::clone(&config),
+                name: t.name.clone(),
+                resume: t.resume,
+            })
+        })
+        .collect()
+}
+
+fn client_config(o: &TlsOptions) -> Result<ClientConfig, String> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let builder = ClientConfig::builder_with_provider(Arc::clone(&provider))
-        .with_safe_default_protocol_versions()
-        .map_err(|e| format!("TLS setup: {e}"))?;
-    let config = if insecure {
+    let builder = ClientConfig::builder_with_provider(Arc::clone(&provider));
+    let builder = match o.version {
+        TlsVersion::Any => builder.with_safe_default_protocol_versions(),
+        TlsVersion::Tls12 => builder.with_protocol_versions(&[&rustls::version::TLS12]),
+        TlsVersion::Tls13 => builder.with_protocol_versions(&[&rustls::version::TLS13]),
+    }
+    .map_err(|e| format!("TLS setup: {e}"))?;
+    let mut config = if o.insecure {
         builder
             .dangerous()
             .with_custom_certificate_verifier(Arc::new(AcceptAnyCert(provider)))
@@ -103,7 +200,203 @@ fn client_config(insecure: bool) -> Result<ClientConfig, String> {
         }
         builder.with_root_certificates(roots).with_no_client_auth()
     };
+    config.resumption = if o.resume {
+        Resumption::in_memory_sessions(SESSION_CACHE)
+    } else {
+        // No session store and no TLS 1.2 session ticket extension: nothing to resume is
+        // offered, so every handshake is a full one.
+        Resumption::disabled()
+    };
     Ok(config)
+}
+
+/// TLS bytes read from the socket at a time: a whole record of 16 KiB and its overhead.
+const READ_SIZE: usize = 17 * 1024 + 512;
+
+/// A TLS client connection over TCP, done by hand on rustls's buffers: plaintext is written
+/// into rustls and the TLS records it makes are written to the socket; TLS bytes read from the
+/// socket are handed to rustls, and the plaintext it decrypts is read out.
+pub struct TlsStream {
+    tcp: TcpStream,
+    tls: ClientConnection,
+    /// TLS bytes read from the socket; `incoming[fed..]` are not yet handed to rustls.
+    incoming: Vec<u8>,
+    fed: usize,
+    /// TLS bytes to write, reused.
+    outgoing: Vec<u8>,
+}
+
+impl TlsStream {
+    /// Runs the client handshake on `tcp`.
+    pub async fn connect(
+        tcp: TcpStream,
+        config: Arc<ClientConfig>,
+        name: ServerName<'static>,
+    ) -> io::Result<TlsStream> {
+        let tls = ClientConnection::new(config, name).map_err(io::Error::other)?;
+        let mut stream = TlsStream {
+            tcp,
+            tls,
+            incoming: Vec::with_capacity(READ_SIZE),
+            fed: 0,
+            outgoing: Vec::with_capacity(4096),
+        };
+        loop {
+            stream.send_tls().await?;
+            if !stream.tls.is_handshaking() {
+                return Ok(stream);
+            }
+            if stream.receive_tls().await? == 0 {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "the server closed the connection during the TLS handshake",
+                ));
+            }
+        }
+    }
+
+    /// How the handshake went.
+    pub fn handshake(&self) -> Handshake {
+        Handshake {
+            resumed: self.tls.handshake_kind() == Some(HandshakeKind::Resumed),
+            version: self.tls.protocol_version(),
+            suite: self
+                .tls
+                .negotiated_cipher_suite()
+                .and_then(|s| s.suite().as_str()),
+            group: self
+                .tls
+                .negotiated_key_exchange_group()
+                .and_then(|g| g.name().as_str()),
+        }
+    }
+
+    /// Writes out every TLS byte rustls has to send.
+    async fn send_tls(&mut self) -> io::Result<()> {
+        while self.tls.wants_write() {
+            self.outgoing.clear();
+            self.tls.write_tls(&mut self.outgoing)?;
+            let buf = std::mem::take(&mut self.outgoing);
+            let (result, buf) = self.tcp.write_all(buf).await;
+            self.outgoing = buf;
+            result?;
+        }
+        Ok(())
+    }
+
+    /// Hands rustls more TLS bytes (left from an earlier read, else read from the socket) and
+    /// processes them. `Ok(0)`: the server closed the connection.
+    async fn receive_tls(&mut self) -> io::Result<usize> {
+        if self.fed == self.incoming.len() {
+            let mut buf = std::mem::take(&mut self.incoming);
+            buf.clear();
+            let (result, buf) = self.tcp.read(buf).await;
+            self.incoming = buf;
+            self.fed = 0;
+            if result? == 0 {
+                return Ok(0);
+            }
+        }
+        let mut pending = &self.incoming[self.fed..];
+        let n = self.tls.read_tls(&mut pending)?;
+        if n == 0 {
+            return Err(io::Error::other("rustls took no TLS bytes"));
+        }
+        self.fed += n;
+        if let Err(e) = self.tls.process_new_packets() {
+            // Send the alert that says why, if the socket still takes it.
+            let _ = self.send_tls().await;
+            return Err(io::Error::new(io::ErrorKind::InvalidData, e));
+        }
+        // A TLS 1.3 key update asks for an answer.
+        if self.tls.wants_write() {
+            self.send_tls().await?;
+        }
+        Ok(n)
+    }
+
+    /// Moves decrypted bytes into `out`; `WouldBlock` when there are none yet.
+    fn take_plaintext(&mut self, out: *mut u8, room: usize) -> io::Result<usize> {
+        let mut reader = self.tls.reader();
+        let chunk = reader.fill_buf()?;
+        let n = chunk.len().min(room);
+        // SAFETY: `out` is valid for `room` bytes (the caller's buffer), and rustls's buffer
+        // does not overlap it.
+        unsafe { std::ptr::copy_nonoverlapping(chunk.as_ptr(), out, n) };
+        reader.consume(n);
+        Ok(n)
+    }
+}
+
+impl AsyncReadRent for TlsStream {
+    async fn read<T: IoBufMut>(&mut self, mut buf: T) -> BufResult<usize, T> {
+        loop {
+            match self.take_plaintext(buf.write_ptr(), buf.bytes_total()) {
+                Ok(n) => {
+                    // SAFETY: the first `n` bytes were just written.
+                    unsafe { buf.set_init(n) };
+                    return (Ok(n), buf);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                // No close_notify before the TCP end: the end, as for a plain connection.
+                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return (Ok(0), buf),
+                Err(e) => return (Err(e), buf),
+            }
+            match self.receive_tls().await {
+                Ok(0) => return (Ok(0), buf),
+                Ok(_) => {}
+                Err(e) => return (Err(e), buf),
+            }
+        }
+    }
+
+    async fn readv<T: IoVecBufMut>(&mut self, mut buf: T) -> BufResult<usize, T> {
+        // SAFETY: the raw buffer points into `buf`, which outlives the read.
+        let n = match unsafe { RawBuf::new_from_iovec_mut(&mut buf) } {
+            Some(raw) => self.read(raw).await.0,
+            None => Ok(0),
+        };
+        if let Ok(n) = n {
+            // SAFETY: `n` bytes were written into the first buffer of the vector.
+            unsafe { buf.set_init(n) };
+        }
+        (n, buf)
+    }
+}
+
+impl AsyncWriteRent for TlsStream {
+    async fn write<T: IoBuf>(&mut self, buf: T) -> BufResult<usize, T> {
+        // SAFETY: an IoBuf's first `bytes_init` bytes are initialised and live as long as it.
+        let data = unsafe { std::slice::from_raw_parts(buf.read_ptr(), buf.bytes_init()) };
+        let n = match self.tls.writer().write(data) {
+            Ok(n) => n,
+            Err(e) => return (Err(e), buf),
+        };
+        match self.send_tls().await {
+            Ok(()) => (Ok(n), buf),
+            Err(e) => (Err(e), buf),
+        }
+    }
+
+    async fn writev<T: IoVecBuf>(&mut self, buf: T) -> BufResult<usize, T> {
+        // SAFETY: the raw buffer points into `buf`, which outlives the write.
+        let n = match unsafe { RawBuf::new_from_iovec(&buf) } {
+            Some(raw) => self.write(raw).await.0,
+            None => Ok(0),
+        };
+        (n, buf)
+    }
+
+    async fn flush(&mut self) -> io::Result<()> {
+        self.send_tls().await?;
+        self.tcp.flush().await
+    }
+
+    async fn shutdown(&mut self) -> io::Result<()> {
+        self.tls.send_close_notify();
+        self.send_tls().await?;
+        self.tcp.shutdown().await
+    }
 }
 
 /// `--insecure`: any certificate is accepted, but handshake signatures are still checked (a
@@ -153,5 +446,69 @@ impl ServerCertVerifier for AcceptAnyCert {
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn https_target() -> Target {
+        let template = crate::target::RequestTemplate {
+            method: "GET",
+            headers: &[],
+            body: b"",
+            pipeline: 1,
+            close: false,
+        };
+        crate::target::prepare(&["https://127.0.0.1:8443/".to_string()], &template)
+            .unwrap()
+            .remove(0)
+    }
+
+    #[test]
+    fn resumption_follows_the_option() {
+        let targets = [https_target()];
+        let on = TlsOptions {
+            insecure: true,
+            ..TlsOptions::default()
+        };
+        let disabled = |c: &ClientConfig| format!("{:?}", c.resumption).contains("Disabled");
+        let tls = tls_targets(&targets, &on).unwrap();
+        let config = &tls[0].as_ref().unwrap().config;
+        assert!(!disabled(config));
+        // Each worker gets its own cache, still on.
+        let mine = for_worker(&tls);
+        let worker_config = &mine[0].as_ref().unwrap().config;
+        assert!(!Arc::ptr_eq(config, worker_config));
+        assert!(!disabled(worker_config));
+
+        let off = TlsOptions {
+            resume: false,
+            version: TlsVersion::Tls13,
+            ..on
+        };
+        let tls = tls_targets(&targets, &off).unwrap();
+        let mine = for_worker(&tls);
+        let config = &mine[0].as_ref().unwrap().config;
+        assert!(disabled(config));
+        assert!(format!("{:?}", config.resumption).contains("NoClientSessionStorage"));
+        assert!(!mine[0].as_ref().unwrap().resume);
+    }
+
+    #[test]
+    fn plain_targets_need_no_tls() {
+        let template = crate::target::RequestTemplate {
+            method: "GET",
+            headers: &[],
+            body: b"",
+            pipeline: 1,
+            close: false,
+        };
+        let targets =
+            crate::target::prepare(&["http://127.0.0.1:8080/".to_string()], &template).unwrap();
+        let tls = tls_targets(&targets, &TlsOptions::default()).unwrap();
+        assert!(tls[0].is_none());
+        assert!(for_worker(&tls)[0].is_none());
     }
 }

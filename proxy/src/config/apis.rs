@@ -14,6 +14,8 @@ use serde::Deserialize;
 
 use super::units::{Dur, Size, Text, TextMap};
 use super::validate::{duration, Errors};
+use crate::policy::auth::keys::KeyTable;
+use crate::policy::auth::subscription::KeyCheck;
 use crate::policy::template::Scope;
 use crate::policy::{
     CacheLookup, CacheStore, ExistsAction, Limit, LookupValue, Pipeline, Policy, Respond,
@@ -26,7 +28,8 @@ use crate::policy::{
 #[derive(Debug, Deserialize)]
 #[serde(
     deny_unknown_fields,
-    expecting = "an API: a mapping with name, path, backend, operations, policies"
+    expecting = "an API: a mapping with name, path, backend, operations, policies, \
+                 subscription_required, subscription_key"
 )]
 pub struct Api {
     pub name: String,
@@ -42,6 +45,10 @@ pub struct Api {
     pub operations: Vec<Operation>,
     #[serde(default)]
     pub policies: Sections,
+    /// Whether requests need a subscription key (see `products.rs` for the default).
+    pub subscription_required: Option<bool>,
+    /// The header and query parameter names the key is read from.
+    pub subscription_key: Option<super::products::SubscriptionKeyDoc>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -165,6 +172,7 @@ policies! {
     "set-status" => SetStatus(SetStatusDoc),
     "set-backend-service" => SetBackend(SetBackendDoc),
     "rate-limit-by-key" => RateLimit(RateLimitDoc),
+    "rate-limit" => SubscriptionRate(SubscriptionRateDoc),
     "quota-by-key" => Quota(QuotaDoc),
     "limit-concurrency" => Concurrency(ConcurrencyDoc),
     "cache-lookup" => CacheLookup(CacheLookupDoc),
@@ -269,13 +277,19 @@ pub struct ValidateJwtDoc {
 #[derive(Debug, Deserialize)]
 #[serde(
     deny_unknown_fields,
-    expecting = "a key: a mapping with one of pem_file, pem, secret, jwks_file, and optionally kid"
+    expecting = "a key: a mapping with one of pem_file, pem, secret, jwks_file, jwks_url, \
+                 openid_config_url, and optionally kid (inline keys) or refresh_interval and \
+                 ca_file (fetched keys)"
 )]
 pub struct JwtKeyDoc {
     pub pem_file: Option<String>,
     pub pem: Option<String>,
     pub secret: Option<String>,
     pub jwks_file: Option<String>,
+    pub jwks_url: Option<String>,
+    pub openid_config_url: Option<String>,
+    pub refresh_interval: Option<Dur>,
+    pub ca_file: Option<String>,
     pub kid: Option<String>,
 }
 
@@ -398,6 +412,46 @@ pub struct RateLimitDoc {
     #[serde(default)]
     pub shadow: bool,
     pub max_keys: Option<usize>,
+}
+
+/// `rate-limit`: calls per subscription, with nested per-API and per-operation limits.
+#[derive(Debug, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a mapping with calls, renewal_period and optionally apis, shadow, max_keys"
+)]
+pub struct SubscriptionRateDoc {
+    pub calls: u64,
+    pub renewal_period: Dur,
+    #[serde(default)]
+    pub apis: Vec<RateApiDoc>,
+    #[serde(default)]
+    pub shadow: bool,
+    pub max_keys: Option<usize>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a mapping with name and calls, renewal_period and/or operations"
+)]
+pub struct RateApiDoc {
+    pub name: String,
+    pub calls: Option<u64>,
+    pub renewal_period: Option<Dur>,
+    #[serde(default)]
+    pub operations: Vec<RateOperationDoc>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a mapping with id, calls, renewal_period"
+)]
+pub struct RateOperationDoc {
+    pub id: String,
+    pub calls: u64,
+    pub renewal_period: Dur,
 }
 
 #[derive(Debug, Deserialize)]
@@ -541,6 +595,8 @@ pub struct ApiConfig {
     pub pipeline: usize,
     /// The API's backend, if it has one.
     pub backend: Option<String>,
+    /// The subscription check of `pipeline`'s route, when the API checks keys.
+    pub keys: Option<KeyCheck>,
 }
 
 #[derive(Clone, Debug)]
@@ -552,6 +608,8 @@ pub struct OperationConfig {
     pub template: crate::route::Template,
     pub backend: Option<String>,
     pub pipeline: usize,
+    /// The operation's subscription check, when its API checks keys.
+    pub keys: Option<KeyCheck>,
 }
 
 /// The limit and cache policies' node-wide definitions, by kind, in declaration order.
@@ -562,6 +620,8 @@ pub struct PolicyTables {
     pub concurrency: Vec<ConcurrencyDef>,
     /// Every `retry` policy, for each worker's retry budgets.
     pub retry: Vec<crate::upstream::RetrySpec>,
+    /// `validate-jwt` keys fetched from URLs: the sources and each policy's key group.
+    pub jwks: crate::policy::auth::jwks::JwksTables,
 }
 
 #[derive(Clone, Debug)]
@@ -634,7 +694,8 @@ pub struct Section {
 #[derive(Clone, Debug)]
 enum Item {
     Base,
-    Policy(Policy),
+    /// A policy, and where it was declared when it reads the request's subscription.
+    Policy(Policy, Option<Box<str>>),
 }
 
 #[derive(Clone, Debug, Default)]
@@ -672,6 +733,10 @@ pub struct Compiler<'a> {
     pub vars: Vec<String>,
     pub tables: PolicyTables,
     pub pipelines: Vec<Pipeline>,
+    /// For each pipeline, where its policies that read the subscription were declared.
+    pub subscription_readers: Vec<Vec<Box<str>>>,
+    /// Every API's name and operation ids, for `rate-limit`'s nested limits.
+    pub apis: Vec<(&'a str, Vec<&'a str>)>,
 }
 
 /// The names of the variables that `cache-lookup-value` policies set, anywhere in the
@@ -755,7 +820,8 @@ impl Compiler<'_> {
             }
             let ppath = format!("{ppath}.{}", p.name());
             if let Some(policy) = self.policy(&ppath, kind, p, params, errors) {
-                items.push(Item::Policy(policy));
+                let reads = policy.reads_subscription().then(|| ppath.into());
+                items.push(Item::Policy(policy, reads));
             }
         }
         Section { items: Some(items) }
@@ -763,8 +829,9 @@ impl Compiler<'_> {
 
     /// Flattens `child` over `parent` (each already flattened) and registers the pipeline.
     pub fn pipeline(&mut self, scopes: &[&CompiledSections]) -> usize {
-        let flat = |pick: fn(&CompiledSections) -> &Section| -> Box<[Policy]> {
-            let mut out: Vec<Policy> = Vec::new();
+        let mut readers = Vec::new();
+        let mut flat = |pick: fn(&CompiledSections) -> &Section| -> Box<[Policy]> {
+            let mut out: Vec<&Item> = Vec::new();
             for scope in scopes {
                 let Some(items) = &pick(scope).items else {
                     continue; // not written: the parent's section stands
@@ -774,11 +841,19 @@ impl Compiler<'_> {
                 for item in items {
                     match item {
                         Item::Base => out.extend(parent.take().unwrap_or_default()),
-                        Item::Policy(p) => out.push(p.clone()),
+                        Item::Policy(..) => out.push(item),
                     }
                 }
             }
-            out.into()
+            out.into_iter()
+                .filter_map(|item| match item {
+                    Item::Policy(p, reads) => {
+                        readers.extend(reads.clone());
+                        Some(p.clone())
+                    }
+                    Item::Base => None,
+                })
+                .collect()
         };
         let pipeline = Pipeline {
             inbound: flat(|s| &s.inbound),
@@ -787,7 +862,43 @@ impl Compiler<'_> {
             on_error: flat(|s| &s.on_error),
         };
         self.pipelines.push(pipeline);
+        self.subscription_readers.push(readers);
         self.pipelines.len() - 1
+    }
+
+    /// Refuses the policies of pipeline `p` that read the subscription, when the route or
+    /// API that runs it (`owner`) checks no subscription key: they would never see one.
+    pub fn refuse_subscription_readers(&self, p: usize, owner: &str, errors: &mut Errors) {
+        for at in &self.subscription_readers[p] {
+            let message = format!(
+                "{at}: reads the request's subscription ({{subscription}}, {{product}}, \
+                 vary_by_subscription or rate-limit), but {owner}, which runs it, checks no \
+                 subscription key: put the API in a product, set subscription_required on it, \
+                 or leave the policy out of this scope"
+            );
+            if !errors.0.contains(&message) {
+                errors.0.push(message);
+            }
+        }
+    }
+
+    /// The pipelines of one route under each product in `holding` (global → product →
+    /// `rest`), as a key check picks them.
+    pub fn product_pipelines(
+        &mut self,
+        global: &CompiledSections,
+        products: &[CompiledSections],
+        holding: &[usize],
+        rest: &[&CompiledSections],
+    ) -> Box<[(usize, usize)]> {
+        holding
+            .iter()
+            .map(|&p| {
+                let mut scopes = vec![global, &products[p]];
+                scopes.extend_from_slice(rest);
+                (p, self.pipeline(&scopes))
+            })
+            .collect()
     }
 
     fn template(
@@ -998,6 +1109,7 @@ impl Compiler<'_> {
                     origin: path.into(),
                 }))
             }
+            PolicyDoc::SubscriptionRate(d) => self.subscription_rate(path, d, errors),
             PolicyDoc::Quota(d) => {
                 if d.calls.is_none() && d.bandwidth.is_none() {
                     errors.push(path, "set calls, bandwidth or both");
@@ -1091,12 +1203,6 @@ impl Compiler<'_> {
                 }))
             }
             PolicyDoc::CacheLookup(d) => {
-                if d.vary_by_subscription == Some(true) {
-                    errors.push(
-                        format_args!("{path}.vary_by_subscription"),
-                        "needs subscriptions, which this version does not have",
-                    );
-                }
                 for (i, h) in d.vary_by_header.iter().enumerate() {
                     if !super::routes::is_token(h) {
                         errors.push(
@@ -1125,6 +1231,7 @@ impl Compiler<'_> {
                         .map(|h| h.to_ascii_lowercase().into_bytes().into())
                         .collect(),
                     allow_private: d.allow_private,
+                    vary_by_subscription: d.vary_by_subscription.unwrap_or(false),
                 }))
             }
             PolicyDoc::CacheStore(d) => {
@@ -1331,7 +1438,7 @@ impl Compiler<'_> {
     }
 
     fn validate_jwt(
-        &self,
+        &mut self,
         path: &str,
         d: &ValidateJwtDoc,
         errors: &mut Errors,
@@ -1362,6 +1469,7 @@ impl Compiler<'_> {
             errors.push(format_args!("{path}.keys"), "give at least one key");
         }
         let mut keys = KeySet::default();
+        let mut remote = Vec::new();
         for (i, k) in d.keys.iter().enumerate() {
             let kpath = format!("{path}.keys[{i}]");
             let read = |file: &str, errors: &mut Errors| -> Option<Vec<u8>> {
@@ -1372,14 +1480,39 @@ impl Compiler<'_> {
                     })
                     .ok()
             };
+            let url = [&k.jwks_url, &k.openid_config_url];
             let given = [&k.pem_file, &k.pem, &k.secret, &k.jwks_file]
-                .iter()
+                .into_iter()
+                .chain(url)
                 .filter(|x| x.is_some())
                 .count();
             if given != 1 {
                 errors.push(
                     &kpath,
-                    "give exactly one of pem_file, pem, secret, jwks_file",
+                    "give exactly one of pem_file, pem, secret, jwks_file, jwks_url, \
+                     openid_config_url",
+                );
+                continue;
+            }
+            if let Some(url) = k.jwks_url.as_ref().or(k.openid_config_url.as_ref()) {
+                let ca_file = k.ca_file.as_ref().map(|f| self.dir.join(f));
+                match crate::policy::auth::jwks::SourceDef::from_config(
+                    &kpath,
+                    url,
+                    k.openid_config_url.is_some(),
+                    k.refresh_interval.map(|r| r.0),
+                    ca_file.as_deref(),
+                    k.kid.is_some(),
+                ) {
+                    Ok(source) => remote.push(source),
+                    Err(e) => e.into_iter().for_each(|(p, m)| errors.push(p, m)),
+                }
+                continue;
+            }
+            if k.refresh_interval.is_some() || k.ca_file.is_some() {
+                errors.push(
+                    &kpath,
+                    "refresh_interval and ca_file go with jwks_url or openid_config_url",
                 );
                 continue;
             }
@@ -1408,6 +1541,8 @@ impl Compiler<'_> {
                 None => {}
             }
         }
+        let remote = (!remote.is_empty() && errors.0.len() == before)
+            .then(|| self.tables.jwks.add_group(keys.clone(), remote));
         let mut spec = JwtSpec::new(algorithms, keys);
         spec.issuers = d.issuers.clone();
         spec.audiences = d.audiences.clone();
@@ -1466,6 +1601,7 @@ impl Compiler<'_> {
         }
         (errors.0.len() == before).then(|| crate::policy::ValidateJwt {
             spec,
+            remote,
             source,
             status,
             message: d
@@ -1492,6 +1628,97 @@ impl Compiler<'_> {
             );
         }
         Some(r.into())
+    }
+
+    /// `rate-limit`: one rate table per limit (the policy's own, each nested API's and
+    /// operation's), each keyed by the subscription's id.
+    fn subscription_rate(
+        &mut self,
+        path: &str,
+        d: &SubscriptionRateDoc,
+        errors: &mut Errors,
+    ) -> Policy {
+        let max_keys = self.max_keys(path, d.max_keys, errors);
+        let limit = |c: &mut Self, at: &str, calls: u64, period: Dur, errors: &mut Errors| {
+            if calls == 0 || calls > u32::MAX as u64 {
+                errors.push(
+                    format_args!("{at}.calls"),
+                    format!("must be from 1 to {}, not {calls}", u32::MAX),
+                );
+            }
+            let period = duration(
+                errors,
+                &format!("{at}.renewal_period"),
+                Some(period),
+                Duration::from_secs(1),
+                MAX_PERIOD,
+            );
+            c.tables.rate.push(RateDef {
+                origin: at.to_string(),
+                calls,
+                period,
+                max_keys,
+            });
+            c.tables.rate.len() - 1
+        };
+        let mut limits = vec![crate::policy::SubscriptionLimit {
+            index: limit(self, path, d.calls, d.renewal_period, errors),
+            api: None,
+            operation: None,
+        }];
+        for (a, api) in d.apis.iter().enumerate() {
+            let apath = format!("{path}.apis[{a}]");
+            let known = self
+                .apis
+                .iter()
+                .find(|(name, _)| *name == api.name)
+                .map(|(_, ops)| ops.clone());
+            if known.is_none() {
+                let names: Vec<&str> = self.apis.iter().map(|(n, _)| *n).collect();
+                errors.push(
+                    format_args!("{apath}.name"),
+                    format!("no API named {:?} (known: {})", api.name, names.join(", ")),
+                );
+            }
+            let name: Box<str> = api.name.as_str().into();
+            match (api.calls, api.renewal_period) {
+                (Some(calls), Some(period)) => limits.push(crate::policy::SubscriptionLimit {
+                    index: limit(self, &apath, calls, period, errors),
+                    api: Some(name.clone()),
+                    operation: None,
+                }),
+                (None, None) if !api.operations.is_empty() => {}
+                _ => errors.push(
+                    &apath,
+                    "give calls and renewal_period together, or operations, or both",
+                ),
+            }
+            for (o, op) in api.operations.iter().enumerate() {
+                let opath = format!("{apath}.operations[{o}]");
+                let operations = known.as_deref().unwrap_or_default();
+                if known.is_some() && !operations.contains(&op.id.as_str()) {
+                    errors.push(
+                        format_args!("{opath}.id"),
+                        format!(
+                            "API {:?} has no operation {:?} (known: {})",
+                            api.name,
+                            op.id,
+                            operations.join(", ")
+                        ),
+                    );
+                }
+                limits.push(crate::policy::SubscriptionLimit {
+                    index: limit(self, &opath, op.calls, op.renewal_period, errors),
+                    api: Some(name.clone()),
+                    operation: Some(op.id.as_str().into()),
+                });
+            }
+        }
+        Policy::SubscriptionRateLimit(Box::new(crate::policy::SubscriptionRate {
+            limits: limits.into(),
+            shadow: d.shadow,
+            origin: path.into(),
+        }))
     }
 
     fn max_keys(&self, path: &str, value: Option<usize>, errors: &mut Errors) -> usize {
@@ -1532,6 +1759,8 @@ impl Compiler<'_> {
 /// Everything `compile` produces.
 pub struct Compiled {
     pub apis: Vec<ApiConfig>,
+    /// Subscriptions and products, for the key checks.
+    pub keys: KeyTable,
     pub pipelines: Vec<Pipeline>,
     pub tables: PolicyTables,
     pub vars: Vec<String>,
@@ -1553,6 +1782,7 @@ pub fn compile(
         all.push(&api.policies);
         all.extend(api.operations.iter().map(|o| &o.policies));
     }
+    all.extend(doc.products.iter().map(|p| &p.policies));
     let mut c = Compiler {
         backends,
         dir: std::path::Path::new(source)
@@ -1562,13 +1792,33 @@ pub fn compile(
         vars: declared_vars(&all),
         tables: PolicyTables::default(),
         pipelines: Vec::new(),
+        subscription_readers: Vec::new(),
+        apis: doc
+            .apis
+            .iter()
+            .map(|a| {
+                let ops = a.operations.iter().map(|o| o.id.as_str()).collect();
+                (a.name.as_str(), ops)
+            })
+            .collect(),
     };
     let global = c.sections("policies", &doc.policies, &[], errors);
+    let products = super::products::compile(&doc.products, &doc.subscriptions, &doc.apis, errors);
+    let product_sections: Vec<CompiledSections> = doc
+        .products
+        .iter()
+        .enumerate()
+        .map(|(p, product)| {
+            let path = format!("products[{p}].policies");
+            c.sections(&path, &product.policies, &[], errors)
+        })
+        .collect();
 
     let mut route_pipelines = Vec::new();
     for (i, r) in routes {
         let own = c.sections(&format!("routes[{i}].policies"), &r.policies, &[], errors);
         let p = c.pipeline(&[&global, &own]);
+        c.refuse_subscription_readers(p, &format!("routes[{i}]"), errors);
         route_pipelines.push((!c.pipelines[p].is_empty()).then_some(p));
     }
 
@@ -1637,6 +1887,26 @@ pub fn compile(
         };
         let own = c.sections(&format!("{apath}.policies"), &api.policies, &[], errors);
         let api_pipeline = c.pipeline(&[&global, &own]);
+        let keys = products.key_settings(a, api, errors);
+        let holding = &products.holding[a];
+        let api_by_product = if api.operations.is_empty() {
+            c.product_pipelines(&global, &product_sections, holding, &[&own])
+        } else {
+            // The API's own route answers APIM's 404, and preflights with no product.
+            Box::default()
+        };
+        if keys.is_none() && api.operations.is_empty() {
+            c.refuse_subscription_readers(api_pipeline, &apath, errors);
+        }
+        let key_check = |by_product| {
+            let k: &super::products::KeySettings = keys.as_ref()?;
+            Some(KeyCheck {
+                header: k.header.clone(),
+                query: k.query.clone(),
+                required: k.required,
+                by_product,
+            })
+        };
         let mut operations = Vec::new();
         let mut ids: Vec<&str> = Vec::new();
         for (o, op) in api.operations.iter().enumerate() {
@@ -1693,12 +1963,18 @@ pub fn compile(
             let params = template.param_names().to_vec();
             let sections = c.sections(&format!("{opath}.policies"), &op.policies, &params, errors);
             let pipeline = c.pipeline(&[&global, &own, &sections]);
+            let rest = [&own, &sections];
+            let by_product = c.product_pipelines(&global, &product_sections, holding, &rest);
+            if keys.is_none() {
+                c.refuse_subscription_readers(pipeline, &opath, errors);
+            }
             operations.push(OperationConfig {
                 id: op.id.clone(),
                 method,
                 template,
                 backend: op.backend.clone(),
                 pipeline,
+                keys: key_check(by_product),
             });
         }
         let has_backend = api.backend.is_some();
@@ -1738,11 +2014,13 @@ pub fn compile(
                 operations,
                 pipeline: api_pipeline,
                 backend: api.backend.clone(),
+                keys: key_check(api_by_product),
             });
         }
     }
     Compiled {
         apis,
+        keys: products.table,
         pipelines: c.pipelines,
         tables: c.tables,
         vars: c.vars,
@@ -1928,6 +2206,7 @@ fn allowed(kind: Kind, p: &PolicyDoc) -> bool {
                 | P::MockResponse(_)
                 | P::SetBackend(_)
                 | P::RateLimit(_)
+                | P::SubscriptionRate(_)
                 | P::Quota(_)
                 | P::Concurrency(_)
                 | P::CacheLookup(_)

@@ -8,6 +8,7 @@
 mod apis;
 mod env;
 mod model;
+mod products;
 mod resilience;
 mod routes;
 mod units;
@@ -51,6 +52,9 @@ pub struct Config {
     /// until one closes. None: derived from RLIMIT_NOFILE when the server starts.
     pub max_connections_per_worker: Option<usize>,
     pub apis: Vec<ApiConfig>,
+    /// Subscriptions and products, compiled for the key checks of API routes (empty when the
+    /// document has none). Holds key hashes only; its `Debug` shortens them.
+    pub keys: crate::policy::auth::keys::KeyTable,
     /// Every flattened pipeline; routes and operations refer to them by index.
     pub pipelines: Vec<crate::policy::Pipeline>,
     /// The node-wide tables of the limit policies.
@@ -94,6 +98,8 @@ pub struct Listener {
     pub address: SocketAddr,
     /// Open connections on this listener, across all workers (each worker takes its share).
     pub max_connections: Option<usize>,
+    /// TLS termination, compiled (shared by every worker).
+    pub tls: Option<std::sync::Arc<crate::tls::ServerTls>>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -109,6 +115,8 @@ pub struct Backend {
     /// The circuit breaker's rules, each watched per target; empty: no breaker.
     pub circuit_breaker: Vec<BreakerRule>,
     pub health_check: Option<HealthCheck>,
+    /// TLS to the targets (their URLs are `https://`).
+    pub tls: Option<std::sync::Arc<crate::tls::UpstreamTls>>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -187,6 +195,8 @@ pub struct Target {
     pub weight: u32,
     /// Lower is preferred.
     pub priority: u32,
+    /// The TLS server name of an `https://` target.
+    pub tls_name: Option<rustls::pki_types::ServerName<'static>>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

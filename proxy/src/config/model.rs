@@ -32,6 +32,12 @@ pub struct Document {
     pub upgrades: Option<Vec<String>>,
     #[serde(default)]
     pub apis: Vec<super::apis::Api>,
+    /// Bundles of APIs with a subscription requirement and a policy scope.
+    #[serde(default)]
+    pub products: Vec<super::products::ProductDoc>,
+    /// Who may call the APIs: keys (as hashes), scopes and states.
+    #[serde(default)]
+    pub subscriptions: Vec<super::products::SubscriptionDoc>,
     /// The global policy scope.
     #[serde(default)]
     pub policies: super::apis::Sections,
@@ -97,18 +103,81 @@ pub struct Timeouts {
 #[derive(Debug, Deserialize)]
 #[serde(
     deny_unknown_fields,
-    expecting = "a listener: a mapping with address and optionally name, max_connections"
+    expecting = "a listener: a mapping with address and optionally name, max_connections, tls"
 )]
 pub struct Listener {
     pub name: Option<String>,
     pub address: String,
     pub max_connections: Option<usize>,
+    pub tls: Option<ListenerTls>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(
     deny_unknown_fields,
-    expecting = "a backend: a mapping with name, targets and optionally balance, hash_on, pool, unavailable_for, circuit_breaker, health_check"
+    expecting = "a mapping with certificates and optionally min_version, cipher_suites, alpn, \
+                 session_tickets, ticket_rotation, session_cache, client_auth, watch"
+)]
+pub struct ListenerTls {
+    #[serde(default)]
+    pub certificates: Vec<TlsCertificate>,
+    pub min_version: Option<String>,
+    pub cipher_suites: Option<Vec<String>>,
+    pub alpn: Option<Vec<String>>,
+    pub session_tickets: Option<bool>,
+    pub ticket_rotation: Option<Dur>,
+    pub session_cache: Option<usize>,
+    pub client_auth: Option<ClientAuth>,
+    pub watch: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a certificate: a mapping with cert, key and optionally ocsp, names, default"
+)]
+pub struct TlsCertificate {
+    pub cert: String,
+    pub key: String,
+    pub ocsp: Option<String>,
+    #[serde(default)]
+    pub names: Vec<String>,
+    #[serde(default)]
+    pub default: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a mapping with mode (required or optional) and ca")]
+pub struct ClientAuth {
+    pub mode: ClientAuthMode,
+    pub ca: String,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClientAuthMode {
+    Required,
+    Optional,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a mapping with ca, sni, verify, client_cert, client_key, min_version"
+)]
+pub struct BackendTls {
+    pub ca: Option<String>,
+    pub sni: Option<String>,
+    pub verify: Option<bool>,
+    pub client_cert: Option<String>,
+    pub client_key: Option<String>,
+    pub min_version: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a backend: a mapping with name, targets and optionally balance, hash_on, pool, unavailable_for, circuit_breaker, health_check, tls"
 )]
 pub struct Backend {
     pub name: String,
@@ -123,6 +192,8 @@ pub struct Backend {
     pub hash_on: Option<HashOn>,
     pub circuit_breaker: Option<CircuitBreaker>,
     pub health_check: Option<HealthCheck>,
+    /// TLS to the targets (`https://` URLs use it with its defaults when absent).
+    pub tls: Option<BackendTls>,
 }
 
 #[derive(Debug, Default, Clone, Copy, Deserialize)]

@@ -6,6 +6,8 @@
 
 use std::fmt::Display;
 use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use ringway_core::http1::Limits;
@@ -28,8 +30,12 @@ pub(super) fn validate(doc: Document, source: &str) -> Result<Config, Vec<String
     let runtime = runtime(&doc.runtime, &mut errors);
     let limits = limits(&doc.limits, &mut errors);
     let timeouts = timeouts(&doc.timeouts, &mut errors);
-    let listeners = listeners(&doc.listeners, &mut errors);
-    let backends = backends(&doc.backends, &mut errors);
+    let dir = std::path::Path::new(source)
+        .parent()
+        .unwrap_or(std::path::Path::new("."))
+        .to_path_buf();
+    let listeners = listeners(&doc.listeners, &dir, &mut errors);
+    let backends = backends(&doc.backends, &dir, &mut errors);
     let known: Vec<&str> = doc.backends.iter().map(|b| b.name.as_str()).collect();
     let mut routes: Vec<RouteConfig> = Vec::new();
     let mut route_docs = Vec::new();
@@ -71,6 +77,7 @@ pub(super) fn validate(doc: Document, source: &str) -> Result<Config, Vec<String
         upgrades,
         max_connections_per_worker,
         apis: compiled.apis,
+        keys: compiled.keys,
         pipelines: compiled.pipelines,
         policy_tables: compiled.tables,
         vars: compiled.vars,
@@ -291,7 +298,7 @@ fn timeouts(t: &model::Timeouts, errors: &mut Errors) -> Timeouts {
     }
 }
 
-fn listeners(list: &[model::Listener], errors: &mut Errors) -> Vec<Listener> {
+fn listeners(list: &[model::Listener], dir: &Path, errors: &mut Errors) -> Vec<Listener> {
     if list.is_empty() {
         errors.push("listeners", "at least one listener is required");
     }
@@ -339,16 +346,21 @@ fn listeners(list: &[model::Listener], errors: &mut Errors) -> Vec<Listener> {
                 );
             }
         }
+        let tls = l
+            .tls
+            .as_ref()
+            .and_then(|t| listener_tls(&format!("listeners[{i}].tls"), t, dir, errors));
         out.push(Listener {
             name,
             address,
             max_connections: l.max_connections,
+            tls,
         });
     }
     out
 }
 
-fn backends(list: &[model::Backend], errors: &mut Errors) -> Vec<Backend> {
+fn backends(list: &[model::Backend], dir: &Path, errors: &mut Errors) -> Vec<Backend> {
     let mut out = Vec::new();
     for (i, b) in list.iter().enumerate() {
         let path = format!("backends[{i}]");
@@ -368,6 +380,7 @@ fn backends(list: &[model::Backend], errors: &mut Errors) -> Vec<Backend> {
             );
         }
         let mut targets = Vec::new();
+        let mut schemes_https = false;
         for (t, target) in b.targets.iter().enumerate() {
             let tpath = format!("{path}.targets[{t}]");
             let weight = target.weight.unwrap_or(1);
@@ -378,13 +391,23 @@ fn backends(list: &[model::Backend], errors: &mut Errors) -> Vec<Backend> {
                 );
             }
             match resolve_target(&target.url) {
-                Ok((addr, authority)) => targets.push(Target {
-                    url: target.url.clone(),
-                    addr,
-                    authority,
-                    weight,
-                    priority: target.priority.unwrap_or(0),
-                }),
+                Ok((addr, authority, https)) => {
+                    if t > 0 && https != schemes_https {
+                        errors.push(
+                            format_args!("{tpath}.url"),
+                            "all targets of a backend use the same scheme (http:// or https://)",
+                        );
+                    }
+                    schemes_https = https;
+                    targets.push(Target {
+                        url: target.url.clone(),
+                        addr,
+                        authority,
+                        weight,
+                        priority: target.priority.unwrap_or(0),
+                        tls_name: None,
+                    })
+                }
                 Err(e) => errors.push(format_args!("{tpath}.url"), e),
             }
         }
@@ -413,6 +436,17 @@ fn backends(list: &[model::Backend], errors: &mut Errors) -> Vec<Backend> {
             Duration::from_secs(5),
             DAY,
         );
+        let tls = if schemes_https {
+            backend_tls(&path, b.tls.as_ref(), dir, &mut targets, errors)
+        } else {
+            if b.tls.is_some() {
+                errors.push(
+                    format_args!("{path}.tls"),
+                    "TLS settings need https:// target URLs",
+                );
+            }
+            None
+        };
         let balance = match b.balance {
             model::Balance::RoundRobin => Balance::RoundRobin,
             model::Balance::Weighted => Balance::Weighted,
@@ -436,34 +470,199 @@ fn backends(list: &[model::Backend], errors: &mut Errors) -> Vec<Backend> {
                 errors,
             ),
             health_check: super::resilience::health_check(&path, b.health_check.as_ref(), errors),
+            tls,
         });
     }
     out
 }
 
+/// `min_version`: "1.2" (the default) or "1.3". Returns whether it is TLS 1.3 only.
+fn min_version(path: &str, v: Option<&str>, errors: &mut Errors) -> bool {
+    match v.map(str::trim) {
+        None | Some("1.2") => false,
+        Some("1.3") => true,
+        Some(other) => {
+            errors.push(
+                format_args!("{path}.min_version"),
+                format!("{other:?} is not a TLS version this gateway speaks (\"1.2\" or \"1.3\")"),
+            );
+            false
+        }
+    }
+}
+
+/// A listener's `tls:` block: checked, its files loaded, compiled for rustls.
+fn listener_tls(
+    path: &str,
+    t: &model::ListenerTls,
+    dir: &Path,
+    errors: &mut Errors,
+) -> Option<Arc<crate::tls::ServerTls>> {
+    use crate::tls::server::{CertSpec, ClientAuthMode, ClientAuthSpec, ServerTlsSpec};
+    let before = errors.0.len();
+    if t.certificates.is_empty() {
+        errors.push(
+            format_args!("{path}.certificates"),
+            "give at least one certificate (cert and key PEM files)",
+        );
+    }
+    if t.certificates.iter().filter(|c| c.default).count() > 1 {
+        errors.push(
+            format_args!("{path}.certificates"),
+            "at most one certificate is the default",
+        );
+    }
+    let tls13_only = min_version(path, t.min_version.as_deref(), errors);
+    let alpn = t.alpn.clone().unwrap_or_else(|| vec!["http/1.1".to_string()]);
+    for (i, p) in alpn.iter().enumerate() {
+        match p.as_str() {
+            "http/1.1" | "http/1.0" => {}
+            "h2" => errors.push(
+                format_args!("{path}.alpn[{i}]"),
+                "h2 is reserved for HTTP/2, which this gateway does not serve yet",
+            ),
+            other => errors.push(
+                format_args!("{path}.alpn[{i}]"),
+                format!("{other:?} is not a protocol this gateway serves (http/1.1)"),
+            ),
+        }
+    }
+    let ticket_rotation = duration(
+        errors,
+        &format!("{path}.ticket_rotation"),
+        t.ticket_rotation,
+        Duration::from_secs(6 * 3600),
+        7 * DAY,
+    );
+    if ticket_rotation < Duration::from_secs(60) {
+        errors.push(
+            format_args!("{path}.ticket_rotation"),
+            "must be at least 1m",
+        );
+    }
+    let session_cache = t.session_cache.unwrap_or(20_480);
+    if session_cache > 10_000_000 {
+        errors.push(
+            format_args!("{path}.session_cache"),
+            "must be at most 10000000 entries",
+        );
+    }
+    for (i, c) in t.certificates.iter().enumerate() {
+        for (j, n) in c.names.iter().enumerate() {
+            let bare = n.strip_prefix("*.").unwrap_or(n);
+            if bare.is_empty() || bare.contains(['*', '/', ':', ' ']) {
+                errors.push(
+                    format_args!("{path}.certificates[{i}].names[{j}]"),
+                    format!("{n:?} is not a host name (write api.example.com or *.example.com)"),
+                );
+            }
+        }
+    }
+    if errors.0.len() != before {
+        return None;
+    }
+    let spec = ServerTlsSpec {
+        certificates: t
+            .certificates
+            .iter()
+            .map(|c| CertSpec {
+                cert: dir.join(&c.cert),
+                key: dir.join(&c.key),
+                ocsp: c.ocsp.as_ref().map(|o| dir.join(o)),
+                names: c.names.clone(),
+                default: c.default,
+            })
+            .collect(),
+        tls13_only,
+        cipher_suites: t.cipher_suites.clone(),
+        alpn,
+        session_tickets: t.session_tickets.unwrap_or(true),
+        ticket_rotation,
+        session_cache,
+        client_auth: t.client_auth.as_ref().map(|a| ClientAuthSpec {
+            mode: match a.mode {
+                model::ClientAuthMode::Required => ClientAuthMode::Required,
+                model::ClientAuthMode::Optional => ClientAuthMode::Optional,
+            },
+            ca: dir.join(&a.ca),
+        }),
+        watch: t.watch.unwrap_or(true),
+    };
+    match crate::tls::ServerTls::build(spec) {
+        Ok(tls) => Some(Arc::new(tls)),
+        Err(e) => {
+            errors.push(path, e);
+            None
+        }
+    }
+}
+
+/// A backend's TLS (its targets are `https://`): the client config, and each target's name.
+fn backend_tls(
+    path: &str,
+    t: Option<&model::BackendTls>,
+    dir: &Path,
+    targets: &mut [Target],
+    errors: &mut Errors,
+) -> Option<Arc<crate::tls::UpstreamTls>> {
+    let path = format!("{path}.tls");
+    let empty = model::BackendTls {
+        ca: None,
+        sni: None,
+        verify: None,
+        client_cert: None,
+        client_key: None,
+        min_version: None,
+    };
+    let t = t.unwrap_or(&empty);
+    let spec = crate::tls::UpstreamTlsSpec {
+        ca: t.ca.as_ref().map(|c| dir.join(c)),
+        sni: t.sni.clone(),
+        verify: t.verify.unwrap_or(true),
+        client_cert: t.client_cert.as_ref().map(|c| dir.join(c)),
+        client_key: t.client_key.as_ref().map(|c| dir.join(c)),
+        tls13_only: min_version(&path, t.min_version.as_deref(), errors),
+    };
+    let tls = match crate::tls::UpstreamTls::build(spec) {
+        Ok(tls) => tls,
+        Err(e) => {
+            errors.push(&path, e);
+            return None;
+        }
+    };
+    for (i, target) in targets.iter_mut().enumerate() {
+        let host = match target.authority.rfind(':') {
+            Some(c) if !target.authority[c..].contains(']') => &target.authority[..c],
+            _ => target.authority.as_str(),
+        };
+        match tls.server_name(host) {
+            Ok(name) => target.tls_name = Some(name),
+            Err(e) => errors.push(format_args!("{path}.sni (for targets[{i}])"), e),
+        }
+    }
+    Some(Arc::new(tls))
+}
+
 /// Idle pooled connections per target per worker: beyond this they only hold descriptors.
 const MAX_IDLE_PER_TARGET: usize = 10_000;
 
-/// Parses `http://host[:port][/]` and resolves it: the address and the authority as written.
-fn resolve_target(url: &str) -> Result<(SocketAddr, String), String> {
+/// Parses `http[s]://host[:port][/]` and resolves it: the address, the authority as written,
+/// and whether it is `https`.
+fn resolve_target(url: &str) -> Result<(SocketAddr, String, bool), String> {
     let Some((scheme, rest)) = url.split_once("://") else {
         return Err(format!(
             "{url:?} is not a URL (write e.g. http://10.0.0.5:8080)"
         ));
     };
-    match scheme.to_ascii_lowercase().as_str() {
-        "http" => {}
-        "https" => {
-            return Err(format!(
-                "{url:?}: TLS upstreams are not supported yet (use http://)"
-            ))
-        }
+    let https = match scheme.to_ascii_lowercase().as_str() {
+        "http" => false,
+        "https" => true,
         _ => {
             return Err(format!(
-                "{url:?}: scheme {scheme:?} is not supported (use http://)"
+                "{url:?}: scheme {scheme:?} is not supported (use http:// or https://)"
             ))
         }
-    }
+    };
     let authority = rest.strip_suffix('/').unwrap_or(rest);
     if authority.is_empty() {
         return Err(format!("{url:?} has no host"));
@@ -485,7 +684,7 @@ fn resolve_target(url: &str) -> Result<(SocketAddr, String), String> {
                 _ => return Err(format!("{url:?}: {port_text:?} is not a port (1..=65535)")),
             }
         }
-        _ => (authority, 80),
+        _ => (authority, if https { 443 } else { 80 }),
     };
     if host.is_empty() || (host.starts_with('[') != host.ends_with(']')) {
         return Err(format!("{url:?} has no valid host"));
@@ -496,5 +695,5 @@ fn resolve_target(url: &str) -> Result<(SocketAddr, String), String> {
         .map_err(|e| format!("{url:?}: cannot resolve {host:?}: {e}"))?
         .next()
         .ok_or_else(|| format!("{url:?}: {host:?} resolved to no address"))?;
-    Ok((addr, authority.to_owned()))
+    Ok((addr, authority.to_owned(), https))
 }

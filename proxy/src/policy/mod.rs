@@ -59,6 +59,8 @@ pub enum Policy {
     SetBackend(usize),
     /// `rate-limit-by-key`.
     RateLimit(Box<Limit>),
+    /// `rate-limit`: calls per subscription, with nested per-API and per-operation limits.
+    SubscriptionRateLimit(Box<SubscriptionRate>),
     /// `quota-by-key`.
     Quota(Box<Limit>),
     /// `limit-concurrency`.
@@ -102,6 +104,9 @@ pub enum TokenSource {
 #[derive(Clone, Debug)]
 pub struct ValidateJwt {
     pub spec: auth::jwt::JwtSpec,
+    /// The key group (inline and fetched keys) tokens are checked with, when the policy has
+    /// keys from a URL; otherwise `spec.keys`.
+    pub remote: Option<usize>,
     pub source: TokenSource,
     pub status: u16,
     pub message: Box<str>,
@@ -161,6 +166,36 @@ impl StatusRanges {
     }
 }
 
+impl Policy {
+    /// Whether the policy reads who the request's subscription is (`{subscription}` or
+    /// `{product}` in a template, `vary_by_subscription`, `rate-limit`): it can only be used
+    /// where subscription keys are checked.
+    pub fn reads_subscription(&self) -> bool {
+        match self {
+            Policy::SetHeader(s) | Policy::SetQuery(s) => s.value.reads_subscription(),
+            Policy::RewriteUri(r) => r.template.reads_subscription(),
+            Policy::Respond(r) => r.headers.iter().any(|(_, t)| t.reads_subscription()),
+            Policy::RateLimit(l) | Policy::Quota(l) | Policy::Concurrency(l) => {
+                l.key.reads_subscription()
+            }
+            Policy::SubscriptionRateLimit(_) => true,
+            Policy::CacheLookup(c) => c.vary_by_subscription,
+            Policy::LookupValue(l) => l.key.reads_subscription(),
+            Policy::StoreValue(s) => s.key.reads_subscription() || s.value.reads_subscription(),
+            Policy::RemoveValue(k) => k.reads_subscription(),
+            Policy::SetStatus { .. }
+            | Policy::SetBackend(_)
+            | Policy::CacheStore(_)
+            | Policy::Retry(_)
+            | Policy::IpFilter(_)
+            | Policy::CheckHeader(_)
+            | Policy::Cors(_)
+            | Policy::RequestSizeLimit(_)
+            | Policy::ValidateJwt(_) => false,
+        }
+    }
+}
+
 /// A limit policy's settings; the counters live in the snapshot's table at `index`.
 #[derive(Clone, Debug)]
 pub struct Limit {
@@ -176,6 +211,35 @@ pub struct Limit {
     pub origin: Box<str>,
 }
 
+/// A `rate-limit` policy: each limit counts the calls of one subscription (keyed by its id)
+/// in its own table. A request without a subscription is not limited by it.
+#[derive(Clone, Debug)]
+pub struct SubscriptionRate {
+    pub limits: Box<[SubscriptionLimit]>,
+    /// Count and report, never refuse.
+    pub shadow: bool,
+    /// For logs: where the policy was declared.
+    pub origin: Box<str>,
+}
+
+/// One limit of a `rate-limit` policy, and the calls it counts: every call (no API), the
+/// calls to one API, or to one operation of it.
+#[derive(Clone, Debug)]
+pub struct SubscriptionLimit {
+    /// The rate table's index.
+    pub index: usize,
+    pub api: Option<Box<str>>,
+    pub operation: Option<Box<str>>,
+}
+
+impl SubscriptionLimit {
+    /// Whether a call to `api`'s `operation` counts against this limit.
+    pub fn applies(&self, api: &str, operation: &str) -> bool {
+        self.api.as_deref().is_none_or(|a| a == api)
+            && self.operation.as_deref().is_none_or(|o| o == operation)
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct CacheLookup {
     /// Query parameters whose values are part of the key; `*` = the whole query.
@@ -184,6 +248,8 @@ pub struct CacheLookup {
     pub vary_by_header: Vec<Box<[u8]>>,
     /// Cache requests that carry `Authorization`.
     pub allow_private: bool,
+    /// The subscription's id is part of the key: subscriptions never share entries.
+    pub vary_by_subscription: bool,
 }
 
 #[derive(Clone, Debug)]

@@ -35,6 +35,8 @@ pub struct NodePolicies {
     /// Cache fetches in progress on any core, so that a miss on one core waits for another's
     /// (none with one worker).
     pub flights: Option<Arc<cache::NodeFlights>>,
+    /// `validate-jwt` keys fetched from URLs.
+    pub jwks: Arc<auth::jwks::JwksHub>,
 }
 
 impl NodePolicies {
@@ -89,6 +91,7 @@ impl NodePolicies {
                 concurrency,
                 purge,
                 flights: (workers > 1).then(Arc::default),
+                jwks: auth::jwks::JwksHub::new(&t.jwks),
             }),
             inboxes,
         )
@@ -106,6 +109,8 @@ pub struct WorkerPolicies {
     node_flights: Option<Arc<cache::NodeFlights>>,
     /// Tokens `validate-jwt` verified on this core.
     pub tokens: RefCell<auth::jwt::TokenCache>,
+    /// This core's copy of the fetched `validate-jwt` keys.
+    pub jwks: auth::jwks::LocalKeys,
     /// Spare iovec arrays for writing a cached head and body in one `writev`.
     pub iovecs: RefCell<Vec<Vec<libc::iovec>>>,
     /// Each `retry` policy's budget on this core.
@@ -151,6 +156,7 @@ impl WorkerPolicies {
             node_flights: node.flights.clone(),
             iovecs: RefCell::new(Vec::new()),
             tokens: RefCell::new(auth::jwt::TokenCache::new(TOKEN_CACHE_ENTRIES)),
+            jwks: auth::jwks::LocalKeys::new(&node.jwks),
             retry_budgets: config
                 .policy_tables
                 .retry
@@ -284,6 +290,14 @@ pub struct Exchange {
     pub claims: Option<std::rc::Rc<auth::jwt::Verified>>,
     /// `WWW-Authenticate` for a refused token.
     pub www_authenticate: Option<&'static str>,
+    /// The id of the subscription the request's key belongs to; empty without one. Copied
+    /// here (into a buffer the exchange keeps) by the subscription check, so templates read it
+    /// without reaching back into the configuration.
+    pub subscription: Vec<u8>,
+    /// The name of the product the request was admitted under; empty without one.
+    pub product: Vec<u8>,
+    /// The request waited once for fetched keys (its token's kid was unknown).
+    pub jwt_waited: bool,
 }
 
 /// What the inbound section decided.
@@ -302,6 +316,9 @@ pub enum Inbound<'p> {
     /// Another core is fetching this key: wait for its flight, take what it stored, then run
     /// again from policy `resume`.
     WaitNode(Arc<cache::NodeFlight>, usize),
+    /// The token names a key that `validate-jwt`'s fetched keys lack, and a refresh was asked
+    /// for: wait for it (at most `auth::jwks::KID_WAIT`), then run again from policy `resume`.
+    WaitKeys(auth::jwks::KeyWait, usize),
 }
 
 /// A policy's refusal: status, APIM's message, `Retry-After` seconds.
@@ -379,6 +396,12 @@ impl Exchange {
         self.bytes = 0;
         self.max_body = None;
         self.claims = None;
+        self.subscription.clear();
+        self.product.clear();
+        self.jwt_waited = false;
+        self.jwt_waited = false;
+        self.subscription.clear();
+        self.product.clear();
         self.rate = None;
         self.held.clear();
         self.failed = false;
@@ -395,6 +418,8 @@ impl Exchange {
             path: ctx.path,
             path_params: &self.params,
             claims: self.claims.as_deref(),
+            subscription: &self.subscription,
+            product: &self.product,
         };
         t.render(&req, out);
     }
@@ -444,37 +469,29 @@ impl Exchange {
                 Policy::SetStatus { .. } | Policy::CacheStore(_) | Policy::Retry(_) => {}
                 Policy::RateLimit(l) => {
                     let key = self.key_of(&l.key, ctx);
-                    let decision = w.rate[l.index].borrow_mut().acquire_n(
-                        key,
-                        l.increment_count,
-                        mono_ms(ctx.now),
-                    );
-                    if self.rate.is_none_or(|r| decision.remaining < r.remaining) {
-                        self.rate = Some(decision);
+                    let (n, at) = (l.increment_count, (i, ctx.now));
+                    if let Some(refusal) =
+                        self.rate_limit(l.index, key, n, at, l.shadow, &l.origin, w)
+                    {
+                        return Inbound::Refuse(refusal);
                     }
-                    if decision.admitted {
-                        self.held.push(Held::Rate {
-                            index: l.index,
-                            key,
-                            n: l.increment_count,
-                            pos: i,
-                            at_ms: mono_ms(ctx.now),
-                        });
-                    } else if l.shadow {
-                        w.shadow_log.warn(
-                            ctx.now,
-                            format_args!("{}: would refuse with 429 (shadow mode)", l.origin),
-                        );
-                    } else {
-                        self.write_rate_headers();
-                        let secs = decision.reset_secs.max(1);
-                        return Inbound::Refuse(Refusal {
-                            status: 429,
-                            message: format!(
-                                "Rate limit is exceeded. Try again in {secs} seconds."
-                            ),
-                            retry_after: Some(secs),
-                        });
+                }
+                Policy::SubscriptionRateLimit(r) => {
+                    // A request without a subscription is not limited by `rate-limit`.
+                    if self.subscription.is_empty() {
+                        continue;
+                    }
+                    let key = cache::key_hash(&self.subscription);
+                    for limit in r.limits.iter() {
+                        if !limit.applies(&ctx.route.api, &ctx.route.operation) {
+                            continue;
+                        }
+                        let at = (i, ctx.now);
+                        if let Some(refusal) =
+                            self.rate_limit(limit.index, key, 1, at, r.shadow, &r.origin, w)
+                        {
+                            return Inbound::Refuse(refusal);
+                        }
                     }
                 }
                 Policy::Quota(l) => {
@@ -571,8 +588,8 @@ impl Exchange {
                     }
                 }
                 Policy::ValidateJwt(v) => {
-                    if let Some(refusal) = self.validate_jwt(v, w, ctx) {
-                        return Inbound::Refuse(refusal);
+                    if let Some(stop) = self.validate_jwt(v, i, w, ctx) {
+                        return stop;
                     }
                 }
                 Policy::RequestSizeLimit(max) => {
@@ -599,14 +616,59 @@ impl Exchange {
         Inbound::Continue
     }
 
-    /// `validate-jwt`: verifies the token and keeps its claims, or refuses (401 with
-    /// `WWW-Authenticate`, RFC 6750).
-    fn validate_jwt<H: HeaderLookup>(
+    /// Takes `n` calls for `key` from rate table `index` (the policy at inbound position
+    /// `at.0`, at time `at.1`); the refusal when over the limit and not in shadow mode.
+    #[allow(clippy::too_many_arguments)]
+    fn rate_limit(
+        &mut self,
+        index: usize,
+        key: u64,
+        n: u32,
+        at: (usize, Instant),
+        shadow: bool,
+        origin: &str,
+        w: &WorkerPolicies,
+    ) -> Option<Refusal> {
+        let (pos, now) = at;
+        let decision = w.rate[index].borrow_mut().acquire_n(key, n, mono_ms(now));
+        if self.rate.is_none_or(|r| decision.remaining < r.remaining) {
+            self.rate = Some(decision);
+        }
+        if decision.admitted {
+            self.held.push(Held::Rate {
+                index,
+                key,
+                n,
+                pos,
+                at_ms: mono_ms(now),
+            });
+        } else if shadow {
+            w.shadow_log.warn(
+                now,
+                format_args!("{origin}: would refuse with 429 (shadow mode)"),
+            );
+        } else {
+            self.write_rate_headers();
+            let secs = decision.reset_secs.max(1);
+            return Some(Refusal {
+                status: 429,
+                message: format!("Rate limit is exceeded. Try again in {secs} seconds."),
+                retry_after: Some(secs),
+            });
+        }
+        None
+    }
+
+    /// `validate-jwt` (at inbound position `pos`): verifies the token and keeps its claims,
+    /// or refuses (401 with `WWW-Authenticate`, RFC 6750), or waits once for fetched keys when
+    /// the token's kid is unknown.
+    fn validate_jwt<'p, H: HeaderLookup>(
         &mut self,
         v: &super::ValidateJwt,
+        pos: usize,
         w: &WorkerPolicies,
         ctx: &Ctx<'_, H>,
-    ) -> Option<Refusal> {
+    ) -> Option<Inbound<'p>> {
         let token: Option<&[u8]> = match &v.source {
             super::TokenSource::Bearer(h) => ctx
                 .headers
@@ -625,31 +687,47 @@ impl Exchange {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
-        let error = match token.filter(|t| !t.is_empty()) {
-            None => auth::jwt::JwtError::Missing,
-            Some(t) => match w.tokens.borrow_mut().verify(
-                v as *const super::ValidateJwt as usize,
-                &v.spec,
-                t,
-                now,
-            ) {
-                Ok(verified) => {
-                    self.claims = Some(verified);
-                    return None;
-                }
-                Err(e) => e,
-            },
+        let policy = v as *const super::ValidateJwt as usize;
+        let verified = match (token.filter(|t| !t.is_empty()), v.remote) {
+            (None, _) => Err(auth::jwt::JwtError::Missing),
+            (Some(t), None) => {
+                w.tokens
+                    .borrow_mut()
+                    .verify(policy, &v.spec, &v.spec.keys, 0, t, now)
+            }
+            (Some(t), Some(g)) => {
+                let keys = w.jwks.current(g);
+                w.tokens
+                    .borrow_mut()
+                    .verify(policy, &v.spec, &keys.keys, keys.version, t, now)
+            }
         };
+        let error = match verified {
+            Ok(verified) => {
+                self.claims = Some(verified);
+                return None;
+            }
+            Err(e) => e,
+        };
+        if let (auth::jwt::JwtError::UnknownKid(_), Some(group), false) =
+            (&error, v.remote, self.jwt_waited)
+        {
+            // The keys may have been rotated: one refresh, waited for once.
+            if let Some(wait) = w.jwks.request_refresh(group, ctx.now) {
+                self.jwt_waited = true;
+                return Some(Inbound::WaitKeys(wait, pos));
+            }
+        }
         let challenge = match error {
             auth::jwt::JwtError::Missing => "Bearer",
             _ => error.www_authenticate(),
         };
         self.response.add(b"WWW-Authenticate", challenge.as_bytes());
-        Some(Refusal {
+        Some(Inbound::Refuse(Refusal {
             status: v.status,
             message: v.message.to_string(),
             retry_after: None,
-        })
+        }))
     }
 
     /// CORS: answers a preflight at the gateway, or marks an actual request's answer.
@@ -832,7 +910,11 @@ impl Exchange {
             host: ctx.host,
             path: ctx.path,
             query: self.current_query(ctx),
-            extra: b"",
+            extra: if c.vary_by_subscription {
+                &self.subscription
+            } else {
+                b""
+            },
         };
         let headers = &ctx.headers;
         cache::build_key(

@@ -1,11 +1,13 @@
 //! Key templates: `{ip}`, `{header:NAME}`, `{query:NAME}`, `{api}`, `{operation}`,
-//! `{var:NAME}`, literals and any mix of them (`{api}:{header:X-Client}`).
+//! `{var:NAME}`, `{claim:NAME}`, `{subscription}`, `{product}`, literals and any mix of them
+//! (`{api}:{header:X-Client}`).
 //!
 //! A template is parsed once, when the configuration loads, into a list of parts; rendering
 //! appends bytes to a buffer the caller reuses, so it costs no allocation per request. Rate
 //! limits, quotas, caches and header values all render their keys through this one type.
-//! `{claim:NAME}`, `{subscription}`, `{product}` and `{client_cert:...}` are reserved for the
-//! identity policies and refused until they exist.
+//! `{client_cert:...}` is reserved for mTLS and refused until it exists. Whether a route
+//! checks subscription keys is not known here: the configuration refuses `{subscription}` and
+//! `{product}` on routes without the check ([`Template::reads_subscription`]).
 
 use crate::route::HeaderLookup;
 
@@ -29,6 +31,10 @@ pub enum Part {
     PathParam(u16),
     /// A claim of the token an earlier `validate-jwt` verified (empty without one).
     Claim(Box<str>),
+    /// The id of the subscription whose key the request presented (empty without one).
+    Subscription,
+    /// The product the request was admitted under (empty without one).
+    Product,
 }
 
 /// A compiled template.
@@ -58,6 +64,9 @@ pub struct Request<'a, H: HeaderLookup> {
     pub path_params: &'a [(u32, u32)],
     /// The claims of the token `validate-jwt` verified, if one did.
     pub claims: Option<&'a super::auth::jwt::Verified>,
+    /// The subscription's id and the product's name; empty when there is none.
+    pub subscription: &'a [u8],
+    pub product: &'a [u8],
 }
 
 impl Template {
@@ -128,6 +137,13 @@ impl Template {
         &self.parts
     }
 
+    /// Whether the template reads `{subscription}` or `{product}`.
+    pub fn reads_subscription(&self) -> bool {
+        self.parts
+            .iter()
+            .any(|p| matches!(p, Part::Subscription | Part::Product))
+    }
+
     /// Whether the template reads the request's path parameters.
     pub fn uses_path_params(&self) -> bool {
         self.parts.iter().any(|p| matches!(p, Part::PathParam(_)))
@@ -162,6 +178,8 @@ impl Template {
                         claims.claim_text(name, out);
                     }
                 }
+                Part::Subscription => out.extend_from_slice(req.subscription),
+                Part::Product => out.extend_from_slice(req.product),
                 Part::PathParam(i) => {
                     if let Some(&(s, e)) = req.path_params.get(*i as usize) {
                         if let Some(v) = req.path.get(s as usize..e as usize) {
@@ -195,6 +213,8 @@ fn variable(name: &str, scope: &Scope<'_>) -> Result<Part, String> {
         "ip" => no_arg().map(|_| Part::Ip),
         "api" => no_arg().map(|_| Part::Api),
         "operation" => no_arg().map(|_| Part::Operation),
+        "subscription" => no_arg().map(|_| Part::Subscription),
+        "product" => no_arg().map(|_| Part::Product),
         "header" => {
             let h = need_arg("header")?;
             if !h
@@ -216,7 +236,7 @@ fn variable(name: &str, scope: &Scope<'_>) -> Result<Part, String> {
             }
         }
         "claim" => Ok(Part::Claim(need_arg("claim")?.into())),
-        "subscription" | "product" | "client_cert" => Err(format!(
+        "client_cert" => Err(format!(
             "{{{name}}} needs the identity policies (subscriptions, JWT, mTLS), which this \
              version does not have"
         )),
@@ -230,7 +250,8 @@ fn variable(name: &str, scope: &Scope<'_>) -> Result<Part, String> {
 
 fn known(scope: &Scope<'_>) -> String {
     let mut s = String::from(
-        "expected {ip}, {header:NAME}, {query:NAME}, {api}, {operation}, {claim:NAME} or {var:NAME}",
+        "expected {ip}, {header:NAME}, {query:NAME}, {api}, {operation}, {claim:NAME}, \
+         {subscription}, {product} or {var:NAME}",
     );
     if !scope.path_params.is_empty() {
         s.push_str(", or a path parameter: ");
@@ -271,6 +292,8 @@ mod tests {
             path: b"/orders/42",
             path_params: &[(8, 10)],
             claims: None,
+            subscription: b"gold-1",
+            product: b"gold",
         };
         let mut out = Vec::new();
         t.render(&req, &mut out);
@@ -316,7 +339,24 @@ mod tests {
         ] {
             assert!(Template::parse(bad, &scope).is_err(), "{bad}");
         }
-        let e = Template::parse("{subscription}", &scope).unwrap_err();
+        let e = Template::parse("{client_cert:subject}", &scope).unwrap_err();
         assert!(e.contains("identity"), "{e}");
+        for bad in ["{subscription:x}", "{product:x}"] {
+            assert!(Template::parse(bad, &scope).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn subscription_and_product_render_and_are_reported() {
+        let scope = Scope::default();
+        let t = Template::parse("{product}/{subscription}", &scope).unwrap();
+        assert_eq!(render(&t), "gold/gold-1");
+        assert!(t.reads_subscription());
+        assert!(Template::parse("{product}", &scope)
+            .unwrap()
+            .reads_subscription());
+        assert!(!Template::parse("{api}:{ip}", &scope)
+            .unwrap()
+            .reads_subscription());
     }
 }

@@ -76,6 +76,13 @@ pub struct Route {
     /// The bytes of the path a prefix rewrite replaces, when fixed (an API's base path);
     /// otherwise the matched prefix.
     pub strip: Option<usize>,
+    /// The subscription check that runs before the pipeline, on an API's route that checks
+    /// keys (`pipeline` is then set, even to an empty pipeline, so that the check runs).
+    pub keys: Option<Box<crate::policy::auth::subscription::KeyCheck>>,
+    /// The route answers APIM's 404 for requests that match none of its API's operations,
+    /// and runs `pipeline` (global → API) only for CORS preflights, as APIM answers a
+    /// preflight with the API's `cors` policy when no operation takes `OPTIONS`.
+    pub preflights_only: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -287,6 +294,8 @@ impl Router {
                 operation: Box::default(),
                 params: None,
                 strip: None,
+                keys: None,
+                preflights_only: false,
             });
             let route = routes.len() - 1;
             for (m, matcher) in rc.matches.iter().enumerate() {
@@ -343,17 +352,23 @@ impl Router {
             } else {
                 (None, None)
             };
-            let route = |name: String, action: Action, pipeline: usize, operation: &str| Route {
-                name,
-                action,
-                request_headers: HeaderEdits::default(),
-                response_headers: HeaderEdits::default(),
-                rewrite: rewrite.clone(),
-                pipeline: (!config.pipelines[pipeline].is_empty()).then_some(pipeline),
-                api: api.name.as_str().into(),
-                operation: operation.into(),
-                params: None,
-                strip,
+            let route = |name: String, action: Action, pipeline: usize, operation: &str, keys| {
+                let keys: Option<&crate::policy::auth::subscription::KeyCheck> = keys;
+                let runs = !config.pipelines[pipeline].is_empty() || keys.is_some();
+                Route {
+                    name,
+                    action,
+                    request_headers: HeaderEdits::default(),
+                    response_headers: HeaderEdits::default(),
+                    rewrite: rewrite.clone(),
+                    pipeline: runs.then_some(pipeline),
+                    api: api.name.as_str().into(),
+                    operation: operation.into(),
+                    params: None,
+                    strip,
+                    keys: keys.cloned().map(Box::new),
+                    preflights_only: false,
+                }
             };
             for op in &api.operations {
                 let action = match &op.backend {
@@ -365,6 +380,7 @@ impl Router {
                     action,
                     op.pipeline,
                     &op.id,
+                    op.keys.as_ref(),
                 );
                 if !op.template.param_names().is_empty() {
                     r.params = Some(op.template.clone());
@@ -382,7 +398,14 @@ impl Router {
             // The API's own path: every request under it when it lists no operations;
             // otherwise APIM's 404 for a request that matches none of them.
             let fallback = if api.operations.is_empty() {
-                route(api.name.clone(), backend(&api.backend), api.pipeline, "")
+                let keys = api.keys.as_ref();
+                route(
+                    api.name.clone(),
+                    backend(&api.backend),
+                    api.pipeline,
+                    "",
+                    keys,
+                )
             } else {
                 let mut r = route(
                     format!("{}/no-operation", api.name),
@@ -395,8 +418,14 @@ impl Router {
                     }),
                     api.pipeline,
                     "",
+                    None,
                 );
-                r.pipeline = None;
+                let cors = config.pipelines[api.pipeline]
+                    .inbound
+                    .iter()
+                    .any(|p| matches!(p, crate::policy::Policy::Cors(_)));
+                r.pipeline = cors.then_some(api.pipeline);
+                r.preflights_only = cors;
                 r.rewrite = None;
                 r
             };

@@ -12,8 +12,7 @@ use std::os::fd::{AsRawFd, RawFd};
 use std::rc::Rc;
 use std::time::Instant;
 
-use monoio::io::{AsyncReadRent, AsyncWriteRent, Splitable};
-use monoio::net::TcpStream;
+use monoio::io::{AsyncReadRent, AsyncWriteRent};
 use ringway_core::http1::{parse_request, BodyFraming, CodecError, RequestHead, Version};
 use ringway_core::timer::Deadline;
 
@@ -22,6 +21,7 @@ use super::io::{write_out, RecvBuf};
 use super::local::{self, Local};
 use super::Worker;
 use crate::route::{Action, HeaderLookup, RouteRequest};
+use crate::tls::{ClientIo, Io};
 use crate::upstream::UpstreamConn;
 
 /// How long, and how many bytes, a closing connection keeps reading what the client sends.
@@ -53,6 +53,8 @@ pub(super) struct Facts {
     pub framing: BodyFraming,
     pub expect_continue: bool,
     pub upgrade: bool,
+    /// The client came over TLS.
+    pub tls: bool,
 }
 
 /// Counts a connection against its worker's and its listener's limits for as long as it lives.
@@ -77,7 +79,7 @@ impl Drop for Counted {
 
 pub(super) struct Conn {
     pub w: Rc<Worker>,
-    pub stream: TcpStream,
+    pub stream: ClientIo,
     pub fd: RawFd,
     pub rbuf: RecvBuf,
     pub wbuf: Vec<u8>,
@@ -112,7 +114,8 @@ enum HeadRead {
 }
 
 impl Conn {
-    pub fn new(w: Rc<Worker>, stream: TcpStream, peer: SocketAddr, counted: Counted) -> Conn {
+    /// A connection on `stream`: plain, or TLS before its handshake (which `run` does first).
+    pub fn new(w: Rc<Worker>, stream: ClientIo, peer: SocketAddr, counted: Counted) -> Conn {
         let mut client_ip = [0u8; 46];
         let mut cursor = std::io::Cursor::new(&mut client_ip[..]);
         let _ = write!(cursor, "{}", peer.ip());
@@ -144,7 +147,49 @@ impl Conn {
         (self.client_ip, self.client_ip_len as usize)
     }
 
+    /// The verified client certificate of a TLS connection, if the client sent one.
+    pub fn client_cert(&self) -> Option<&crate::tls::ClientCert> {
+        match &self.stream {
+            Io::Tls(t) => t.identity.as_deref(),
+            Io::Plain(_) => None,
+        }
+    }
+
+    /// Runs the TLS handshake of a TLS connection, under the header timeout. False: it failed
+    /// (and the connection is done).
+    async fn handshake(&mut self) -> bool {
+        let Io::Tls(tls) = &mut self.stream else {
+            return true;
+        };
+        self.deadline.arm(self.fd, self.w.snapshot.config.timeouts.header);
+        match tls.handshake().await {
+            Ok(()) => {
+                tls.identity = tls
+                    .session()
+                    .peer_certificates()
+                    .and_then(|chain| chain.first())
+                    .and_then(|leaf| crate::tls::ClientCert::from_der(leaf.as_ref()))
+                    .map(Box::new);
+                let resumed = tls.session().handshake_kind() == Some(rustls::HandshakeKind::Resumed);
+                self.w.metrics.tls_handshake(resumed);
+                true
+            }
+            Err(e) => {
+                self.w.metrics.tls_handshake_failed();
+                log::debug!(
+                    "TLS handshake with {} failed: {e}",
+                    String::from_utf8_lossy(self.client_ip())
+                );
+                false
+            }
+        }
+    }
+
     pub async fn run(mut self) {
+        if !self.handshake().await {
+            self.deadline.disarm();
+            return;
+        }
         loop {
             let head_len = match self.read_head().await {
                 HeadRead::Ready(n) => n,
@@ -255,6 +300,7 @@ impl Conn {
             http10: head.version() == Version::Http10,
             framing: head.framing(),
             expect_continue: head.expect_continue(),
+            tls: matches!(self.stream, Io::Tls(_)),
             // Only the protocols the gateway tunnels are passed on (an `h2c` upgrade would
             // carry requests past routing); any other request is forwarded as plain HTTP.
             upgrade: head.connection().upgrade
@@ -333,7 +379,7 @@ impl Conn {
                 local::answer(self, head_len, facts, answer, None).await
             }
             Action::Redirect(redirect) => {
-                let location = local::location(redirect, buf, head);
+                let location = local::location(redirect, buf, head, facts.tls);
                 let answer = Local::Redirect {
                     status: redirect.status,
                     location: &location,

@@ -13,7 +13,6 @@ use std::io;
 use std::rc::Rc;
 use std::time::Instant;
 
-use monoio::net::TcpStream;
 use ringway_core::http1::{parse_response, BodyFraming, ChunkedDecoder, CodecError, Limits};
 
 use super::conn::{Conn, Facts, Next};
@@ -164,6 +163,7 @@ impl Conn {
                 target: ex
                     .as_ref()
                     .and_then(|r| r.ex.target_set.then_some(&r.ex.target[..])),
+                https: facts.tls,
             };
             write_request_head(&mut self.wbuf, buf, &self.head, &forwarded);
         }
@@ -809,20 +809,28 @@ async fn connect(
     snap: &crate::snapshot::Snapshot,
     target: usize,
 ) -> Result<Box<UpstreamConn>, ConnectError> {
-    let addr = snap.targets[target].addr;
-    // A runtime timer per connect is acceptable: with pooling, connects are rare.
+    let info = &snap.targets[target];
+    // A runtime timer per connect is acceptable: with pooling, connects are rare. The TLS
+    // handshake, if any, is inside the connect timeout.
     let connecting = monoio::time::timeout(
         snap.config.timeouts.upstream_connect,
-        TcpStream::connect_addr(addr),
+        crate::upstream::open(info),
     );
     match connecting.await {
         Ok(Ok(stream)) => {
-            let _ = stream.set_nodelay(true);
             w.metrics.upstream_connected();
             Ok(UpstreamConn::new(stream, target, w.wheel.deadline()))
         }
         Ok(Err(e)) if is_local_shortage(&e) => Err(ConnectError::Local(e)),
-        Ok(Err(_)) => Err(ConnectError::Target),
+        Ok(Err(e)) => {
+            if info.tls.is_some() && e.kind() != io::ErrorKind::ConnectionRefused {
+                w.connect_log.warn(
+                    Instant::now(),
+                    format_args!("TLS to {} failed: {e}", info.authority),
+                );
+            }
+            Err(ConnectError::Target)
+        }
         Err(_) => Err(ConnectError::TimedOut),
     }
 }
@@ -848,7 +856,7 @@ fn is_local_shortage(e: &io::Error) -> bool {
 async fn read_response_head(
     up: &mut UpstreamConn,
     limits: &Limits,
-    mut client: Option<&mut TcpStream>,
+    mut client: Option<&mut crate::tls::ClientIo>,
     sent_continue: bool,
 ) -> Result<usize, Failure> {
     let mut got_any = false;

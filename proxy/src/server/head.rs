@@ -33,6 +33,8 @@ pub struct Forwarded<'a> {
     /// The request target (path and query) as policies left it, when they changed it; the
     /// route's rewrite still applies to its path.
     pub target: Option<&'a [u8]>,
+    /// The client came over TLS (`X-Forwarded-Proto: https`).
+    pub https: bool,
 }
 
 /// Whether `Upgrade` names at least one protocol of `allowed`.
@@ -197,7 +199,11 @@ pub fn write_request_head(out: &mut Vec<u8>, buf: &[u8], head: &RequestHead, f: 
         }
     }
     out.extend_from_slice(f.client_ip);
-    out.extend_from_slice(b"\r\nx-forwarded-proto: http\r\n");
+    out.extend_from_slice(if f.https {
+        b"\r\nx-forwarded-proto: https\r\n"
+    } else {
+        b"\r\nx-forwarded-proto: http\r\n"
+    });
     if let Some(host) = head.host(buf) {
         write_header(out, b"x-forwarded-host", host);
     }

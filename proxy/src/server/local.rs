@@ -452,13 +452,18 @@ fn finish(
 }
 
 /// The `Location` of a redirect: the configured parts over the request's own.
-pub(super) fn location(r: &Redirect, buf: &[u8], head: &RequestHead) -> String {
+/// The `Location` of a redirect; `https` says whether the request came over TLS (the scheme
+/// kept when the redirect names none).
+pub(super) fn location(r: &Redirect, buf: &[u8], head: &RequestHead, https: bool) -> String {
     let request_host = head
         .host(buf)
         .map(String::from_utf8_lossy)
         .unwrap_or_default();
     let (host_only, request_port) = split_host_port(&request_host);
-    let scheme = r.scheme.as_deref().unwrap_or("http");
+    let scheme = r
+        .scheme
+        .as_deref()
+        .unwrap_or(if https { "https" } else { "http" });
     let host = r.host.as_deref().unwrap_or(host_only);
     let port = match (r.port, &r.host, r.scheme.is_some()) {
         (Some(p), _, _) => Some(p),

@@ -31,6 +31,8 @@ use ringway_core::runtime::{self, Placement, WorkerContext};
 use ringway_core::timer::TimerWheel;
 
 use crate::snapshot::Snapshot;
+use crate::tls::stream::TlsStream;
+use crate::tls::Io;
 use crate::upstream::{SharedUpstreams, Upstreams};
 
 const TICK: Duration = Duration::from_millis(10);
@@ -198,6 +200,8 @@ impl Server {
         );
         let (policies, inboxes) =
             crate::policy::run::NodePolicies::new(&snapshot.config, placement.workers);
+        // `validate-jwt` keys from URLs are fetched before anything is served.
+        policies.jwks.start().map_err(std::io::Error::other)?;
         let inboxes: Arc<Vec<Mutex<Option<_>>>> =
             Arc::new(inboxes.into_iter().map(|i| Mutex::new(Some(i))).collect());
         let state_path = state::state_path(&snapshot.config);
@@ -476,7 +480,11 @@ async fn worker_main(
         crate::upstream::health::spawn_checks(&worker.snapshot, &shared_upstreams);
     }
     let mut listener_fds = Vec::new();
-    for (std_listener, &share) in listeners.into_iter().zip(&limits.per_listener) {
+    for (i, (std_listener, &share)) in listeners.into_iter().zip(&limits.per_listener).enumerate() {
+        let tls = worker.snapshot.config.listeners[i]
+            .tls
+            .as_ref()
+            .map(|t| Arc::clone(&t.config));
         let listener = match TcpListener::from_std(std_listener) {
             Ok(l) => l,
             Err(e) => {
@@ -485,7 +493,7 @@ async fn worker_main(
             }
         };
         listener_fds.push(listener.as_raw_fd());
-        monoio::spawn(accept_loop(Rc::clone(&worker), listener, share));
+        monoio::spawn(accept_loop(Rc::clone(&worker), listener, share, tls));
     }
 
     // The tick: advance the wheel, and watch for a drain.
@@ -541,7 +549,12 @@ const ACCEPT_PAUSE_MAX: Duration = Duration::from_millis(500);
 /// limits. At a limit it stops accepting (the kernel's backlog holds new clients) and looks
 /// again after a pause that doubles while the limit holds; accept errors (EMFILE, ENFILE,
 /// ENOBUFS) pause the same way, and are logged at most once a second.
-async fn accept_loop(worker: Rc<Worker>, listener: TcpListener, share: usize) {
+async fn accept_loop(
+    worker: Rc<Worker>,
+    listener: TcpListener,
+    share: usize,
+    tls: Option<Arc<rustls::ServerConfig>>,
+) {
     let open = Rc::new(Cell::new(0usize));
     let mut pause = ACCEPT_PAUSE_MIN;
     loop {
@@ -564,8 +577,19 @@ async fn accept_loop(worker: Rc<Worker>, listener: TcpListener, share: usize) {
                 worker.connections.set(worker.connections.get() + 1);
                 open.set(open.get() + 1);
                 let counted = conn::Counted::new(Rc::clone(&worker), Rc::clone(&open));
+                let stream = match &tls {
+                    None => Io::Plain(stream),
+                    Some(config) => match rustls::ServerConnection::new(Arc::clone(config)) {
+                        Ok(session) => Io::Tls(Box::new(TlsStream::new(stream, session))),
+                        Err(e) => {
+                            log::error!("cannot start a TLS session: {e}");
+                            continue;
+                        }
+                    },
+                };
                 // The connection's task is its `run` future alone (nothing wrapped round it),
-                // which keeps it within one allocation size class.
+                // which keeps it within one allocation size class. A TLS connection's handshake
+                // is the first thing it runs, on this core.
                 monoio::spawn(conn::Conn::new(Rc::clone(&worker), stream, peer, counted).run());
             }
             Err(e) => {

@@ -1,7 +1,9 @@
 //! A request whose route has policies: run the inbound section, then answer, serve from the
 //! cache, or forward with the exchange (which runs the outbound section), and settle.
 //!
-//! Requests without policies never come here; their path is unchanged.
+//! Requests without policies never come here; their path is unchanged. An API route that
+//! checks subscription keys always comes here: the check runs first and picks the pipeline
+//! of the product the key was admitted under.
 
 use std::rc::Rc;
 use std::time::Instant;
@@ -9,9 +11,10 @@ use std::time::Instant;
 use super::conn::{Conn, Facts, HeadView, Next};
 use super::forward::PolicyRun;
 use super::local::{self, Local};
-use crate::policy::run::{Ctx, Exchange, Inbound};
+use crate::policy::auth::keys::Denial;
+use crate::policy::run::{Ctx, Exchange, Inbound, Refusal};
 use crate::policy::Pipeline;
-use crate::route::{Action, Route};
+use crate::route::{Action, HeaderLookup, Route};
 
 /// How often a miss waiting for another core's fetch looks at it.
 const NODE_FLIGHT_POLL: std::time::Duration = std::time::Duration::from_millis(2);
@@ -27,12 +30,59 @@ impl Conn {
     ) -> (Next, u16) {
         let w = Rc::clone(&self.w);
         let snap = &*w.snapshot;
-        let pipe = &snap.config.pipelines[pipeline];
+        let mut pipe = &snap.config.pipelines[pipeline];
         let mut ex = self.exchange.take().unwrap_or_default();
         let now = Instant::now();
-        {
+        let (admitted, preflight) = {
             let ctx = self.policy_ctx(route, now);
             ex.begin(snap.config.vars.len(), &ctx);
+            let keys = &snap.config.keys;
+            let api = &route.api;
+            let admitted = (route.keys.as_ref())
+                .map(|k| k.admit(keys, api, &ctx.headers, ctx.query, pipeline));
+            let preflight = ctx.method == b"OPTIONS"
+                && ctx.headers.get(b"origin").is_some()
+                && ctx.headers.get(b"access-control-request-method").is_some();
+            (admitted, preflight)
+        };
+        if route.preflights_only && !preflight {
+            // APIM's 404 for a request that matches no operation; only preflights go on.
+            if let Action::Respond(d) = &route.action {
+                self.exchange = Some(ex);
+                let answer = Local::Direct(d, &route.response_headers);
+                return local::answer(self, head_len, facts, answer, None).await;
+            }
+        }
+        // Browsers never send a key with a CORS preflight: one without a key goes on to the
+        // inbound section for `cors` to answer, and is refused below if nothing answers it.
+        let mut keyless_preflight = false;
+        match admitted {
+            None => {}
+            Some(Err(Denial::Missing)) if preflight => keyless_preflight = true,
+            Some(Ok(a)) => {
+                // The product's pipeline (global → product → API → operation), and who the
+                // request is for templates; the key itself is never copied.
+                pipe = &snap.config.pipelines[a.pipeline];
+                if let Some(s) = a.subscription {
+                    let id = &snap.config.keys.subscription(s).id;
+                    ex.subscription.extend_from_slice(id.as_bytes());
+                }
+                if let Some(p) = a.product {
+                    let name = &snap.config.keys.product(p).name;
+                    ex.product.extend_from_slice(name.as_bytes());
+                }
+            }
+            Some(Err(denial)) => {
+                // Refused before the inbound section, as APIM does; the route's own
+                // `on_error` still shapes the answer.
+                let (status, message) = (denial.status(), denial.message());
+                let (next, status) = self
+                    .fail(head_len, facts, route, pipe, &mut ex, status, message, None)
+                    .await;
+                ex.settle(pipe, &w.policies, status, 0, Instant::now());
+                self.exchange = Some(ex);
+                return (next, status);
+            }
         }
         let mut from = 0;
         let outcome = loop {
@@ -60,11 +110,29 @@ impl Conn {
                     ex.take_filled(&w.policies, &flight, Instant::now());
                     from = resume;
                 }
+                Inbound::WaitKeys(wait, resume) => {
+                    // The key fetcher thread refreshes the token's keys: poll it (it cannot
+                    // wake this task), then verify once more with what it found.
+                    use crate::policy::auth::jwks::{KID_POLL, KID_WAIT};
+                    let started = Instant::now();
+                    while !wait.is_done() && started.elapsed() < KID_WAIT {
+                        Box::pin(monoio::time::sleep(KID_POLL)).await;
+                    }
+                    from = resume;
+                }
                 other => break other,
             }
         };
+        let outcome = match outcome {
+            Inbound::Continue if keyless_preflight => Inbound::Refuse(Refusal {
+                status: Denial::Missing.status(),
+                message: Denial::Missing.message().to_string(),
+                retry_after: None,
+            }),
+            other => other,
+        };
         let (next, status) = match outcome {
-            Inbound::Wait(..) | Inbound::WaitNode(..) => {
+            Inbound::Wait(..) | Inbound::WaitNode(..) | Inbound::WaitKeys(..) => {
                 unreachable!("waits are followed above")
             }
             Inbound::Continue => {
@@ -85,7 +153,7 @@ impl Conn {
                     }
                     (None, Action::Redirect(r)) => {
                         ex.write_x_cache();
-                        let location = local::location(r, self.rbuf.data(), &self.head);
+                        let location = local::location(r, self.rbuf.data(), &self.head, facts.tls);
                         let answer = Local::Redirect {
                             status: r.status,
                             location: &location,

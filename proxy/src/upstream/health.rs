@@ -15,7 +15,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
-use monoio::net::TcpStream;
 
 use super::shared::SharedUpstreams;
 use crate::config::HealthCheck;
@@ -64,7 +63,7 @@ async fn watch(
     .into_bytes();
     let mut tracker = Tracker::new(check);
     loop {
-        let result = probe(info.addr, &request, check.timeout).await;
+        let result = probe(info.addr, info.tls.as_ref(), &request, check.timeout).await;
         let passed = matches!(result, Ok(status) if passes(check, status));
         if let Some(healthy) = tracker.observe(passed) {
             let why = match result {
@@ -100,9 +99,14 @@ fn passes(check: &HealthCheck, status: u16) -> bool {
 }
 
 /// One check: the status of the answer, or why there was none.
-async fn probe(addr: SocketAddr, request: &[u8], timeout: Duration) -> Result<u16, String> {
+async fn probe(
+    addr: SocketAddr,
+    tls: Option<&crate::snapshot::TargetTls>,
+    request: &[u8],
+    timeout: Duration,
+) -> Result<u16, String> {
     let exchange = async {
-        let mut stream = TcpStream::connect_addr(addr)
+        let mut stream = super::open_addr(addr, tls)
             .await
             .map_err(|e| format!("connect: {e}"))?;
         let (written, _) = stream.write_all(request.to_vec()).await;
@@ -251,7 +255,7 @@ mod tests {
             String::from_utf8(got).unwrap()
         });
         let request = b"GET /healthz HTTP/1.1\r\nhost: a:1\r\nconnection: close\r\n\r\n";
-        let status = run(probe(addr, request, Duration::from_secs(2)));
+        let status = run(probe(addr, None, request, Duration::from_secs(2)));
         assert_eq!(status, Ok(503));
         assert!(server
             .join()
@@ -266,6 +270,7 @@ mod tests {
         // Accepted by the kernel, never answered.
         let result = run(probe(
             addr,
+            None,
             b"GET / HTTP/1.1\r\n\r\n",
             Duration::from_millis(100),
         ));
@@ -273,6 +278,7 @@ mod tests {
         drop(listener);
         let closed = run(probe(
             addr,
+            None,
             b"GET / HTTP/1.1\r\n\r\n",
             Duration::from_millis(100),
         ));

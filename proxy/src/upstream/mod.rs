@@ -32,7 +32,8 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::Receiver;
 
 use crate::config::TripThreshold;
-use crate::snapshot::Snapshot;
+use crate::snapshot::{Snapshot, TargetInfo};
+use crate::tls::{Io, OriginIo};
 use breaker::{Gate, Settled, Trip};
 
 /// One worker's upstream state for one snapshot.
@@ -374,6 +375,27 @@ impl Drop for Attempt<'_> {
         n.set(n.get().saturating_sub(1));
         if self.probe != 0 {
             self.up.shared.breakers[target].abandon_probe(self.probe);
+        }
+    }
+}
+
+/// Opens a connection to a target: TCP without Nagle, then the TLS handshake for an
+/// `https://` target (verified as its backend's `tls:` says).
+pub async fn open(target: &TargetInfo) -> std::io::Result<OriginIo> {
+    open_addr(target.addr, target.tls.as_ref()).await
+}
+
+pub async fn open_addr(
+    addr: std::net::SocketAddr,
+    tls: Option<&crate::snapshot::TargetTls>,
+) -> std::io::Result<OriginIo> {
+    let tcp = monoio::net::TcpStream::connect_addr(addr).await?;
+    let _ = tcp.set_nodelay(true);
+    match tls {
+        None => Ok(Io::Plain(tcp)),
+        Some(tls) => {
+            let stream = tls.client.connect(tcp, tls.name.clone()).await?;
+            Ok(Io::Tls(Box::new(stream)))
         }
     }
 }

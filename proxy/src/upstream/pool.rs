@@ -11,18 +11,18 @@ use std::cell::RefCell;
 use std::os::fd::{AsRawFd, RawFd};
 use std::time::{Duration, Instant};
 
-use monoio::net::TcpStream;
 use ringway_core::http1::ResponseHead;
 use ringway_core::timer::Deadline;
 
 use crate::server::RecvBuf;
 use crate::snapshot::Snapshot;
+use crate::tls::{Io, OriginIo};
 
 /// A connection to one target, with its own read buffer and its own deadline. The deadline
 /// lives and dies with the socket, so it can never fire on a descriptor number that the kernel
 /// has since given to another connection (it is disarmed when the connection is dropped).
 pub struct UpstreamConn {
-    pub stream: TcpStream,
+    pub stream: OriginIo,
     pub deadline: Deadline,
     pub buf: RecvBuf,
     /// The last response head read on this connection (its spans index `buf`); kept with the
@@ -37,7 +37,7 @@ pub struct UpstreamConn {
 impl UpstreamConn {
     /// Boxed once, at connect: it then moves between the pool and requests as a pointer, so
     /// that a request's task holds 8 bytes for it rather than the whole connection.
-    pub fn new(stream: TcpStream, target: usize, deadline: Deadline) -> Box<UpstreamConn> {
+    pub fn new(stream: OriginIo, target: usize, deadline: Deadline) -> Box<UpstreamConn> {
         Box::new(UpstreamConn {
             stream,
             deadline,
@@ -51,6 +51,15 @@ impl UpstreamConn {
 
     pub fn fd(&self) -> RawFd {
         self.stream.as_raw_fd()
+    }
+
+    /// Whether an idle connection can take a request: nothing arrived while it waited, or, on
+    /// TLS, only the protocol's own messages (session tickets), which are absorbed here.
+    fn usable(&mut self) -> bool {
+        match &mut self.stream {
+            Io::Plain(_) => quiet(self.stream.as_raw_fd()),
+            Io::Tls(tls) => tls.settle_idle(),
+        }
     }
 }
 
@@ -114,7 +123,7 @@ impl UpstreamPool {
                 conns.clear();
                 return None;
             }
-            if quiet(conn.fd()) {
+            if conn.usable() {
                 conn.reused = true;
                 return Some(conn);
             }

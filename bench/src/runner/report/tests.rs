@@ -15,6 +15,7 @@ fn run(round: usize, contender: &str, mode: &str, rps: f64, cpu: f64) -> Run {
             p99_us: 3400.0,
             p999_us: Some(7000.0),
             errors: 1,
+            tls: None,
         },
         proxy_cpu_us: cpu,
         origin_cpu_us: 10.0,
@@ -40,8 +41,55 @@ fn peers() -> Report {
         machine: "2 CPUs <AMD> & co".into(),
         setup: vec!["origin: nginx".into()],
         baseline: Some("nginx".into()),
+        tls_baseline: None,
         runs,
     }
+}
+
+/// A TLS run: one handshake per request when `handshakes`, `resumed_share` of them resumed.
+fn tls_run(contender: &str, mode: &str, rps: f64, cpu: f64, resumed_share: f64) -> Run {
+    let mut r = run(1, contender, mode, rps, cpu);
+    let keep_alive = mode.starts_with("keep-alive");
+    // A keep-alive run opens a few connections late; they are not its point.
+    let handshakes = if keep_alive { 3 } else { r.measured.requests };
+    r.measured.tls = Some(crate::runner::load::TlsMeasured {
+        new_connection: !keep_alive,
+        handshakes,
+        resumed: (handshakes as f64 * resumed_share) as u64,
+        handshakes_per_s: handshakes as f64 / 10.0,
+        resumed_per_s: handshakes as f64 * resumed_share / 10.0,
+        version: "TLSv1.3".into(),
+        cipher_suite: "TLS13_AES_256_GCM_SHA384".into(),
+        key_exchange: "X25519".into(),
+    });
+    r
+}
+
+/// nginx and ringway, plain and over TLS, in one run.
+fn with_tls() -> Report {
+    let mut report = peers();
+    report.runs.extend([
+        tls_run("ringway-tls", "keep-alive, saturation", 40_000.0, 20.0, 0.0),
+        tls_run("nginx-tls", "keep-alive, saturation", 36_000.0, 24.0, 0.0),
+        tls_run(
+            "ringway-tls",
+            "full handshake, saturation",
+            4_000.0,
+            200.0,
+            0.0,
+        ),
+        tls_run(
+            "nginx-tls",
+            "full handshake, saturation",
+            3_200.0,
+            250.0,
+            0.0,
+        ),
+        tls_run("ringway-tls", "resumed, saturation", 8_000.0, 100.0, 0.99),
+        tls_run("nginx-tls", "resumed, saturation", 6_000.0, 125.0, 0.98),
+    ]);
+    report.tls_baseline = Some("nginx-tls".into());
+    report
 }
 
 #[test]
@@ -76,6 +124,91 @@ fn ratios_divide_by_the_baseline_of_the_same_body_and_mode() {
     let mut no_baseline = peers();
     no_baseline.baseline = None;
     assert!(no_baseline.ratio_table().is_none());
+}
+
+#[test]
+fn tls_runs_have_their_own_baseline_and_handshake_figures() {
+    let report = with_tls();
+    // The plain ratios are unchanged: no TLS row pairs with nginx's modes.
+    assert_eq!(
+        report.ratio_table().unwrap().rows,
+        peers().ratio_table().unwrap().rows
+    );
+    let t = report.tls_ratio_table().unwrap();
+    assert_eq!(t.rows.len(), 3);
+    assert_eq!(
+        t.headers[8..],
+        [
+            "handshakes/s ÷ nginx-tls",
+            "CPU/handshake ÷ nginx-tls",
+            "resumed/s ÷ nginx-tls"
+        ]
+    );
+    let keep_alive = &t.rows[0];
+    assert_eq!(
+        &keep_alive[..3],
+        ["16B", "keep-alive, saturation", "ringway-tls"]
+    );
+    assert_eq!(keep_alive[3], format!("{:.3}", 40_000.0 / 36_000.0));
+    assert_eq!(keep_alive[4], format!("{:.3}", 20.0 / 24.0));
+    assert_eq!(keep_alive[8..], ["-", "-", "-"]);
+    let full = &t.rows[1];
+    assert_eq!(full[1], "full handshake, saturation");
+    assert_eq!(full[8], format!("{:.3}", 4_000.0 / 3_200.0));
+    // One request per handshake: CPU per handshake is CPU per request.
+    assert_eq!(full[9], format!("{:.3}", 200.0 / 250.0));
+    assert_eq!(full[10], "-");
+    let resumed = &t.rows[2];
+    assert_eq!(
+        resumed[10],
+        format!("{:.3}", (8_000.0 * 0.99) / (6_000.0 * 0.98))
+    );
+
+    let summary = report.summary_table();
+    assert_eq!(
+        summary.headers[summary.headers.len() - 3..],
+        ["handshakes/s", "resumed/s", "CPU µs/handshake"]
+    );
+    let row = summary
+        .rows
+        .iter()
+        .find(|r| r[0] == "nginx-tls" && r[2] == "full handshake, saturation")
+        .unwrap();
+    assert_eq!(row[row.len() - 3..], ["3,200", "0", "250.00"]);
+    let plain = summary.rows.iter().find(|r| r[0] == "nginx").unwrap();
+    assert_eq!(plain[plain.len() - 3..], ["-", "-", "-"]);
+
+    let md = report.markdown();
+    assert!(md.contains("TLS, ratios to nginx-tls:"), "{md}");
+    assert_eq!(check_markdown_tables(&md), 3);
+    assert!(md.contains("full-handshake:saturation"), "{md}");
+    let text = report.text();
+    assert!(text.contains("TLS, ratios to nginx-tls:"));
+    let svg = report.svg();
+    check_xml(&svg);
+    assert!(svg.contains("TLS handshakes per second"));
+    let doc = report.json();
+    assert_eq!(doc["tls_baseline"], "nginx-tls");
+    assert_eq!(doc["tls_ratios"].as_array().unwrap().len(), 3);
+    let run = doc["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["contender"] == "ringway-tls" && r["mode"] == "resumed, saturation")
+        .unwrap();
+    assert_eq!(run["tls"]["version"], "TLSv1.3");
+    assert_eq!(run["tls"]["resumed"], 79_200);
+
+    // A TLS-only run has no plain baseline.
+    let mut only_tls = with_tls();
+    only_tls.runs.retain(|r| r.contender.ends_with("-tls"));
+    only_tls.baseline = None;
+    assert!(only_tls.ratio_table().is_none());
+    assert_eq!(only_tls.tls_ratio_table().unwrap().rows.len(), 3);
+    assert!(!peers()
+        .summary_table()
+        .headers
+        .contains(&"handshakes/s".to_string()));
 }
 
 #[test]

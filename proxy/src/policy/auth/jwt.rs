@@ -8,7 +8,7 @@
 //! Nothing but the header (`alg`, `kid`, `crit`) is read before the signature has been verified.
 //!
 //! It does no cryptography of its own: signatures are checked by `jsonwebtoken::crypto::verify`
-//! (ring). It does no I/O either: fetching and refreshing a JWKS is the integrator's job, and
+//! (ring). It does no I/O either: fetching and refreshing a JWKS is [`super::jwks`]'s job, and
 //! `JwtError::UnknownKid` is its cue to refresh once.
 
 use std::collections::HashMap;
@@ -447,6 +447,8 @@ pub struct TokenCache {
 struct CachedToken {
     /// Which policy verified it (its address: policies live as long as their snapshot).
     policy: usize,
+    /// The version of the policy's keys it was verified with.
+    generation: u64,
     token: Box<[u8]>,
     verified: std::rc::Rc<Verified>,
     exp: Option<u64>,
@@ -473,18 +475,21 @@ impl TokenCache {
         h.finish()
     }
 
-    /// Verifies `token` for the policy at `policy`, from the cache when this core has verified
-    /// the same token for it before.
+    /// Verifies `token` for the policy at `policy` with `keys` (version `generation` of the
+    /// policy's keys), from the cache when this core has verified the same token for it before
+    /// with the same version of its keys: a key removed since no longer admits a cached token.
     pub fn verify(
         &mut self,
         policy: usize,
         spec: &JwtSpec,
+        keys: &KeySet,
+        generation: u64,
         token: &[u8],
         now_unix_secs: u64,
     ) -> Result<std::rc::Rc<Verified>, JwtError> {
         let key = Self::key(policy, token);
         if let Some(hit) = self.entries.get(&key) {
-            if hit.policy == policy && *hit.token == *token {
+            if hit.policy == policy && hit.generation == generation && *hit.token == *token {
                 let skew = spec.clock_skew.as_secs();
                 if hit
                     .exp
@@ -501,8 +506,8 @@ impl TokenCache {
                 return Ok(std::rc::Rc::clone(&hit.verified));
             }
         }
-        let verified = std::rc::Rc::new(verify(spec, token, now_unix_secs)?);
-        if self.entries.len() >= self.capacity {
+        let verified = std::rc::Rc::new(verify_with(spec, keys, token, now_unix_secs)?);
+        if self.entries.len() >= self.capacity && !self.entries.contains_key(&key) {
             if let Some(&victim) = self.entries.keys().next() {
                 self.entries.remove(&victim);
             }
@@ -512,6 +517,7 @@ impl TokenCache {
             key,
             CachedToken {
                 policy,
+                generation,
                 token: token.into(),
                 exp: time("exp"),
                 nbf: time("nbf"),
@@ -579,6 +585,16 @@ struct Header {
 /// Per request. It allocates the decoded header and the claims map (the claims are handed to
 /// the caller); signature checking is ring's.
 pub fn verify(spec: &JwtSpec, token: &[u8], now_unix_secs: u64) -> Result<Verified, JwtError> {
+    verify_with(spec, &spec.keys, token, now_unix_secs)
+}
+
+/// [`verify`] with `keys` in place of the spec's own (keys fetched from a JWKS URL).
+pub fn verify_with(
+    spec: &JwtSpec,
+    keys: &KeySet,
+    token: &[u8],
+    now_unix_secs: u64,
+) -> Result<Verified, JwtError> {
     if token.is_empty() {
         return Err(JwtError::Missing);
     }
@@ -606,8 +622,7 @@ pub fn verify(spec: &JwtSpec, token: &[u8], now_unix_secs: u64) -> Result<Verifi
         return Err(JwtError::Malformed);
     }
     let signed = &token[..token.len() - signature.len() - 1];
-    spec.keys
-        .check(header.kid.as_deref(), alg, signature, signed.as_bytes())?;
+    keys.check(header.kid.as_deref(), alg, signature, signed.as_bytes())?;
 
     // Signed: now the payload may be read.
     let payload = URL_SAFE_NO_PAD
@@ -799,26 +814,27 @@ mod tests {
     fn the_token_cache_answers_repeats_and_still_checks_time() {
         let spec = hmac_spec();
         let mut cache = TokenCache::new(2);
+        let cache_verify = |cache: &mut TokenCache, policy, token: &[u8], now| {
+            cache.verify(policy, &spec, &spec.keys, 0, token, now)
+        };
         let good = token(Algorithm::HS256, None, &claims(), &hmac_signer());
-        let first = cache.verify(1, &spec, good.as_bytes(), NOW).unwrap();
-        let again = cache.verify(1, &spec, good.as_bytes(), NOW).unwrap();
+        let first = cache_verify(&mut cache, 1, good.as_bytes(), NOW).unwrap();
+        let again = cache_verify(&mut cache, 1, good.as_bytes(), NOW).unwrap();
         assert!(
             std::rc::Rc::ptr_eq(&first, &again),
             "the second use is the cached one"
         );
         // Expiry is checked on every use, cached or not.
         assert_eq!(
-            cache
-                .verify(1, &spec, good.as_bytes(), NOW + 60)
-                .unwrap_err(),
+            cache_verify(&mut cache, 1, good.as_bytes(), NOW + 60).unwrap_err(),
             JwtError::Expired
         );
         // Another policy verifies for itself; a changed token is not a hit.
-        let other = cache.verify(2, &spec, good.as_bytes(), NOW).unwrap();
+        let other = cache_verify(&mut cache, 2, good.as_bytes(), NOW).unwrap();
         assert!(!std::rc::Rc::ptr_eq(&first, &other));
         let mut bad = good.clone();
         bad.push('x');
-        assert!(cache.verify(1, &spec, bad.as_bytes(), NOW).is_err());
+        assert!(cache_verify(&mut cache, 1, bad.as_bytes(), NOW).is_err());
         // Bounded.
         let third = token(
             Algorithm::HS256,
@@ -826,8 +842,41 @@ mod tests {
             &json!({ "sub": "carol", "exp": NOW + 60 }),
             &hmac_signer(),
         );
-        cache.verify(3, &spec, third.as_bytes(), NOW).unwrap();
+        cache_verify(&mut cache, 3, third.as_bytes(), NOW).unwrap();
         assert!(cache.len() <= 2);
+    }
+
+    #[test]
+    fn the_token_cache_forgets_tokens_verified_with_older_keys() {
+        let spec = rsa_spec();
+        let signed = token(Algorithm::RS256, Some("k1"), &claims(), &rsa_signer());
+        let with_k1 = KeySet::from_pem_public_key(RSA_PUBLIC)
+            .unwrap()
+            .with_kid("k1");
+        let mut cache = TokenCache::new(8);
+        let first = cache
+            .verify(1, &spec, &with_k1, 1, signed.as_bytes(), NOW)
+            .unwrap();
+        let again = cache
+            .verify(1, &spec, &with_k1, 1, signed.as_bytes(), NOW)
+            .unwrap();
+        assert!(std::rc::Rc::ptr_eq(&first, &again));
+        // Version 2 no longer has k1: the cached verification does not count.
+        let without = KeySet::from_pem_public_key(EC_PUBLIC)
+            .unwrap()
+            .with_kid("k2");
+        assert_eq!(
+            cache
+                .verify(1, &spec, &without, 2, signed.as_bytes(), NOW)
+                .unwrap_err(),
+            JwtError::UnknownKid("k1".into())
+        );
+        // A later version that has it again verifies afresh.
+        let back = cache
+            .verify(1, &spec, &with_k1, 3, signed.as_bytes(), NOW)
+            .unwrap();
+        assert!(!std::rc::Rc::ptr_eq(&first, &back));
+        assert_eq!(cache.len(), 1);
     }
 
     #[test]

@@ -250,6 +250,9 @@ const MISSING_BODY: &str = r#"{ "statusCode": 401, "message": "Access denied due
 const INVALID_BODY: &str = r#"{ "statusCode": 401, "message": "Access denied due to invalid subscription key. Make sure to provide a valid key for an active subscription." }"#;
 const INACTIVE_BODY: &str =
     r#"{ "statusCode": 403, "message": "Access denied due to an inactive subscription." }"#;
+const MISSING_MESSAGE: &str = "Access denied due to missing subscription key. Make sure to include subscription key when making requests to an API.";
+const INVALID_MESSAGE: &str = "Access denied due to invalid subscription key. Make sure to provide a valid key for an active subscription.";
+const INACTIVE_MESSAGE: &str = "Access denied due to an inactive subscription.";
 
 impl Denial {
     /// The HTTP status APIM answers with.
@@ -266,6 +269,15 @@ impl Denial {
             Denial::Missing => MISSING_BODY,
             Denial::Invalid | Denial::WrongScope => INVALID_BODY,
             Denial::Suspended | Denial::Cancelled => INACTIVE_BODY,
+        }
+    }
+
+    /// The message of [`Denial::body`], alone: what a JSON writer puts in `"message"`.
+    pub fn message(&self) -> &'static str {
+        match self {
+            Denial::Missing => MISSING_MESSAGE,
+            Denial::Invalid | Denial::WrongScope => INVALID_MESSAGE,
+            Denial::Suspended | Denial::Cancelled => INACTIVE_MESSAGE,
         }
     }
 
@@ -648,6 +660,24 @@ mod tests {
             assert_eq!(denial.body(), INACTIVE_BODY);
         }
         assert_ne!(Denial::Suspended.as_str(), Denial::Cancelled.as_str());
+    }
+
+    #[test]
+    fn messages_are_the_bodies_messages() {
+        for d in [
+            Denial::Missing,
+            Denial::Invalid,
+            Denial::Suspended,
+            Denial::Cancelled,
+            Denial::WrongScope,
+        ] {
+            let body = format!(
+                r#"{{ "statusCode": {}, "message": "{}" }}"#,
+                d.status(),
+                d.message()
+            );
+            assert_eq!(body, d.body());
+        }
     }
 
     #[test]
