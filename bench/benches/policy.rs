@@ -38,6 +38,7 @@ fn template(c: &mut Criterion) {
         claims: None,
         subscription: b"",
         product: b"",
+        client_cert: None,
     };
     let mut out = Vec::with_capacity(128);
     c.bench_function("policy/template_render", |b| {
@@ -84,6 +85,7 @@ fn inbound(c: &mut Criterion) {
         headers: HeadHeaders { head: &head, buf },
         route,
         now,
+        client_cert: None,
     };
     // Put the answer in the cache once, as a first request would.
     let mut ex = Exchange::default();

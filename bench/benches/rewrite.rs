@@ -35,6 +35,7 @@ fn request_head(c: &mut Criterion) {
         default_host: b"192.0.2.1:8080",
         extra: None,
         target: None,
+        https: false,
     };
     let mut out = Vec::with_capacity(1024);
     let mut group = c.benchmark_group("rewrite");

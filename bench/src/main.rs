@@ -31,7 +31,7 @@ options:
                           keep-alive connections; a new connection per request with a full
                           handshake; the same resuming a TLS 1.3 ticket
   --handshake-rate RPS    peers, tls contenders: the fixed rate of the full and resumed runs,
-                          0 for none (default 1000)
+                          0 for none (default 500)
   --workers LIST          scaling: worker counts (default 1,2,4,... up to the CPUs)
   --driver ringload|wrk   the load generator (default ringload; wrk: closed loop only)
   --ringload PATH         the ringload binary (default target/release/ringload)
@@ -114,7 +114,7 @@ fn parse(mode: &str, args: &[String]) -> Result<Options, Error> {
         rate: 20_000,
         contenders: vec![Kind::Ringway, Kind::Nginx, Kind::Haproxy],
         tls_modes: TlsMode::ALL.to_vec(),
-        handshake_rate: 1000,
+        handshake_rate: 500,
         workers: Vec::new(),
         driver: DriverChoice::Ringload,
         ringload: None,
@@ -220,16 +220,16 @@ mod tests {
         let o = parse(
             "peers",
             &args(
-                "--contenders ringway-tls,nginx-tls --tls-modes full,resumed --handshake-rate 500",
+                "--contenders ringway-tls,nginx-tls --tls-modes full,resumed --handshake-rate 250",
             ),
         )
         .unwrap();
         assert_eq!(o.contenders, [Kind::RingwayTls, Kind::NginxTls]);
         assert_eq!(o.tls_modes, [TlsMode::Full, TlsMode::Resumed]);
-        assert_eq!(o.handshake_rate, 500);
+        assert_eq!(o.handshake_rate, 250);
         let o = parse("peers", &args("--quick")).unwrap();
         assert_eq!(o.tls_modes, TlsMode::ALL);
-        assert_eq!(o.handshake_rate, 1000);
+        assert_eq!(o.handshake_rate, 500);
         let o = parse("scaling", &args("--workers 1,2,8 --bodies 1k --no-build")).unwrap();
         assert_eq!(o.workers, [1, 2, 8]);
         assert_eq!(o.bodies[0].bytes, 1024);

@@ -281,3 +281,33 @@ fn open_loop_with_a_new_connection_per_request() {
     assert_eq!(doc["tls"]["handshakes"], 100, "{doc}");
     assert_eq!(origin.count(|c| &c.requests), 100);
 }
+
+#[test]
+fn many_connections_reopened_at_once_all_resume() {
+    // More connections than rustls's own cache keeps tickets for one server (8): each
+    // connection's first handshake is full, every later one resumes.
+    let origin = TlsOrigin::start();
+    let url = origin.url();
+    let doc = run_json(
+        "many",
+        &[
+            "-n",
+            "640",
+            "-c",
+            "32",
+            "-w",
+            "1",
+            "-k",
+            "--new-connection",
+            &url,
+        ],
+    );
+    assert_eq!(doc["requests"], 640, "{doc}");
+    let tls = &doc["tls"];
+    assert!(tls["full"].as_u64().unwrap() <= 32, "{doc}");
+    assert!(tls["resumed"].as_u64().unwrap() >= 608, "{doc}");
+    assert_eq!(
+        origin.count(|c| &c.resumed),
+        tls["resumed"].as_u64().unwrap()
+    );
+}

@@ -41,14 +41,20 @@ impl Snapshot {
         let mut backend_targets = Vec::with_capacity(config.backends.len());
         for (backend, b) in config.backends.iter().enumerate() {
             let start = targets.len();
-            targets.extend(b.targets.iter().map(|t| TargetInfo {
-                backend,
-                addr: t.addr,
-                authority: t.authority.clone(),
-                tls: b.tls.as_ref().zip(t.tls_name.as_ref()).map(|(client, name)| TargetTls {
-                    client: std::sync::Arc::clone(client),
-                    name: name.clone(),
-                }),
+            targets.extend(b.targets.iter().map(|t| {
+                TargetInfo {
+                    backend,
+                    addr: t.addr,
+                    authority: t.authority.clone(),
+                    tls: b
+                        .tls
+                        .as_ref()
+                        .zip(t.tls_name.as_ref())
+                        .map(|(client, name)| TargetTls {
+                            client: std::sync::Arc::clone(client),
+                            name: name.clone(),
+                        }),
+                }
             }));
             backend_targets.push(start..targets.len());
         }

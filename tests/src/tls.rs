@@ -199,7 +199,11 @@ pub struct TlsClient {
 
 impl TlsClient {
     /// Connects and completes the handshake, sending `sni` (a DNS name or an IP address).
-    pub fn connect(addr: SocketAddr, sni: &str, config: Arc<ClientConfig>) -> io::Result<TlsClient> {
+    pub fn connect(
+        addr: SocketAddr,
+        sni: &str,
+        config: Arc<ClientConfig>,
+    ) -> io::Result<TlsClient> {
         let tcp = TcpStream::connect(addr)?;
         tcp.set_read_timeout(Some(IO_TIMEOUT))?;
         tcp.set_write_timeout(Some(IO_TIMEOUT))?;
@@ -276,7 +280,8 @@ impl TlsClient {
                     .then(|| v.trim().to_string())
             })
         };
-        let body = if let Some(len) = header("content-length").and_then(|l| l.parse::<usize>().ok()) {
+        let body = if let Some(len) = header("content-length").and_then(|l| l.parse::<usize>().ok())
+        {
             while self.buf.len() < len {
                 self.fill()?;
             }
@@ -378,7 +383,8 @@ impl TlsOrigin {
                     let _ = tcp.set_nonblocking(false);
                     let _ = tcp.set_read_timeout(Some(IO_TIMEOUT));
                     let config = config.clone();
-                    let (handshakes, requests, name) = (handshakes.clone(), requests.clone(), name.clone());
+                    let (handshakes, requests, name) =
+                        (handshakes.clone(), requests.clone(), name.clone());
                     let (last_sni, last_client_cert) = (last_sni.clone(), last_client_cert.clone());
                     std::thread::spawn(move || {
                         let Ok(conn) = rustls::ServerConnection::new(config) else {

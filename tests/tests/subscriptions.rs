@@ -1,8 +1,8 @@
 //! Subscription keys and products through the real binary: where the key is read (header
 //! before query, configurable names), primary and secondary keys, APIM's 401 and 403 answers,
 //! product policies in scope order, open products, per-subscription limits (`{subscription}`
-//! counter keys and `rate-limit`), `vary_by_subscription`, keys kept out of the logs, and the
-//! worked example `examples/secure-gateway.yaml`.
+//! counter keys and `rate-limit`), `vary_by_subscription`, keys kept out of the logs, CORS
+//! preflights (which carry no key), and the worked example `examples/secure-gateway.yaml`.
 
 use std::time::Duration;
 

@@ -59,7 +59,12 @@ fn certificates_are_chosen_by_sni_with_a_default() {
     assert_eq!(r.server_cert, a.der);
     assert_eq!(at("x.b.test").server_cert, wild.der);
     // A name no certificate holds, and no SNI at all (an IP address), get the default.
-    assert_eq!(tls_get(rw.addr(), "127.0.0.1", client.clone(), "/").unwrap().server_cert, fallback.der);
+    assert_eq!(
+        tls_get(rw.addr(), "127.0.0.1", client.clone(), "/")
+            .unwrap()
+            .server_cert,
+        fallback.der
+    );
     // The wildcard covers one label only; a deeper name gets the default, which the client
     // then refuses (the default does not hold that name).
     assert!(tls_get(rw.addr(), "deep.x.b.test", client.clone(), "/").is_err());
@@ -90,7 +95,12 @@ fn alpn_offers_http1_only_and_versions_follow_min_version() {
     assert!(tls_get(rw.addr(), "a.test", setup.config(), "/").is_err());
     // No ALPN at all is fine (HTTP/1.1 is assumed).
     setup.alpn = Vec::new();
-    assert_eq!(tls_get(rw.addr(), "a.test", setup.config(), "/").unwrap().status, 200);
+    assert_eq!(
+        tls_get(rw.addr(), "a.test", setup.config(), "/")
+            .unwrap()
+            .status,
+        200
+    );
     // TLS 1.2 is refused under min_version 1.3.
     let mut old = ClientSetup::new(&ca);
     old.tls12_only = true;
@@ -209,7 +219,10 @@ fn a_changed_certificate_is_served_without_a_failed_request_and_a_broken_one_is_
     };
     let deadline = Instant::now() + Duration::from_secs(10);
     while served() != new.der {
-        assert!(Instant::now() < deadline, "the new certificate was never served");
+        assert!(
+            Instant::now() < deadline,
+            "the new certificate was never served"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     std::thread::sleep(Duration::from_millis(300));
@@ -217,14 +230,21 @@ fn a_changed_certificate_is_served_without_a_failed_request_and_a_broken_one_is_
     for t in load {
         t.join().unwrap();
     }
-    assert_eq!(failures.load(Ordering::Relaxed), 0, "requests failed during the reload");
+    assert_eq!(
+        failures.load(Ordering::Relaxed),
+        0,
+        "requests failed during the reload"
+    );
     assert!(answered.load(Ordering::Relaxed) > 20);
     rw.wait_for_output(Duration::from_secs(5), "the reload line", |s| {
         s.contains("listener tls: certificates reloaded")
     });
 
     // A broken certificate: reported with its path, and the one in force keeps serving.
-    replace(&c, "-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n");
+    replace(
+        &c,
+        "-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n",
+    );
     let path = c.display().to_string();
     rw.wait_for_output(Duration::from_secs(5), "the refused reload", |s| {
         s.contains("certificates not reloaded") && s.contains(&path)
@@ -266,7 +286,10 @@ fn required_client_certificates_are_verified_in_the_handshake() {
     // No certificate: the handshake fails (TLS 1.3 reports it on the first read).
     assert!(tls_get(addr, "a.test", setup.config(), "/").is_err());
     setup.identity = Some(ca.client("alice"));
-    assert_eq!(tls_get(addr, "a.test", setup.config(), "/").unwrap().status, 200);
+    assert_eq!(
+        tls_get(addr, "a.test", setup.config(), "/").unwrap().status,
+        200
+    );
     // A certificate from another CA, and an expired one, fail too.
     setup.identity = Some(Ca::new("Someone Else").client("mallory"));
     assert!(tls_get(addr, "a.test", setup.config(), "/").is_err());
@@ -282,12 +305,72 @@ fn optional_client_certificates_pass_without_one() {
     let rw = mtls("optional", &ca, &dir, &origin, "");
     let addr = rw.addr();
     let mut setup = ClientSetup::new(&ca);
-    assert_eq!(tls_get(addr, "a.test", setup.config(), "/").unwrap().status, 200);
+    assert_eq!(
+        tls_get(addr, "a.test", setup.config(), "/").unwrap().status,
+        200
+    );
     setup.identity = Some(ca.client("alice"));
-    assert_eq!(tls_get(addr, "a.test", setup.config(), "/").unwrap().status, 200);
+    assert_eq!(
+        tls_get(addr, "a.test", setup.config(), "/").unwrap().status,
+        200
+    );
     // A certificate that does not verify still fails the handshake.
     setup.identity = Some(Ca::new("Someone Else").client("mallory"));
     assert!(tls_get(addr, "a.test", setup.config(), "/").is_err());
+}
+
+#[test]
+fn a_policy_demands_a_certificate_and_reads_its_identity() {
+    let origin = Origin::start("o");
+    let dir = TempDir::new();
+    let ca = Ca::new("Ringway Test CA");
+    let policies = "    policies:\n      inbound:\n        - validate-client-certificate:\n            identities:\n              - common_name: alice\n        - set-header: {name: X-Client-Subject, value: \"{client_cert:subject}\"}\n        - set-header: {name: X-Client-Fingerprint, value: \"{client_cert:fingerprint}\"}\n";
+    let rw = mtls("optional", &ca, &dir, &origin, policies);
+    let addr = rw.addr();
+    let mut setup = ClientSetup::new(&ca);
+    // No certificate: the handshake passes (optional), the policy answers 403.
+    let r = tls_get(addr, "a.test", setup.config(), "/").unwrap();
+    assert_eq!(r.status, 403);
+    // A verified certificate of someone not listed: 403 as well.
+    setup.identity = Some(ca.client("bob"));
+    assert_eq!(
+        tls_get(addr, "a.test", setup.config(), "/").unwrap().status,
+        403
+    );
+    // Alice passes, and the backend is told who she is.
+    let alice = ca.client("alice");
+    setup.identity = Some(alice.clone());
+    let r = tls_get(addr, "a.test", setup.config(), "/who").unwrap();
+    assert_eq!(r.status, 200);
+    let seen = origin.last_request().unwrap();
+    let subject = seen.header("x-client-subject").unwrap().to_string();
+    assert!(subject.contains("CN=alice"), "{subject}");
+    assert!(subject.contains("O=Ringway Tests"), "{subject}");
+    let fingerprint = seen.header("x-client-fingerprint").unwrap();
+    assert_eq!(fingerprint.len(), 64);
+    // A per-certificate rate limit keyed on {client_cert:fingerprint} would see this value:
+    // it is the SHA-256 of the certificate the client presented.
+    let expected: String = ring_sha256_hex(&alice.der);
+    assert_eq!(fingerprint, expected);
+}
+
+fn ring_sha256_hex(der: &[u8]) -> String {
+    let out = std::process::Command::new("openssl")
+        .args(["dgst", "-sha256", "-r"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            use std::io::Write;
+            child.stdin.take().unwrap().write_all(der)?;
+            child.wait_with_output()
+        })
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string()
 }
 
 #[test]
@@ -314,7 +397,10 @@ fn a_stalled_handshake_is_closed_by_the_header_timeout() {
     }
     // The listener still serves.
     let client = ClientSetup::new(&ca).config();
-    assert_eq!(tls_get(rw.addr(), "a.test", client, "/").unwrap().status, 200);
+    assert_eq!(
+        tls_get(rw.addr(), "a.test", client, "/").unwrap().status,
+        200
+    );
 }
 
 #[test]
@@ -329,7 +415,10 @@ fn plain_http_to_a_tls_listener_is_refused_cleanly() {
     plain.send_raw(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n");
     assert!(plain.try_read_response().is_err());
     let client = ClientSetup::new(&ca).config();
-    assert_eq!(tls_get(rw.addr(), "a.test", client, "/").unwrap().status, 200);
+    assert_eq!(
+        tls_get(rw.addr(), "a.test", client, "/").unwrap().status,
+        200
+    );
 }
 
 #[test]
@@ -341,7 +430,10 @@ fn a_config_with_unreadable_or_mismatched_files_is_refused_with_the_path() {
     let missing = dir.path().join("missing.key");
     for (key, expect) in [
         (missing.clone(), missing.display().to_string()),
-        (other_key.clone(), "does not belong to the certificate".to_string()),
+        (
+            other_key.clone(),
+            "does not belong to the certificate".to_string(),
+        ),
     ] {
         let yaml = format!(
             "listeners:\n  - address: 127.0.0.1:0\n    tls:\n      certificates:\n{}routes:\n  - return_response: {{status: 200}}\n",
@@ -353,7 +445,8 @@ fn a_config_with_unreadable_or_mismatched_files_is_refused_with_the_path() {
             &[],
             Duration::from_secs(20),
         );
-        let text = String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
+        let text = String::from_utf8_lossy(&out.stderr).to_string()
+            + &String::from_utf8_lossy(&out.stdout);
         assert!(!out.status.success());
         assert!(text.contains("listeners[0].tls"), "{text}");
         assert!(text.contains(&expect), "{text}");
@@ -363,10 +456,17 @@ fn a_config_with_unreadable_or_mismatched_files_is_refused_with_the_path() {
 fn ready_curl_and_openssl() {
     for tool in ["curl", "openssl"] {
         let found = std::process::Command::new(tool)
-            .arg(if tool == "curl" { "--version" } else { "version" })
+            .arg(if tool == "curl" {
+                "--version"
+            } else {
+                "version"
+            })
             .output()
             .is_ok_and(|o| o.status.success());
-        assert!(found, "{tool} is required by these tests (scripts/test installs it)");
+        assert!(
+            found,
+            "{tool} is required by these tests (scripts/test installs it)"
+        );
     }
 }
 
@@ -390,7 +490,11 @@ fn curl_and_openssl_s_client_talk_to_the_listener() {
         .arg(format!("https://a.test:{port}/curl"))
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(String::from_utf8_lossy(&out.stdout), "GET /curl");
 
     // openssl s_client: the chain verifies, ALPN is http/1.1, and a saved session resumes.
@@ -408,7 +512,8 @@ fn curl_and_openssl_s_client_talk_to_the_listener() {
         {
             use std::io::Write;
             let mut stdin = child.stdin.take().unwrap();
-            let _ = stdin.write_all(b"GET /ossl HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n");
+            let _ =
+                stdin.write_all(b"GET /ossl HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n");
             // s_client sends what it read, then waits for the answer before closing.
             std::thread::sleep(Duration::from_millis(700));
         }

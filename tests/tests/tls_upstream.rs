@@ -33,7 +33,10 @@ fn a_verified_upstream_is_reached_with_sni_and_pooled() {
     assert_eq!(origin.requests.load(Ordering::SeqCst), 5);
     // One handshake: the other four requests reused the pooled TLS connection.
     assert_eq!(origin.handshakes.load(Ordering::SeqCst), 1);
-    assert_eq!(origin.last_sni.lock().unwrap().as_deref(), Some("origin.test"));
+    assert_eq!(
+        origin.last_sni.lock().unwrap().as_deref(),
+        Some("origin.test")
+    );
 }
 
 #[test]
@@ -110,7 +113,11 @@ fn tls_settings_on_plain_targets_are_refused() {
         &[],
         std::time::Duration::from_secs(20),
     );
-    let text = String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
+    let text =
+        String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
     assert!(!out.status.success());
-    assert!(text.contains("backends[0].tls: TLS settings need https:// target URLs"), "{text}");
+    assert!(
+        text.contains("backends[0].tls: TLS settings need https:// target URLs"),
+        "{text}"
+    );
 }

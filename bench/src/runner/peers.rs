@@ -264,14 +264,21 @@ pub fn run(opts: &Options) -> Result<Report, Error> {
                 .join(", ")
         ),
         format!(
-            "contenders, one at a time on CPU {proxy_cpu}, one worker each: Ringway \
-                 (examples/basic-proxy.yaml), nginx (upstream keepalive 128), HAProxy \
-                 (nbthread 1, http-reuse always)"
+            "contenders, one at a time on CPU {proxy_cpu}, one worker each: {}",
+            opts.contenders
+                .iter()
+                .map(|&k| describe(k))
+                .collect::<Vec<_>>()
+                .join(", ")
         ),
-        format!(
-            "load from CPU {origin_cpu}: {load_desc}; warm-up {:?} per contender and round",
-            opts.warmup
-        ),
+        if opts.contenders.iter().all(|k| k.is_tls()) {
+            format!("warm-up {:?} per contender and round", opts.warmup)
+        } else {
+            format!(
+                "load from CPU {origin_cpu}: {load_desc}; warm-up {:?} per contender and round",
+                opts.warmup
+            )
+        },
         format!(
             "{} round(s), contenders interleaved; CPU µs/req is utime+stime of the proxy's \
                  process tree over the run ÷ requests; \"÷ origin's\" divides that by the \
@@ -298,6 +305,19 @@ pub fn run(opts: &Options) -> Result<Report, Error> {
             .then(|| "nginx-tls".into()),
         runs,
     })
+}
+
+/// A contender as the report's set-up names it.
+fn describe(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Ringway => "Ringway (examples/basic-proxy.yaml)",
+        Kind::RingwayApiMiss => "ringway-api-miss (bench/configs/api-policies.yaml, never stored)",
+        Kind::RingwayApiHit => "ringway-api-hit (bench/configs/api-policies.yaml, cache hits)",
+        Kind::Nginx => "nginx (upstream keepalive 128)",
+        Kind::Haproxy => "HAProxy (nbthread 1, http-reuse always)",
+        Kind::RingwayTls => "ringway-tls (TLS, below)",
+        Kind::NginxTls => "nginx-tls (TLS, below)",
+    }
 }
 
 /// The lines that say how the TLS runs were made, and what they negotiated.

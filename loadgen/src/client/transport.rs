@@ -5,12 +5,14 @@
 //! TLS runs over our own [`TlsStream`], a `rustls::ClientConnection` over a monoio
 //! `TcpStream`, so that each handshake can say whether it was full or resumed. Each worker has
 //! its own client config ([`for_worker`]): with `--tls-resume on` its connections share one
-//! session cache (no lock shared with other workers), and a reconnect resumes the session a
-//! previous connection was given (TLS 1.3 tickets, or TLS 1.2 session ids and tickets).
+//! session cache ([`SessionCache`], no lock shared with other workers), and a reconnect
+//! resumes the session a previous connection was given (TLS 1.3 tickets, or TLS 1.2 session
+//! ids and tickets).
 
+use std::collections::{HashMap, VecDeque};
 use std::io::{self, BufRead, Write};
 use std::os::fd::{AsRawFd, RawFd};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use monoio::buf::{IoBuf, IoBufMut, IoVecBuf, IoVecBufMut, RawBuf};
@@ -18,12 +20,14 @@ use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
 use monoio::net::TcpStream;
 use monoio::BufResult;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::client::Resumption;
+use rustls::client::{
+    ClientSessionStore, Resumption, Tls12ClientSessionValue, Tls13ClientSessionValue,
+};
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{
-    ClientConfig, ClientConnection, DigitallySignedStruct, HandshakeKind, ProtocolVersion,
-    RootCertStore, SignatureScheme,
+    ClientConfig, ClientConnection, DigitallySignedStruct, HandshakeKind, NamedGroup,
+    ProtocolVersion, RootCertStore, SignatureScheme,
 };
 
 use crate::target::{Scheme, Target};
@@ -81,8 +85,8 @@ impl Default for TlsOptions {
     }
 }
 
-/// The sessions the client remembers, per server name: TLS 1.3 keeps up to 8 tickets a name.
-const SESSION_CACHE: usize = 256;
+/// The TLS 1.3 tickets a worker keeps per server name (the newest; each is used once).
+const TICKETS_PER_SERVER: usize = 4096;
 
 /// TLS for one URL: the client config and the name to send.
 #[derive(Clone)]
@@ -159,7 +163,7 @@ pub fn for_worker(tls: &[Option<TlsTarget>]) -> Vec<Option<TlsTarget>> {
     };
     let mut config = (*base.config).clone();
     if base.resume {
-        config.resumption = Resumption::in_memory_sessions(SESSION_CACHE);
+        config.resumption = SessionCache::resumption();
     }
     let config = Arc::new(config);
     tls.iter()
@@ -201,13 +205,88 @@ fn client_config(o: &TlsOptions) -> Result<ClientConfig, String> {
         builder.with_root_certificates(roots).with_no_client_auth()
     };
     config.resumption = if o.resume {
-        Resumption::in_memory_sessions(SESSION_CACHE)
+        SessionCache::resumption()
     } else {
         // No session store and no TLS 1.2 session ticket extension: nothing to resume is
         // offered, so every handshake is a full one.
         Resumption::disabled()
     };
     Ok(config)
+}
+
+/// A worker's sessions, shared by its connections. rustls's own in-memory cache keeps at most
+/// 8 TLS 1.3 tickets per server name: when more connections than that reopen at once (tens of
+/// connections against a server that answers them in batches), most find no ticket and make a
+/// full handshake. This one keeps up to [`TICKETS_PER_SERVER`]; otherwise it behaves as
+/// rustls's: one TLS 1.2 session per name, TLS 1.3 tickets used once, the newest first.
+#[derive(Default)]
+pub struct SessionCache {
+    servers: Mutex<HashMap<ServerName<'static>, Sessions>>,
+}
+
+#[derive(Default)]
+struct Sessions {
+    kx_hint: Option<NamedGroup>,
+    tls12: Option<Tls12ClientSessionValue>,
+    tls13: VecDeque<Tls13ClientSessionValue>,
+}
+
+impl SessionCache {
+    /// Resumption with TLS 1.3 tickets and TLS 1.2 session ids or tickets, from a new cache.
+    pub fn resumption() -> Resumption {
+        Resumption::store(Arc::new(SessionCache::default()))
+    }
+
+    fn with<R>(&self, name: &ServerName<'static>, f: impl FnOnce(&mut Sessions) -> R) -> Option<R> {
+        let mut servers = self.servers.lock().unwrap_or_else(|e| e.into_inner());
+        servers.get_mut(name).map(f)
+    }
+
+    fn edit(&self, name: ServerName<'static>, f: impl FnOnce(&mut Sessions)) {
+        let mut servers = self.servers.lock().unwrap_or_else(|e| e.into_inner());
+        f(servers.entry(name).or_default());
+    }
+}
+
+impl std::fmt::Debug for SessionCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionCache").finish_non_exhaustive()
+    }
+}
+
+impl ClientSessionStore for SessionCache {
+    fn set_kx_hint(&self, name: ServerName<'static>, group: NamedGroup) {
+        self.edit(name, |s| s.kx_hint = Some(group));
+    }
+
+    fn kx_hint(&self, name: &ServerName<'_>) -> Option<NamedGroup> {
+        self.with(&name.to_owned(), |s| s.kx_hint).flatten()
+    }
+
+    fn set_tls12_session(&self, name: ServerName<'static>, value: Tls12ClientSessionValue) {
+        self.edit(name, |s| s.tls12 = Some(value));
+    }
+
+    fn tls12_session(&self, name: &ServerName<'_>) -> Option<Tls12ClientSessionValue> {
+        self.with(&name.to_owned(), |s| s.tls12.clone()).flatten()
+    }
+
+    fn remove_tls12_session(&self, name: &ServerName<'static>) {
+        self.with(name, |s| s.tls12 = None);
+    }
+
+    fn insert_tls13_ticket(&self, name: ServerName<'static>, value: Tls13ClientSessionValue) {
+        self.edit(name, |s| {
+            if s.tls13.len() >= TICKETS_PER_SERVER {
+                s.tls13.pop_front();
+            }
+            s.tls13.push_back(value);
+        });
+    }
+
+    fn take_tls13_ticket(&self, name: &ServerName<'static>) -> Option<Tls13ClientSessionValue> {
+        self.with(name, |s| s.tls13.pop_back()).flatten()
+    }
 }
 
 /// TLS bytes read from the socket at a time: a whole record of 16 KiB and its overhead.
@@ -477,6 +556,7 @@ mod tests {
         let tls = tls_targets(&targets, &on).unwrap();
         let config = &tls[0].as_ref().unwrap().config;
         assert!(!disabled(config));
+        assert!(format!("{:?}", config.resumption).contains("SessionCache"));
         // Each worker gets its own cache, still on.
         let mine = for_worker(&tls);
         let worker_config = &mine[0].as_ref().unwrap().config;

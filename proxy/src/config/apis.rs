@@ -186,6 +186,7 @@ policies! {
     "cors" => Cors(CorsDoc),
     "request-size-limit" => RequestSizeLimit(SizeLimitDoc),
     "validate-jwt" => ValidateJwt(ValidateJwtDoc),
+    "validate-client-certificate" => ValidateClientCert(ClientCertDoc),
 }
 
 #[derive(Debug, Clone, Copy, Deserialize)]
@@ -309,6 +310,37 @@ pub enum ClaimMatch {
     #[default]
     All,
     Any,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a mapping with identities, validate_not_before, validate_not_after, \
+                 failed_validation_httpcode, failed_validation_error_message"
+)]
+pub struct ClientCertDoc {
+    #[serde(default)]
+    pub identities: Vec<ClientIdentityDoc>,
+    pub validate_not_before: Option<bool>,
+    pub validate_not_after: Option<bool>,
+    pub failed_validation_httpcode: Option<u16>,
+    pub failed_validation_error_message: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "an identity: a mapping with any of thumbprint, fingerprint, serial_number, \
+                 common_name, subject, issuer_subject, dns_name"
+)]
+pub struct ClientIdentityDoc {
+    pub thumbprint: Option<String>,
+    pub fingerprint: Option<String>,
+    pub serial_number: Option<String>,
+    pub common_name: Option<String>,
+    pub subject: Option<String>,
+    pub issuer_subject: Option<String>,
+    pub dns_name: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -1419,6 +1451,67 @@ impl Compiler<'_> {
             PolicyDoc::ValidateJwt(d) => {
                 Policy::ValidateJwt(Box::new(self.validate_jwt(path, d, errors)?))
             }
+            PolicyDoc::ValidateClientCert(d) => {
+                let status = d.failed_validation_httpcode.unwrap_or(403);
+                if !(400..=599).contains(&status) {
+                    errors.push(
+                        format_args!("{path}.failed_validation_httpcode"),
+                        format!("must be from 400 to 599, not {status}"),
+                    );
+                }
+                let mut identities = Vec::new();
+                for (i, id) in d.identities.iter().enumerate() {
+                    let hex = |v: &Option<String>, name: &str, len: usize, errors: &mut Errors| {
+                        let v = v.as_ref()?;
+                        let clean: String = v.chars().filter(|c| *c != ':').collect();
+                        if clean.is_empty()
+                            || (len > 0 && clean.len() != len)
+                            || !clean.chars().all(|c| c.is_ascii_hexdigit())
+                        {
+                            errors.push(
+                                format_args!("{path}.identities[{i}].{name}"),
+                                format!(
+                                    "{v:?} is not a hex digest{}",
+                                    if len > 0 {
+                                        format!(" of {} bytes", len / 2)
+                                    } else {
+                                        String::new()
+                                    }
+                                ),
+                            );
+                        }
+                        Some(clean.to_ascii_uppercase())
+                    };
+                    let identity = crate::policy::ClientIdentity {
+                        thumbprint: hex(&id.thumbprint, "thumbprint", 40, errors),
+                        fingerprint: hex(&id.fingerprint, "fingerprint", 64, errors),
+                        serial_number: hex(&id.serial_number, "serial_number", 0, errors),
+                        common_name: id.common_name.clone(),
+                        subject: id.subject.clone(),
+                        issuer_subject: id.issuer_subject.clone(),
+                        dns_name: id.dns_name.as_ref().map(|d| d.to_ascii_lowercase()),
+                    };
+                    if identity.is_empty() {
+                        errors.push(
+                            format_args!("{path}.identities[{i}]"),
+                            "give at least one of thumbprint, fingerprint, serial_number, \
+                             common_name, subject, issuer_subject, dns_name",
+                        );
+                    }
+                    identities.push(identity);
+                }
+                Policy::ValidateClientCert(Box::new(crate::policy::ValidateClientCert {
+                    identities,
+                    not_before: d.validate_not_before.unwrap_or(true),
+                    not_after: d.validate_not_after.unwrap_or(true),
+                    status,
+                    message: d
+                        .failed_validation_error_message
+                        .clone()
+                        .unwrap_or_else(|| "Invalid client certificate".to_string())
+                        .into(),
+                }))
+            }
             PolicyDoc::RequestSizeLimit(d) => {
                 if d.max_bytes.0 == 0 {
                     errors.push(format_args!("{path}.max_bytes"), "must be greater than 0");
@@ -2218,6 +2311,7 @@ fn allowed(kind: Kind, p: &PolicyDoc) -> bool {
                 | P::Cors(_)
                 | P::RequestSizeLimit(_)
                 | P::ValidateJwt(_)
+                | P::ValidateClientCert(_)
         ),
         Kind::Backend => matches!(p, P::Retry(_) | P::SetBackend(_)),
         Kind::Outbound => matches!(

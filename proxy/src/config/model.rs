@@ -147,7 +147,10 @@ pub struct TlsCertificate {
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, expecting = "a mapping with mode (required or optional) and ca")]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a mapping with mode (required or optional) and ca"
+)]
 pub struct ClientAuth {
     pub mode: ClientAuthMode,
     pub ca: String,

@@ -115,10 +115,38 @@ pub enum StateDoc {
     Cancelled,
 }
 
-/// A key hash as written. Its `Debug` shows nothing, in case a key was written in its place.
-#[derive(Deserialize)]
-#[serde(transparent)]
+/// A key hash as written. Its `Debug` shows nothing, in case a key was written in its place,
+/// and a number or a boolean there (a key, unquoted) is kept as no text at all, so that no
+/// message can repeat it.
 pub struct HashText(String);
+
+impl<'de> Deserialize<'de> for HashText {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<HashText, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = HashText;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a key hash: sha256:<64 hex digits>")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<HashText, E> {
+                Ok(HashText(v.to_owned()))
+            }
+            fn visit_u64<E: de::Error>(self, _: u64) -> Result<HashText, E> {
+                Ok(HashText(String::new()))
+            }
+            fn visit_i64<E: de::Error>(self, _: i64) -> Result<HashText, E> {
+                Ok(HashText(String::new()))
+            }
+            fn visit_f64<E: de::Error>(self, _: f64) -> Result<HashText, E> {
+                Ok(HashText(String::new()))
+            }
+            fn visit_bool<E: de::Error>(self, _: bool) -> Result<HashText, E> {
+                Ok(HashText(String::new()))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
 
 impl fmt::Debug for HashText {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -182,14 +210,15 @@ fn key_hash(path: String, text: &HashText, errors: &mut Errors) -> Option<KeyHas
     text.0
         .parse::<KeyHash>()
         .map_err(|e| {
-            errors.push(
-                path,
-                format!(
-                    "not a key hash ({e}); the configuration holds sha256:<64 hex digits> of \
-                     each key, never the key: run `ringway key hash KEY` and write its output \
-                     here"
-                ),
-            )
+            if text.0.starts_with("sha256:") {
+                errors.push(path, format!("not a key hash: {e}"));
+            } else {
+                errors.push(
+                    path,
+                    "not a key hash: the configuration holds sha256:<64 hex digits> of each key, \
+                     never the key itself; run `ringway key hash KEY` and write its output here",
+                );
+            }
         })
         .ok()
 }

@@ -513,7 +513,10 @@ fn listener_tls(
         );
     }
     let tls13_only = min_version(path, t.min_version.as_deref(), errors);
-    let alpn = t.alpn.clone().unwrap_or_else(|| vec!["http/1.1".to_string()]);
+    let alpn = t
+        .alpn
+        .clone()
+        .unwrap_or_else(|| vec!["http/1.1".to_string()]);
     for (i, p) in alpn.iter().enumerate() {
         match p.as_str() {
             "http/1.1" | "http/1.0" => {}

@@ -54,7 +54,10 @@ pub enum Policy {
     /// `return-response` and `mock-response`: answer now, without the backend.
     Respond(Box<Respond>),
     /// `set-status`.
-    SetStatus { code: u16, reason: Box<str> },
+    SetStatus {
+        code: u16,
+        reason: Box<str>,
+    },
     /// `set-backend-service`: the backend (by index) requests go to.
     SetBackend(usize),
     /// `rate-limit-by-key`.
@@ -85,6 +88,7 @@ pub enum Policy {
     Cors(Box<auth::access::Cors>),
     /// `request-size-limit`: the largest request body, in bytes.
     RequestSizeLimit(u64),
+    ValidateClientCert(Box<ValidateClientCert>),
     /// `validate-jwt`.
     ValidateJwt(Box<ValidateJwt>),
 }
@@ -110,6 +114,77 @@ pub struct ValidateJwt {
     pub source: TokenSource,
     pub status: u16,
     pub message: Box<str>,
+}
+
+/// `validate-client-certificate`: the TLS client certificate the connection presented (already
+/// verified against the listener's CA in the handshake) must be present, within its validity
+/// dates, and, when identities are listed, match one of them (all the fields an identity gives).
+#[derive(Clone, Debug)]
+pub struct ValidateClientCert {
+    pub identities: Vec<ClientIdentity>,
+    pub not_before: bool,
+    pub not_after: bool,
+    pub status: u16,
+    pub message: Box<str>,
+}
+
+/// One accepted identity. Digests and serials are upper-case hex without colons.
+#[derive(Clone, Debug, Default)]
+pub struct ClientIdentity {
+    pub thumbprint: Option<String>,
+    pub fingerprint: Option<String>,
+    pub serial_number: Option<String>,
+    pub common_name: Option<String>,
+    pub subject: Option<String>,
+    pub issuer_subject: Option<String>,
+    /// Lower case.
+    pub dns_name: Option<String>,
+}
+
+impl ClientIdentity {
+    pub fn is_empty(&self) -> bool {
+        self.thumbprint.is_none()
+            && self.fingerprint.is_none()
+            && self.serial_number.is_none()
+            && self.common_name.is_none()
+            && self.subject.is_none()
+            && self.issuer_subject.is_none()
+            && self.dns_name.is_none()
+    }
+
+    /// Whether `cert` matches every field this identity gives.
+    pub fn matches(&self, cert: &crate::tls::ClientCert) -> bool {
+        let eq = |want: &Option<String>, have: &str| want.as_ref().is_none_or(|w| w == have);
+        eq(&self.thumbprint, &cert.thumbprint)
+            && self
+                .fingerprint
+                .as_ref()
+                .is_none_or(|f| f.eq_ignore_ascii_case(&cert.fingerprint))
+            && eq(&self.serial_number, &cert.serial)
+            && eq(&self.common_name, &cert.common_name)
+            && eq(&self.subject, &cert.subject)
+            && eq(&self.issuer_subject, &cert.issuer)
+            && self
+                .dns_name
+                .as_ref()
+                .is_none_or(|d| cert.sans.iter().any(|s| s.eq_ignore_ascii_case(d)))
+    }
+}
+
+impl ValidateClientCert {
+    /// Whether `cert` (None: the client sent none) passes, at `now` (unix seconds).
+    pub fn passes(&self, cert: Option<&crate::tls::ClientCert>, now: i64) -> bool {
+        let Some(cert) = cert else {
+            return false;
+        };
+        if self.not_before && now < cert.not_before {
+            return false;
+        }
+        if self.not_after && now > cert.not_after {
+            return false;
+        }
+        self.identities.is_empty() || self.identities.iter().any(|i| i.matches(cert))
+    }
 }
 
 /// A `retry` policy: its settings, and its retry budget's index in each worker's table.
@@ -191,6 +266,7 @@ impl Policy {
             | Policy::CheckHeader(_)
             | Policy::Cors(_)
             | Policy::RequestSizeLimit(_)
+            | Policy::ValidateClientCert(_)
             | Policy::ValidateJwt(_) => false,
         }
     }

@@ -341,6 +341,8 @@ pub struct Ctx<'a, H: HeaderLookup> {
     pub headers: H,
     pub route: &'a Route,
     pub now: Instant,
+    /// The connection's verified TLS client certificate, if any.
+    pub client_cert: Option<&'a crate::tls::ClientCert>,
 }
 
 /// The request's headers once they have gone to the backend (outbound and `on_error`
@@ -367,6 +369,7 @@ impl<'a> Ctx<'a, NoHeaders> {
             headers: NoHeaders,
             route,
             now,
+            client_cert: None,
         }
     }
 }
@@ -420,6 +423,7 @@ impl Exchange {
             claims: self.claims.as_deref(),
             subscription: &self.subscription,
             product: &self.product,
+            client_cert: ctx.client_cert,
         };
         t.render(&req, out);
     }
@@ -590,6 +594,18 @@ impl Exchange {
                 Policy::ValidateJwt(v) => {
                     if let Some(stop) = self.validate_jwt(v, i, w, ctx) {
                         return stop;
+                    }
+                }
+                Policy::ValidateClientCert(v) => {
+                    let now = SystemTime::now()
+                        .duration_since(UNIX_EPOCH)
+                        .map_or(0, |d| d.as_secs() as i64);
+                    if !v.passes(ctx.client_cert, now) {
+                        return Inbound::Refuse(Refusal {
+                            status: v.status,
+                            message: v.message.to_string(),
+                            retry_after: None,
+                        });
                     }
                 }
                 Policy::RequestSizeLimit(max) => {

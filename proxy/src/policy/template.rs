@@ -33,6 +33,9 @@ pub enum Part {
     Claim(Box<str>),
     /// The id of the subscription whose key the request presented (empty without one).
     Subscription,
+    /// A field of the TLS client certificate, by its index in [`crate::tls::identity::FIELDS`]
+    /// (empty without a certificate).
+    ClientCert(u8),
     /// The product the request was admitted under (empty without one).
     Product,
 }
@@ -67,6 +70,8 @@ pub struct Request<'a, H: HeaderLookup> {
     /// The subscription's id and the product's name; empty when there is none.
     pub subscription: &'a [u8],
     pub product: &'a [u8],
+    /// The verified TLS client certificate of the connection, if it presented one.
+    pub client_cert: Option<&'a crate::tls::ClientCert>,
 }
 
 impl Template {
@@ -179,6 +184,14 @@ impl Template {
                     }
                 }
                 Part::Subscription => out.extend_from_slice(req.subscription),
+                Part::ClientCert(i) => {
+                    if let Some(v) = req
+                        .client_cert
+                        .and_then(|c| c.field(crate::tls::identity::FIELDS[*i as usize]))
+                    {
+                        out.extend_from_slice(v.as_bytes());
+                    }
+                }
                 Part::Product => out.extend_from_slice(req.product),
                 Part::PathParam(i) => {
                     if let Some(&(s, e)) = req.path_params.get(*i as usize) {
@@ -236,10 +249,19 @@ fn variable(name: &str, scope: &Scope<'_>) -> Result<Part, String> {
             }
         }
         "claim" => Ok(Part::Claim(need_arg("claim")?.into())),
-        "client_cert" => Err(format!(
-            "{{{name}}} needs the identity policies (subscriptions, JWT, mTLS), which this \
-             version does not have"
-        )),
+        "client_cert" => {
+            let field = need_arg("client certificate field")?;
+            match crate::tls::identity::FIELDS
+                .iter()
+                .position(|f| *f == field)
+            {
+                Some(i) => Ok(Part::ClientCert(i as u8)),
+                None => Err(format!(
+                    "{{{name}}}: unknown client certificate field {field:?} (known: {})",
+                    crate::tls::identity::FIELDS.join(", ")
+                )),
+            }
+        }
         _ if arg.is_none() => match scope.path_params.iter().position(|p| p == kind) {
             Some(i) => Ok(Part::PathParam(i as u16)),
             None => Err(format!("unknown variable {{{name}}}: {}", known(scope))),
@@ -294,6 +316,7 @@ mod tests {
             claims: None,
             subscription: b"gold-1",
             product: b"gold",
+            client_cert: None,
         };
         let mut out = Vec::new();
         t.render(&req, &mut out);
@@ -339,8 +362,9 @@ mod tests {
         ] {
             assert!(Template::parse(bad, &scope).is_err(), "{bad}");
         }
-        let e = Template::parse("{client_cert:subject}", &scope).unwrap_err();
-        assert!(e.contains("identity"), "{e}");
+        assert!(Template::parse("{client_cert:subject}", &scope).is_ok());
+        let e = Template::parse("{client_cert:color}", &scope).unwrap_err();
+        assert!(e.contains("unknown client certificate field"), "{e}");
         for bad in ["{subscription:x}", "{product:x}"] {
             assert!(Template::parse(bad, &scope).is_err(), "{bad}");
         }

@@ -161,7 +161,8 @@ impl Conn {
         let Io::Tls(tls) = &mut self.stream else {
             return true;
         };
-        self.deadline.arm(self.fd, self.w.snapshot.config.timeouts.header);
+        self.deadline
+            .arm(self.fd, self.w.snapshot.config.timeouts.header);
         match tls.handshake().await {
             Ok(()) => {
                 tls.identity = tls
@@ -170,7 +171,8 @@ impl Conn {
                     .and_then(|chain| chain.first())
                     .and_then(|leaf| crate::tls::ClientCert::from_der(leaf.as_ref()))
                     .map(Box::new);
-                let resumed = tls.session().handshake_kind() == Some(rustls::HandshakeKind::Resumed);
+                let resumed =
+                    tls.session().handshake_kind() == Some(rustls::HandshakeKind::Resumed);
                 self.w.metrics.tls_handshake(resumed);
                 true
             }
@@ -185,10 +187,24 @@ impl Conn {
         }
     }
 
-    pub async fn run(mut self) {
+    /// Serves the connection to its end. The connection is held once, by this future; the
+    /// loop borrows it (an `async fn` taking `self` would keep a second copy in its state).
+    #[allow(clippy::manual_async_fn)]
+    pub fn run(mut self) -> impl std::future::Future<Output = ()> {
+        async move {
+            if let Some(up) = self.serve().await {
+                // Boxed: upgrades are rare, and the tunnel's two copy loops would otherwise
+                // take room in every connection's task.
+                Box::pin(tunnel(self, *up)).await;
+            }
+        }
+    }
+
+    /// The request loop. Returns the upstream connection to tunnel to after a 101.
+    async fn serve(&mut self) -> Option<Box<UpstreamConn>> {
         if !self.handshake().await {
             self.deadline.disarm();
-            return;
+            return None;
         }
         loop {
             let head_len = match self.read_head().await {
@@ -203,7 +219,7 @@ impl Conn {
                         code: e.code(),
                         message: &message,
                     };
-                    local::reject(&mut self, answer).await;
+                    local::reject(self, answer).await;
                     self.w
                         .metrics
                         .record_request(status, std::time::Duration::ZERO);
@@ -219,16 +235,12 @@ impl Conn {
                 // `Connection: close`); nothing new is waited for.
                 Next::KeepAlive if !self.w.is_draining() || !self.rbuf.is_empty() => continue,
                 Next::KeepAlive | Next::Close => break,
-                Next::Upgrade(up) => {
-                    // Boxed: upgrades are rare, and the tunnel's two copy loops would
-                    // otherwise take room in every connection's task.
-                    Box::pin(tunnel(self, *up)).await;
-                    return;
-                }
+                Next::Upgrade(up) => return Some(up),
             }
         }
         self.linger().await;
         self.deadline.disarm();
+        None
     }
 
     /// Before closing, stops sending and reads and drops what the client still sends for a

@@ -211,6 +211,7 @@ impl Conn {
             headers: HeadView { head, buf },
             route,
             now,
+            client_cert: self.client_cert(),
         }
     }
 

@@ -85,7 +85,8 @@ impl UpstreamTls {
         };
         let mut config = match (&spec.client_cert, &spec.client_key) {
             (Some(cert), Some(key)) => {
-                let certs = super::server::read_certs(cert).map_err(|e| format!("client_cert: {e}"))?;
+                let certs =
+                    super::server::read_certs(cert).map_err(|e| format!("client_cert: {e}"))?;
                 let key = super::server::read_key(key).map_err(|e| format!("client_key: {e}"))?;
                 builder
                     .with_client_auth_cert(certs, key)
@@ -105,7 +106,8 @@ impl UpstreamTls {
     pub fn server_name(&self, host: &str) -> Result<ServerName<'static>, String> {
         let name = self.spec.sni.as_deref().unwrap_or(host);
         let name = name.trim_start_matches('[').trim_end_matches(']');
-        ServerName::try_from(name.to_string()).map_err(|e| format!("{name:?}: not a server name: {e}"))
+        ServerName::try_from(name.to_string())
+            .map_err(|e| format!("{name:?}: not a server name: {e}"))
     }
 
     /// Runs the client handshake on a connected socket.

@@ -128,9 +128,11 @@ mod tests {
         params
             .distinguished_name
             .push(rcgen::DnType::OrganizationName, "Acme");
-        params.subject_alt_names.push(rcgen::SanType::IpAddress(
-            std::net::IpAddr::from([10, 0, 0, 1]),
-        ));
+        params
+            .subject_alt_names
+            .push(rcgen::SanType::IpAddress(std::net::IpAddr::from([
+                10, 0, 0, 1,
+            ])));
         let key = rcgen::KeyPair::generate().unwrap();
         let cert = params.self_signed(&key).unwrap();
         let c = ClientCert::from_der(cert.der()).unwrap();

@@ -227,7 +227,11 @@ fn load_store(spec: &ServerTlsSpec, provider: &CryptoProvider) -> Result<CertSto
     let mut exact = AHashMap::new();
     let mut wildcard = AHashMap::new();
     let mut default = None;
-    let default_at = spec.certificates.iter().position(|c| c.default).unwrap_or(0);
+    let default_at = spec
+        .certificates
+        .iter()
+        .position(|c| c.default)
+        .unwrap_or(0);
     let mut stamps = Vec::new();
     for (i, c) in spec.certificates.iter().enumerate() {
         let at = |e: String| format!("certificates[{i}]: {e}");
@@ -291,7 +295,8 @@ impl ServerTls {
     /// Loads every file and builds the rustls configuration. The error names the setting and
     /// the file, and why.
     pub fn build(spec: ServerTlsSpec) -> Result<ServerTls, String> {
-        let provider = provider(spec.cipher_suites.as_deref()).map_err(|e| format!("cipher_suites: {e}"))?;
+        let provider =
+            provider(spec.cipher_suites.as_deref()).map_err(|e| format!("cipher_suites: {e}"))?;
         if spec.tls13_only
             && !provider
                 .cipher_suites
@@ -312,8 +317,10 @@ impl ServerTls {
             None => builder.with_no_client_auth(),
             Some(auth) => {
                 let roots = read_roots(&auth.ca).map_err(|e| format!("client_auth.ca: {e}"))?;
-                let verifier =
-                    WebPkiClientVerifier::builder_with_provider(Arc::new(roots), Arc::clone(&provider));
+                let verifier = WebPkiClientVerifier::builder_with_provider(
+                    Arc::new(roots),
+                    Arc::clone(&provider),
+                );
                 let verifier = match auth.mode {
                     ClientAuthMode::Required => verifier,
                     ClientAuthMode::Optional => verifier.allow_unauthenticated(),
@@ -324,7 +331,8 @@ impl ServerTls {
                 builder.with_client_cert_verifier(verifier)
             }
         };
-        let mut config = builder.with_cert_resolver(Arc::clone(&resolver) as Arc<dyn ResolvesServerCert>);
+        let mut config =
+            builder.with_cert_resolver(Arc::clone(&resolver) as Arc<dyn ResolvesServerCert>);
         config.alpn_protocols = spec.alpn.iter().map(|p| p.as_bytes().to_vec()).collect();
         config.session_storage = if spec.session_cache > 0 {
             rustls::server::ServerSessionMemoryCache::new(spec.session_cache)
@@ -348,13 +356,23 @@ impl ServerTls {
     pub fn reload(&self) -> Result<(), String> {
         let provider = provider(self.spec.cipher_suites.as_deref())?;
         let store = load_store(&self.spec, &provider)?;
-        *self.resolver.store.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(store);
+        *self
+            .resolver
+            .store
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = Arc::new(store);
         Ok(())
     }
 
     /// Whether a certificate, key or OCSP file changed since the store in force was loaded.
     pub fn files_changed(&self) -> bool {
-        let store = Arc::clone(&self.resolver.store.read().unwrap_or_else(|e| e.into_inner()));
+        let store = Arc::clone(
+            &self
+                .resolver
+                .store
+                .read()
+                .unwrap_or_else(|e| e.into_inner()),
+        );
         self.file_times() != store.stamps
     }
 
@@ -373,7 +391,13 @@ impl ServerTls {
 
     /// The leaf certificate (DER) served for `sni`, for tests and the admin view.
     pub fn served_for(&self, sni: Option<&str>) -> Vec<u8> {
-        let store = Arc::clone(&self.resolver.store.read().unwrap_or_else(|e| e.into_inner()));
+        let store = Arc::clone(
+            &self
+                .resolver
+                .store
+                .read()
+                .unwrap_or_else(|e| e.into_inner()),
+        );
         store.pick(sni).cert[0].as_ref().to_vec()
     }
 }

@@ -207,21 +207,6 @@ where
         Ok(())
     }
 
-    /// Reads ciphertext until rustls has plaintext (or an end) for the caller.
-    async fn receive(&mut self) -> io::Result<()> {
-        if self.session.wants_write() {
-            self.send_pending().await?;
-        }
-        if self.inbox.is_empty() && self.inbox.fill(&mut self.tcp).await? == 0 {
-            return see_eof(&mut self.session);
-        }
-        if let Err(e) = self.inbox.feed(&mut self.session) {
-            let _ = self.send_pending().await;
-            return Err(e);
-        }
-        Ok(())
-    }
-
     /// For an idle pooled connection: takes, without waiting, what arrived while it was idle.
     /// True when that was nothing, or only the protocol's own messages (TLS 1.3 session
     /// tickets); false when the peer closed, sent a `close_notify` or an alert, or sent data
@@ -263,7 +248,8 @@ where
                     Ok(taken) => self.inbox.pos += taken,
                 }
                 match self.session.process_new_packets() {
-                    Ok(state) if state.plaintext_bytes_to_read() == 0 && !state.peer_has_closed() => {}
+                    Ok(state)
+                        if state.plaintext_bytes_to_read() == 0 && !state.peer_has_closed() => {}
                     _ => return false,
                 }
             }
@@ -291,6 +277,37 @@ where
     }
 }
 
+/// Sends the outbox and whatever rustls queues meanwhile, then returns `Ok(n)` with `buf`.
+/// Written as a macro so that the socket write is awaited directly in the caller's future:
+/// a nested async fn would add its own state to every connection's task.
+macro_rules! send_then_return {
+    ($self:ident, $buf:ident, $n:expr) => {{
+        let mut pos = 0;
+        loop {
+            if pos >= $self.outbox.len() {
+                if !$self.session.wants_write() {
+                    return (Ok($n), $buf);
+                }
+                if let Err(e) = collect(&mut $self.session, &mut $self.outbox) {
+                    return (Err(e), $buf);
+                }
+                pos = 0;
+                continue;
+            }
+            let (res, slice) = $self
+                .tcp
+                .write(std::mem::take(&mut $self.outbox).slice(pos..))
+                .await;
+            $self.outbox = slice.into_inner();
+            match res {
+                Ok(0) => return (Err(io::ErrorKind::WriteZero.into()), $buf),
+                Ok(k) => pos += k,
+                Err(e) => return (Err(e), $buf),
+            }
+        }
+    }};
+}
+
 impl<C, S> AsyncReadRent for TlsStream<C>
 where
     C: DerefMut + Deref<Target = ConnectionCommon<S>>,
@@ -303,7 +320,34 @@ where
                 Ok(None) => {}
                 Err(e) => return (Err(e), buf),
             }
-            if let Err(e) = self.receive().await {
+            if self.session.wants_write() {
+                // Rare (a key update's answer): boxed, to keep the common read small.
+                if let Err(e) = Box::pin(self.send_pending()).await {
+                    return (Err(e), buf);
+                }
+            }
+            if self.inbox.is_empty() {
+                let mut raw = std::mem::take(&mut self.inbox.buf);
+                raw.clear();
+                if raw.capacity() < INBOX {
+                    raw.reserve(INBOX);
+                }
+                self.inbox.pos = 0;
+                let (res, raw) = self.tcp.read(raw).await;
+                self.inbox.buf = raw;
+                match res {
+                    Ok(0) => {
+                        if let Err(e) = see_eof(&mut self.session) {
+                            return (Err(e), buf);
+                        }
+                        continue;
+                    }
+                    Ok(_) => {}
+                    Err(e) => return (Err(e), buf),
+                }
+            }
+            if let Err(e) = self.inbox.feed(&mut self.session) {
+                let _ = Box::pin(self.send_pending()).await;
                 return (Err(e), buf);
             }
         }
@@ -334,10 +378,8 @@ where
             Ok(n) => n,
             Err(e) => return (Err(e), buf),
         };
-        match self.send_pending().await {
-            Ok(()) => (Ok(n), buf),
-            Err(e) => (Err(e), buf),
-        }
+        self.outbox.clear();
+        send_then_return!(self, buf, n)
     }
 
     async fn writev<T: IoVecBuf>(&mut self, bufs: T) -> BufResult<usize, T> {
@@ -345,10 +387,8 @@ where
             Ok(n) => n,
             Err(e) => return (Err(e), bufs),
         };
-        match self.send_pending().await {
-            Ok(()) => (Ok(n), bufs),
-            Err(e) => (Err(e), bufs),
-        }
+        self.outbox.clear();
+        send_then_return!(self, bufs, n)
     }
 
     async fn flush(&mut self) -> io::Result<()> {

@@ -136,15 +136,24 @@ fn a_plaintext_key_is_refused_without_repeating_it() {
     let e = errors(&doc(
         "subscriptions:\n\
          \x20 - {id: a, scope: all_apis, primary_key: my-secret-key-123}\n\
-         \x20 - {id: b, scope: all_apis, primary_key: \"sha256:0123\", secondary_key: another-secret}\n",
+         \x20 - {id: b, scope: all_apis, primary_key: \"sha256:0123\", secondary_key: another-secret}\n\
+         \x20 - {id: c, scope: all_apis, primary_key: 98765432123, secondary_key: 3.14159}\n",
     ));
     has(&e, "subscriptions[0].primary_key: not a key hash");
     has(&e, "run `ringway key hash KEY`");
     has(&e, "subscriptions[1].primary_key: not a key hash");
     has(&e, "subscriptions[1].secondary_key: not a key hash");
+    has(&e, "subscriptions[2].primary_key: not a key hash");
+    has(&e, "subscriptions[2].secondary_key: not a key hash");
     let all = e.join("\n");
-    assert!(!all.contains("my-secret-key-123"), "{all}");
-    assert!(!all.contains("another-secret"), "{all}");
+    for secret in [
+        "my-secret-key-123",
+        "another-secret",
+        "98765432123",
+        "3.14159",
+    ] {
+        assert!(!all.contains(secret), "{all}");
+    }
 }
 
 #[test]

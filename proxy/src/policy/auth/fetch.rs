@@ -606,8 +606,8 @@ mod tests {
         assert!(whole(head.as_bytes()).unwrap_err().contains("head"));
     }
 
-    /// One connection on loopback: answers with `response` and closes (after `pause` between
-    /// the head and the body). Returns the address and what the client sent.
+    /// One connection on loopback: answers with `response` in two writes 20 ms apart, and
+    /// closes. Returns the address and what the client sent.
     fn serve_once(response: Vec<u8>) -> (std::net::SocketAddr, std::thread::JoinHandle<Vec<u8>>) {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
