@@ -558,11 +558,8 @@ mod tests {
     }
 
     #[test]
-    fn the_ringway_tls_config_is_the_planned_listener_schema() {
-        let dir = std::env::temp_dir().join(format!("ringway-tls-conf-{}", std::process::id()));
-        let work = WorkDir {
-            path: dir.to_path_buf(),
-        };
+    fn the_ringway_tls_config_loads_with_a_tls_listener() {
+        let work = WorkDir::new("ringway-tls-conf").unwrap();
         let cert = tls::certificate(&work).unwrap();
         let text = ringway_tls_conf(8443, 8000, 1, &cert);
         let doc: serde_yaml_ng::Value = serde_yaml_ng::from_str(&text).unwrap();
@@ -578,20 +575,13 @@ mod tests {
             doc["backends"][0]["targets"][0]["url"],
             "http://127.0.0.1:8000"
         );
-        // Without its tls block the config is the plain proxy, which loads today.
-        let start = text.find("    tls:").unwrap();
-        let end = text.find("backends:").unwrap();
-        let plain = format!("{}{}", &text[..start], &text[end..]);
-        let config = ringway::config::load_str(&plain, "ringway-tls.yaml", &|_| None)
-            .unwrap_or_else(|e| panic!("{e}\n{plain}"));
-        assert_eq!(config.listeners.len(), 1);
+        // The proxy loads it: TLS on its one listener, with the run's certificate.
+        let config = ringway::config::load_str(&text, "ringway-tls.yaml", &|_| None)
+            .unwrap_or_else(|e| panic!("{e}\n{text}"));
         assert_eq!(config.workers, Some(1));
-        // With it, the config loads once the proxy has TLS listeners; until then it is refused
-        // for its `tls` key alone.
-        match ringway::config::load_str(&text, "ringway-tls.yaml", &|_| None) {
-            Ok(config) => assert_eq!(config.listeners.len(), 1),
-            Err(e) => assert!(e.to_string().contains("tls"), "{e}\n{text}"),
-        }
+        assert_eq!(config.listeners.len(), 1);
+        let tls = config.listeners[0].tls.as_ref().expect("a TLS listener");
+        assert!(tls.spec.session_tickets);
     }
 
     #[test]
