@@ -370,12 +370,12 @@ fn backend_errors() {
     let target =
         |url: &str| error_with(&format!("  - name: x\n    targets: [{{url: \"{url}\"}}]\n"));
     assert_eq!(
-        target("https://127.0.0.1:443"),
-        "test.yaml: backends[2].targets[0].url: \"https://127.0.0.1:443\": TLS upstreams are not supported yet (use http://)"
+        target("ftp://127.0.0.1:21"),
+        "test.yaml: backends[2].targets[0].url: \"ftp://127.0.0.1:21\": scheme \"ftp\" is not supported (use http:// or https://)"
     );
     assert_eq!(
         target("ftp://127.0.0.1"),
-        "test.yaml: backends[2].targets[0].url: \"ftp://127.0.0.1\": scheme \"ftp\" is not supported (use http://)"
+        "test.yaml: backends[2].targets[0].url: \"ftp://127.0.0.1\": scheme \"ftp\" is not supported (use http:// or https://)"
     );
     assert_eq!(
         target("127.0.0.1:80"),
@@ -532,7 +532,7 @@ runtime: {ring_entries: 3}
 listeners: [{address: nowhere}]
 backends:
   - name: orders
-    targets: [{url: "https://127.0.0.1"}]
+    targets: [{url: "ftp://127.0.0.1"}]
 routes:
   - backend: orders
   - backend: nope
@@ -545,7 +545,7 @@ routes:
         vec![
             "test.yaml: runtime.ring_entries: must be a power of two from 2 to 32768, not 3",
             "test.yaml: listeners[0].address: \"nowhere\" is not an IP:port address (write e.g. 0.0.0.0:8080, or [::]:8080 for IPv6)",
-            "test.yaml: backends[0].targets[0].url: \"https://127.0.0.1\": TLS upstreams are not supported yet (use http://)",
+            "test.yaml: backends[0].targets[0].url: \"ftp://127.0.0.1\": scheme \"ftp\" is not supported (use http:// or https://)",
             "test.yaml: routes[1].matches[0].path.value: invalid regex \"(\": unclosed group",
             "test.yaml: routes[1].backend: no backend named \"nope\" (known: orders)",
             "test.yaml: routes[2].redirect.status: must be 301, 302, 303, 307 or 308, not 200",
@@ -625,6 +625,6 @@ fn shape_errors_say_what_was_expected() {
     let e = errors("listeners: [foo]\n");
     assert_eq!(
         e,
-        vec!["test.yaml: line 1 column 13: listeners[0]: invalid type: string \"foo\", expected a listener: a mapping with address and optionally name, max_connections"]
+        vec!["test.yaml: line 1 column 13: listeners[0]: invalid type: string \"foo\", expected a listener: a mapping with address and optionally name, max_connections, tls"]
     );
 }
