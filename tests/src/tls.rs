@@ -127,6 +127,52 @@ pub struct ClientSetup {
     pub tls13_only: bool,
     /// Resumption through tickets (TLS 1.3 and 1.2); off: session ids only (TLS 1.2).
     pub tickets: bool,
+    /// Where to keep the OCSP response the server staples (verification is unchanged).
+    pub ocsp_seen: Option<Arc<Mutex<Vec<u8>>>>,
+}
+
+/// The web PKI verifier, noting the stapled OCSP response it is shown.
+#[derive(Debug)]
+struct OcspCapture {
+    inner: Arc<rustls::client::WebPkiServerVerifier>,
+    seen: Arc<Mutex<Vec<u8>>>,
+}
+
+impl rustls::client::danger::ServerCertVerifier for OcspCapture {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp: &[u8],
+        now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        *self.seen.lock().unwrap() = ocsp.to_vec();
+        self.inner
+            .verify_server_cert(end_entity, intermediates, server_name, ocsp, now)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
 }
 
 impl ClientSetup {
@@ -138,6 +184,7 @@ impl ClientSetup {
             tls12_only: false,
             tls13_only: false,
             tickets: true,
+            ocsp_seen: None,
         }
     }
 
@@ -151,8 +198,24 @@ impl ClientSetup {
         };
         let builder = ClientConfig::builder_with_provider(provider())
             .with_protocol_versions(versions)
-            .unwrap()
-            .with_root_certificates(self.roots.clone());
+            .unwrap();
+        let builder = match &self.ocsp_seen {
+            None => builder.with_root_certificates(self.roots.clone()),
+            Some(seen) => {
+                let inner = rustls::client::WebPkiServerVerifier::builder_with_provider(
+                    Arc::new(self.roots.clone()),
+                    provider(),
+                )
+                .build()
+                .unwrap();
+                builder
+                    .dangerous()
+                    .with_custom_certificate_verifier(Arc::new(OcspCapture {
+                        inner,
+                        seen: Arc::clone(seen),
+                    }))
+            }
+        };
         let mut config = match &self.identity {
             Some(leaf) => builder
                 .with_client_auth_cert(leaf.chain(), leaf.private_key())

@@ -533,16 +533,40 @@ apis:
 /// `examples/secure-gateway.yaml`, the worked example of docs/security.md, as a user runs it.
 #[test]
 fn the_secure_gateway_example_checks_keys_tokens_and_answers_preflights() {
+    use ringway_tests::tls::{Ca, ClientSetup, TlsClient};
     let origin = Origin::start("o");
+    let dir = ringway_tests::TempDir::new();
+    let ca = Ca::new("Example CA");
+    let (cert, key) = ca.server(&["localhost"]).write(dir.path(), "gateway");
     let proxy = Ringway::start_file(
         "examples/secure-gateway.yaml",
         &[
             ("RINGWAY_LISTEN", "127.0.0.1:0"),
+            ("RINGWAY_PUBLIC_LISTEN", "127.0.0.1:0"),
             ("RINGWAY_WORKERS", "1"),
             ("RINGWAY_BACKEND", &origin.url()),
+            ("RINGWAY_TLS_CERT", cert.to_str().unwrap()),
+            ("RINGWAY_TLS_KEY", key.to_str().unwrap()),
         ],
     );
-    let mut c = Client::connect(proxy.addr());
+    // Over TLS on the public listener: a key opens the API, no key gets the 401.
+    let mut tls = TlsClient::connect(
+        proxy.addr_of("public"),
+        "localhost",
+        ClientSetup::new(&ca).config(),
+    )
+    .unwrap();
+    let r = tls
+        .get("/orders/7", &[(KEY_HEADER, "demo-starter-primary-key")])
+        .unwrap();
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        origin.last_request().unwrap().header("x-forwarded-proto"),
+        Some("https")
+    );
+    assert_eq!(tls.get("/orders/7", &[]).unwrap().status, 401);
+
+    let mut c = Client::connect(proxy.addr_of("internal"));
 
     let r = with_key(&mut c, "/orders/42", "demo-starter-primary-key");
     assert_eq!(r.status, 200);

@@ -143,6 +143,48 @@ fn sessions_resume_by_ticket_and_by_session_cache_on_any_core() {
 }
 
 #[test]
+fn an_ocsp_response_is_stapled_and_reloaded_with_the_certificate() {
+    let origin = Origin::start("o");
+    let dir = TempDir::new();
+    let ca = Ca::new("Ringway Test CA");
+    let (c, k) = ca.server(&["a.test"]).write(dir.path(), "a");
+    let ocsp = dir.write("a.ocsp", "stapled response one");
+    let tls = format!(
+        "      certificates:\n{}          ocsp: {}\n",
+        cert_block(&c, &k),
+        ocsp.display()
+    );
+    let rw = start(&config(&origin, 1, &tls, ""));
+    let stapled = |version13: bool| {
+        let mut setup = ClientSetup::new(&ca);
+        setup.tls13_only = version13;
+        setup.tls12_only = !version13;
+        let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+        setup.ocsp_seen = Some(seen.clone());
+        assert_eq!(
+            tls_get(rw.addr(), "a.test", setup.config(), "/")
+                .unwrap()
+                .status,
+            200
+        );
+        let bytes = seen.lock().unwrap().clone();
+        String::from_utf8(bytes).unwrap()
+    };
+    assert_eq!(stapled(true), "stapled response one");
+    assert_eq!(stapled(false), "stapled response one");
+    // A new response file is picked up like a new certificate.
+    replace(&ocsp, "stapled response two");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while stapled(true) != "stapled response two" {
+        assert!(
+            Instant::now() < deadline,
+            "the new OCSP response was never stapled"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
 fn without_tickets_or_cache_nothing_resumes() {
     let origin = Origin::start("o");
     let dir = TempDir::new();
