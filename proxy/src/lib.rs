@@ -1,6 +1,7 @@
 //! Ringway, the gateway: configuration, routing, upstream pools and the proxy server.
 
 pub mod config;
+pub mod control;
 pub mod demo;
 pub mod logging;
 pub mod policy;

@@ -170,6 +170,7 @@ fn serve(config: Config, demo_origin: Option<std::net::SocketAddr>) -> ExitCode 
         }
     };
     let mut certs = ringway::tls::reload::CertWatch::new(&snapshot.config);
+    let admin = snapshot.config.admin.clone();
     let schemes: Vec<&'static str> = snapshot
         .config
         .listeners
@@ -185,6 +186,20 @@ fn serve(config: Config, demo_origin: Option<std::net::SocketAddr>) -> ExitCode 
     };
     for ((name, addr), scheme) in server.listeners.iter().zip(&schemes) {
         eprintln!("ringway: listening on {scheme}://{addr} (listener {name})");
+    }
+    if let Some(admin) = &admin {
+        match ringway::control::admin::start(admin, Arc::clone(&server.control)) {
+            Ok(addr) => eprintln!("ringway: admin listening on http://{addr}"),
+            Err(e) => {
+                eprintln!(
+                    "ringway: error: cannot open the admin listener on {}: {e}",
+                    admin.address
+                );
+                server.control.drain();
+                server.wait(drain + Duration::from_millis(500));
+                return ExitCode::from(1);
+            }
+        }
     }
     eprintln!("ringway: ready ({} workers)", server.workers.len());
     if let Some(origin) = demo_origin {

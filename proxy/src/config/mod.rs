@@ -63,6 +63,38 @@ pub struct Config {
     pub vars: Vec<String>,
     pub cache: CacheSettings,
     pub state: StateSettings,
+    /// The admin listener, when configured.
+    pub admin: Option<AdminSettings>,
+}
+
+/// The admin listener's settings.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AdminSettings {
+    pub address: SocketAddr,
+    /// The bearer token `/metrics` and the admin API require; None: none (loopback only).
+    pub token: Option<Secret>,
+}
+
+/// A secret from the configuration: compared and used, never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+impl Secret {
+    pub(crate) fn new(s: String) -> Secret {
+        Secret(s)
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -45,6 +45,18 @@ pub struct Document {
     pub cache: super::apis::CacheDoc,
     #[serde(default)]
     pub state: super::apis::StateDoc,
+    pub admin: Option<Admin>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a mapping with address and optionally token or token_file"
+)]
+pub struct Admin {
+    pub address: Option<String>,
+    pub token: Option<String>,
+    pub token_file: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

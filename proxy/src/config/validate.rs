@@ -52,6 +52,7 @@ pub(super) fn validate(doc: Document, source: &str) -> Result<Config, Vec<String
     let cache = super::apis::cache_settings(&doc.cache, &mut errors);
     let state = super::apis::state_settings(&doc.state, source, &mut errors);
     let upgrades = upgrades(doc.upgrades.as_deref(), &mut errors);
+    let admin = doc.admin.as_ref().and_then(|a| admin(a, &dir, &mut errors));
     let max_connections_per_worker = doc.limits.max_connections_per_worker;
     if let Some(n) = max_connections_per_worker {
         if !(1..=MAX_CONNECTIONS).contains(&n) {
@@ -83,6 +84,56 @@ pub(super) fn validate(doc: Document, source: &str) -> Result<Config, Vec<String
         vars: compiled.vars,
         cache,
         state,
+        admin,
+    })
+}
+
+/// The admin listener: loopback by default; off loopback it needs a token.
+fn admin(a: &model::Admin, dir: &Path, errors: &mut Errors) -> Option<super::AdminSettings> {
+    let text = a.address.as_deref().unwrap_or("127.0.0.1:9901").trim();
+    let Ok(address) = text.parse::<SocketAddr>() else {
+        errors.push(
+            "admin.address",
+            format!("{text:?} is not an IP:port address (write e.g. 127.0.0.1:9901)"),
+        );
+        return None;
+    };
+    let token = match (&a.token, &a.token_file) {
+        (Some(_), Some(_)) => {
+            errors.push("admin", "give token or token_file, not both");
+            return None;
+        }
+        (Some(t), None) => Some(t.trim().to_string()),
+        (None, Some(f)) => {
+            let path = dir.join(f);
+            match std::fs::read_to_string(&path) {
+                Ok(t) => Some(t.trim().to_string()),
+                Err(e) => {
+                    errors.push(
+                        "admin.token_file",
+                        format!("cannot read {}: {e}", path.display()),
+                    );
+                    return None;
+                }
+            }
+        }
+        (None, None) => None,
+    };
+    if token.as_deref().is_some_and(|t| t.len() < 16) {
+        errors.push(
+            "admin.token",
+            "must be at least 16 characters (for example `ringway key new`'s key)",
+        );
+    }
+    if token.is_none() && !address.ip().is_loopback() {
+        errors.push(
+            "admin.address",
+            format!("{address} is not a loopback address: give token or token_file"),
+        );
+    }
+    Some(super::AdminSettings {
+        address,
+        token: token.map(super::Secret::new),
     })
 }
 

@@ -136,6 +136,12 @@ impl RequestIds {
 pub struct Control {
     drain: AtomicBool,
     finished: Mutex<Vec<(usize, MetricsSnapshot)>>,
+    /// Each worker's latest metrics, published by the worker once a second with `try_lock`
+    /// (a worker never waits: when the control thread is reading its slot, it skips a
+    /// second). Index: the worker.
+    published: Vec<Mutex<Option<MetricsSnapshot>>>,
+    /// Workers that have started serving.
+    started: std::sync::atomic::AtomicUsize,
 }
 
 impl Control {
@@ -146,6 +152,35 @@ impl Control {
 
     fn draining(&self) -> bool {
         self.drain.load(Ordering::Relaxed)
+    }
+
+    fn for_workers(workers: usize) -> Control {
+        Control {
+            published: (0..workers).map(|_| Mutex::new(None)).collect(),
+            ..Control::default()
+        }
+    }
+
+    /// The workers' latest published metrics, merged; and how many workers published.
+    pub fn metrics(&self) -> (MetricsSnapshot, usize) {
+        let mut total = MetricsSnapshot::default();
+        let mut seen = 0;
+        for slot in &self.published {
+            if let Some(m) = slot.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+                total.merge(m);
+                seen += 1;
+            }
+        }
+        (total, seen)
+    }
+
+    /// Whether every worker has started serving and no drain has begun.
+    pub fn ready(&self) -> bool {
+        !self.draining() && self.started.load(Ordering::Relaxed) == self.published.len()
+    }
+
+    pub fn workers(&self) -> usize {
+        self.published.len()
     }
 }
 
@@ -209,7 +244,7 @@ impl Server {
             state::restore(path, &policies);
         }
         let snapshot = Arc::new(snapshot);
-        let control = Arc::new(Control::default());
+        let control = Arc::new(Control::for_workers(placement.workers));
         let addrs: Vec<SocketAddr> = listeners.iter().map(|(_, a)| *a).collect();
 
         // SO_REUSEPORT would let this process share a port with another one that already
@@ -496,7 +531,8 @@ async fn worker_main(
         monoio::spawn(accept_loop(Rc::clone(&worker), listener, share, tls));
     }
 
-    // The tick: advance the wheel, and watch for a drain.
+    control.started.fetch_add(1, Ordering::Relaxed);
+    // The tick: advance the wheel, publish metrics, and watch for a drain.
     let mut drain_deadline = None;
     let mut ticks: u64 = 0;
     loop {
@@ -511,6 +547,10 @@ async fn worker_main(
         }
         if ticks.is_multiple_of(BUF_TRIM_TICKS) {
             worker.bufs.trim();
+            // Never waits: a slot the control thread is reading is skipped this second.
+            if let Ok(mut slot) = control.published[ctx.index].try_lock() {
+                *slot = Some(worker.metrics.snapshot());
+            }
         }
         if drain_deadline.is_none() && control.draining() {
             worker.draining.set(true);
