@@ -148,6 +148,12 @@ impl Conn {
             };
             self.wbuf.clear();
             let (ip, ip_len) = self.client_ip_raw();
+            let mut traceparent = [0u8; super::trace::LEN];
+            super::trace::next(
+                self.head.header(buf, b"traceparent"),
+                self.w.ids.next(),
+                &mut traceparent,
+            );
             let forwarded = Forwarded {
                 client_ip: &ip[..ip_len],
                 request_id: &id,
@@ -164,6 +170,7 @@ impl Conn {
                     .as_ref()
                     .and_then(|r| r.ex.target_set.then_some(&r.ex.target[..])),
                 https: facts.tls,
+                traceparent: &traceparent,
             };
             write_request_head(&mut self.wbuf, buf, &self.head, &forwarded);
         }

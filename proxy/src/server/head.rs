@@ -35,6 +35,8 @@ pub struct Forwarded<'a> {
     pub target: Option<&'a [u8]>,
     /// The client came over TLS (`X-Forwarded-Proto: https`).
     pub https: bool,
+    /// The `traceparent` to send (this hop's span).
+    pub traceparent: &'a [u8],
 }
 
 /// Whether `Upgrade` names at least one protocol of `allowed`.
@@ -176,6 +178,7 @@ pub fn write_request_head(out: &mut Vec<u8>, buf: &[u8], head: &RequestHead, f: 
             || name.eq_ignore_ascii_case(b"x-forwarded-proto")
             || name.eq_ignore_ascii_case(b"x-forwarded-host")
             || name.eq_ignore_ascii_case(b"via")
+            || name.eq_ignore_ascii_case(b"traceparent")
             || name.eq_ignore_ascii_case(b"expect")
             || f.edits.touches(name)
             || f.extra.is_some_and(|e| e.touches(name))
@@ -206,6 +209,9 @@ pub fn write_request_head(out: &mut Vec<u8>, buf: &[u8], head: &RequestHead, f: 
     });
     if let Some(host) = head.host(buf) {
         write_header(out, b"x-forwarded-host", host);
+    }
+    if !f.edits.touches(b"traceparent") && !f.extra.is_some_and(|e| e.touches(b"traceparent")) {
+        write_header(out, b"traceparent", f.traceparent);
     }
     out.extend_from_slice(b"via: ");
     for h in headers {

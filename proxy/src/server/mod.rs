@@ -12,6 +12,7 @@ mod io;
 mod local;
 mod policies;
 mod state;
+mod trace;
 
 pub use io::RecvBuf;
 pub use local::reason;
