@@ -36,6 +36,7 @@ fn request_head(c: &mut Criterion) {
         extra: None,
         target: None,
         https: false,
+        traceparent: b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
     };
     let mut out = Vec::with_capacity(1024);
     let mut group = c.benchmark_group("rewrite");
