@@ -102,6 +102,23 @@ impl WorkerMetrics {
         self.requests.get()
     }
 
+    /// Copies the counters into `out`, reusing its histogram's memory (a worker publishes
+    /// once a second: a fresh histogram each time would churn the allocator).
+    pub fn snapshot_into(&self, out: &mut MetricsSnapshot) {
+        out.requests = self.requests.get();
+        out.status_classes = std::array::from_fn(|i| self.status_classes[i].get());
+        out.upstream_connects = self.upstream_connects.get();
+        out.upstream_reuses = self.upstream_reuses.get();
+        out.upstream_connect_errors = self.upstream_connect_errors.get();
+        out.bad_requests = self.bad_requests.get();
+        out.tls_full = self.tls_full.get();
+        out.tls_resumed = self.tls_resumed.get();
+        out.tls_failed = self.tls_failed.get();
+        out.latency_us
+            .set_to(&*self.latency_us.borrow())
+            .expect("histograms share bounds");
+    }
+
     pub fn snapshot(&self) -> MetricsSnapshot {
         MetricsSnapshot {
             requests: self.requests.get(),

@@ -550,7 +550,10 @@ async fn worker_main(
             worker.bufs.trim();
             // Never waits: a slot the control thread is reading is skipped this second.
             if let Ok(mut slot) = control.published[ctx.index].try_lock() {
-                *slot = Some(worker.metrics.snapshot());
+                match slot.as_mut() {
+                    Some(published) => worker.metrics.snapshot_into(published),
+                    None => *slot = Some(worker.metrics.snapshot()),
+                }
             }
         }
         if drain_deadline.is_none() && control.draining() {
