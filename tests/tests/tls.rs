@@ -32,6 +32,20 @@ fn start(yaml: &str) -> Ringway {
     Ringway::start(yaml)
 }
 
+/// A TLS listener serving one certificate for `a.test` (signed by `ca`), with `settings`
+/// (further `tls:` keys, indented six spaces) before it.
+fn a_test_listener(
+    origin: &Origin,
+    dir: &TempDir,
+    ca: &Ca,
+    workers: usize,
+    settings: &str,
+) -> Ringway {
+    let (c, k) = ca.server(&["a.test"]).write(dir.path(), "a");
+    let tls = format!("{settings}      certificates:\n{}", cert_block(&c, &k));
+    start(&config(origin, workers, &tls, ""))
+}
+
 #[test]
 fn certificates_are_chosen_by_sni_with_a_default() {
     let origin = Origin::start("o");
@@ -80,12 +94,7 @@ fn alpn_offers_http1_only_and_versions_follow_min_version() {
     let origin = Origin::start("o");
     let dir = TempDir::new();
     let ca = Ca::new("Ringway Test CA");
-    let (c, k) = ca.server(&["a.test"]).write(dir.path(), "a");
-    let tls = format!(
-        "      min_version: \"1.3\"\n      certificates:\n{}",
-        cert_block(&c, &k)
-    );
-    let rw = start(&config(&origin, 1, &tls, ""));
+    let rw = a_test_listener(&origin, &dir, &ca, 1, "      min_version: \"1.3\"\n");
     let mut setup = ClientSetup::new(&ca);
     let r = tls_get(rw.addr(), "a.test", setup.config(), "/").unwrap();
     assert_eq!(r.version, Some(rustls::ProtocolVersion::TLSv1_3));
@@ -112,9 +121,7 @@ fn sessions_resume_by_ticket_and_by_session_cache_on_any_core() {
     let origin = Origin::start("o");
     let dir = TempDir::new();
     let ca = Ca::new("Ringway Test CA");
-    let (c, k) = ca.server(&["a.test"]).write(dir.path(), "a");
-    let tls = format!("      certificates:\n{}", cert_block(&c, &k));
-    let rw = start(&config(&origin, 2, &tls, ""));
+    let rw = a_test_listener(&origin, &dir, &ca, 2, "");
 
     // TLS 1.3 tickets: the first handshake is full, the following ones resume. With two
     // workers, connections land on both cores; each resumes with what the other issued.
@@ -189,12 +196,8 @@ fn without_tickets_or_cache_nothing_resumes() {
     let origin = Origin::start("o");
     let dir = TempDir::new();
     let ca = Ca::new("Ringway Test CA");
-    let (c, k) = ca.server(&["a.test"]).write(dir.path(), "a");
-    let tls = format!(
-        "      session_tickets: false\n      session_cache: 0\n      certificates:\n{}",
-        cert_block(&c, &k)
-    );
-    let rw = start(&config(&origin, 1, &tls, ""));
+    let settings = "      session_tickets: false\n      session_cache: 0\n";
+    let rw = a_test_listener(&origin, &dir, &ca, 1, settings);
     let client = ClientSetup::new(&ca).config();
     for _ in 0..3 {
         let r = tls_get(rw.addr(), "a.test", client.clone(), "/").unwrap();
@@ -392,11 +395,11 @@ fn a_policy_demands_a_certificate_and_reads_its_identity() {
     assert_eq!(fingerprint.len(), 64);
     // A per-certificate rate limit keyed on {client_cert:fingerprint} would see this value:
     // it is the SHA-256 of the certificate the client presented.
-    let expected: String = ring_sha256_hex(&alice.der);
+    let expected: String = openssl_sha256_hex(&alice.der);
     assert_eq!(fingerprint, expected);
 }
 
-fn ring_sha256_hex(der: &[u8]) -> String {
+fn openssl_sha256_hex(der: &[u8]) -> String {
     let out = std::process::Command::new("openssl")
         .args(["dgst", "-sha256", "-r"])
         .stdin(std::process::Stdio::piped())
@@ -421,9 +424,7 @@ fn a_stalled_handshake_is_closed_by_the_header_timeout() {
     let origin = Origin::start("o");
     let dir = TempDir::new();
     let ca = Ca::new("Ringway Test CA");
-    let (c, k) = ca.server(&["a.test"]).write(dir.path(), "a");
-    let tls = format!("      certificates:\n{}", cert_block(&c, &k));
-    let rw = start(&config(&origin, 1, &tls, ""));
+    let rw = a_test_listener(&origin, &dir, &ca, 1, "");
     for partial in [&b""[..], &[0x16, 0x03, 0x01, 0x02, 0x00, 0x01][..]] {
         let mut s = std::net::TcpStream::connect(rw.addr()).unwrap();
         s.write_all(partial).unwrap();
@@ -450,9 +451,7 @@ fn plain_http_to_a_tls_listener_is_refused_cleanly() {
     let origin = Origin::start("o");
     let dir = TempDir::new();
     let ca = Ca::new("Ringway Test CA");
-    let (c, k) = ca.server(&["a.test"]).write(dir.path(), "a");
-    let tls = format!("      certificates:\n{}", cert_block(&c, &k));
-    let rw = start(&config(&origin, 1, &tls, ""));
+    let rw = a_test_listener(&origin, &dir, &ca, 1, "");
     let mut plain = ringway_tests::Client::connect(rw.addr());
     plain.send_raw(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n");
     assert!(plain.try_read_response().is_err());
@@ -518,10 +517,8 @@ fn curl_and_openssl_s_client_talk_to_the_listener() {
     let origin = Origin::start("o");
     let dir = TempDir::new();
     let ca = Ca::new("Ringway Test CA");
-    let (c, k) = ca.server(&["a.test"]).write(dir.path(), "a");
     let ca_file = ca.write(dir.path(), "ca");
-    let tls = format!("      certificates:\n{}", cert_block(&c, &k));
-    let rw = start(&config(&origin, 1, &tls, ""));
+    let rw = a_test_listener(&origin, &dir, &ca, 1, "");
     let port = rw.addr().port();
 
     let out = std::process::Command::new("curl")

@@ -388,16 +388,4 @@ impl ServerTls {
         }
         now
     }
-
-    /// The leaf certificate (DER) served for `sni`, for tests and the admin view.
-    pub fn served_for(&self, sni: Option<&str>) -> Vec<u8> {
-        let store = Arc::clone(
-            &self
-                .resolver
-                .store
-                .read()
-                .unwrap_or_else(|e| e.into_inner()),
-        );
-        store.pick(sni).cert[0].as_ref().to_vec()
-    }
 }
