@@ -2,6 +2,7 @@
 
 pub mod config;
 pub mod control;
+pub mod ctl;
 pub mod demo;
 pub mod logging;
 pub mod policy;

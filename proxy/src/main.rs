@@ -20,6 +20,7 @@ usage:
   ringway check FILE           validate FILE and print every error
   ringway key new              make a subscription key and print it with its sha256: hash
   ringway key hash KEY|-       print the sha256: hash of KEY (or of stdin, with -)
+  ringway ctl COMMAND          drive a running gateway through its admin API (ringway ctl help)
   ringway --version
 
 environment: RINGWAY_LOG=error|warn|info|debug (default info)";
@@ -30,16 +31,10 @@ fn main() -> ExitCode {
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     match args.as_slice() {
         [] | ["demo"] => demo(),
-        ["run", "--config", file] | ["run", "-c", file] => match config::load_file(Path::new(file))
-        {
-            Ok(config) => serve(config, None),
-            Err(e) => {
-                eprintln!("{e}");
-                ExitCode::from(1)
-            }
-        },
+        ["run", "--config", file] | ["run", "-c", file] => run_file(Path::new(file)),
         ["check", file] => check(file),
         ["key", rest @ ..] => key(rest),
+        ["ctl", rest @ ..] => ringway::ctl::main(rest),
         ["--version" | "-V"] => {
             println!("ringway {}", env!("CARGO_PKG_VERSION"));
             ExitCode::SUCCESS
@@ -115,6 +110,44 @@ fn key(args: &[&str]) -> ExitCode {
     ExitCode::SUCCESS
 }
 
+/// `ringway run --config FILE`: the file, or what the admin API last applied over it.
+fn run_file(path: &Path) -> ExitCode {
+    let source = path.display().to_string();
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("{source}: cannot read the file: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let env = |name: &str| std::env::var(name).ok();
+    if let Some(saved) = ringway::control::plane::startup_document(path, &text) {
+        let applied = ringway::control::plane::applied_path(path);
+        let applied_source = applied.display().to_string();
+        let loaded = config::load_literal(&saved, &applied_source).and_then(|c| {
+            Ok((
+                c,
+                config::document_value(&saved, &applied_source, &|_| None)?,
+            ))
+        });
+        match loaded {
+            Ok((config, document)) => return serve(config, None, Some(path), document),
+            Err(e) => eprintln!(
+                "ringway: error: the configuration applied through the admin API no longer                  loads; serving {source}:\n{e}"
+            ),
+        }
+    }
+    let loaded = config::load_str(&text, &source, &env)
+        .and_then(|c| Ok((c, config::document_value(&text, &source, &env)?)));
+    match loaded {
+        Ok((config, document)) => serve(config, None, Some(path), document),
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
 fn demo() -> ExitCode {
     let origin = match ringway::demo::start("127.0.0.1:0".parse().expect("loopback")) {
         Ok(addr) => addr,
@@ -131,21 +164,24 @@ fn demo() -> ExitCode {
             std::env::var(name).ok()
         }
     };
-    let config = match config::load_str(
-        include_str!("../../examples/demo.yaml"),
-        "examples/demo.yaml",
-        &env,
-    ) {
-        Ok(c) => c,
+    let text = include_str!("../../examples/demo.yaml");
+    let loaded = config::load_str(text, "examples/demo.yaml", &env)
+        .and_then(|c| Ok((c, config::document_value(text, "examples/demo.yaml", &env)?)));
+    match loaded {
+        Ok((config, document)) => serve(config, Some(origin), None, document),
         Err(e) => {
             eprintln!("{e}");
-            return ExitCode::from(1);
+            ExitCode::from(1)
         }
-    };
-    serve(config, Some(origin))
+    }
 }
 
-fn serve(config: Config, demo_origin: Option<std::net::SocketAddr>) -> ExitCode {
+fn serve(
+    config: Config,
+    demo_origin: Option<std::net::SocketAddr>,
+    source: Option<&Path>,
+    document: serde_json::Value,
+) -> ExitCode {
     let drain = config.timeouts.drain;
     let snapshot = match Snapshot::build(config) {
         Ok(s) => s,
@@ -169,7 +205,6 @@ fn serve(config: Config, demo_origin: Option<std::net::SocketAddr>) -> ExitCode 
             return ExitCode::from(1);
         }
     };
-    let mut certs = ringway::tls::reload::CertWatch::new(&snapshot.config);
     let admin = snapshot.config.admin.clone();
     let schemes: Vec<&'static str> = snapshot
         .config
@@ -187,8 +222,21 @@ fn serve(config: Config, demo_origin: Option<std::net::SocketAddr>) -> ExitCode 
     for ((name, addr), scheme) in server.listeners.iter().zip(&schemes) {
         eprintln!("ringway: listening on {scheme}://{addr} (listener {name})");
     }
+    let plane = ringway::control::plane::Plane::new(
+        Arc::clone(&server.control),
+        Arc::clone(&server.reloader),
+        source.map(Path::to_path_buf),
+        document,
+    );
+    ringway::control::analytics::start(Arc::clone(&server.control));
+    if let Err(e) = plane.watch_file() {
+        eprintln!(
+            "ringway: warning: cannot watch the configuration file for changes ({e}); \
+             reload it with SIGHUP or POST /reload"
+        );
+    }
     if let Some(admin) = &admin {
-        match ringway::control::admin::start(admin, Arc::clone(&server.control)) {
+        match ringway::control::admin::start(admin, Arc::clone(&plane)) {
             Ok(addr) => eprintln!("ringway: admin listening on http://{addr}"),
             Err(e) => {
                 eprintln!(
@@ -225,18 +273,12 @@ fn serve(config: Config, demo_origin: Option<std::net::SocketAddr>) -> ExitCode 
     // the void meanwhile: the dead worker's listeners closed with its runtime.
     let died = loop {
         if let Some(signal) = signals.pending().find_map(|signal| match signal {
-            signal_hook::consts::SIGHUP if !certs.is_empty() => {
-                certs.reload_all("SIGHUP");
+            signal_hook::consts::SIGHUP => {
+                plane.sighup();
                 None
             }
-            signal_hook::consts::SIGHUP
-            | signal_hook::consts::SIGUSR1
-            | signal_hook::consts::SIGUSR2 => {
-                eprintln!(
-                    "ringway: signal {}: ignored (configuration reload is not available yet; \
-                     restart to apply a changed file)",
-                    signal_name(signal)
-                );
+            signal_hook::consts::SIGUSR1 | signal_hook::consts::SIGUSR2 => {
+                eprintln!("ringway: signal {}: ignored", signal_name(signal));
                 None
             }
             other => Some(other),
@@ -250,7 +292,7 @@ fn serve(config: Config, demo_origin: Option<std::net::SocketAddr>) -> ExitCode 
         if let Some(index) = server.workers.iter().position(|w| w.thread.is_finished()) {
             break Some(index);
         }
-        certs.poll(std::time::Instant::now());
+        plane.poll_certs(std::time::Instant::now());
         std::thread::sleep(Duration::from_millis(20));
     };
     control.drain();

@@ -32,6 +32,8 @@ pub struct Snapshot {
     pub targets: Vec<TargetInfo>,
     /// For each backend, its targets' range in `targets`.
     pub backend_targets: Vec<Range<usize>>,
+    /// For each backend, its metric label id.
+    pub backend_labels: Vec<u32>,
 }
 
 impl Snapshot {
@@ -58,7 +60,16 @@ impl Snapshot {
             }));
             backend_targets.push(start..targets.len());
         }
+        let backend_labels = config
+            .backends
+            .iter()
+            .map(|b| crate::control::labels::backend(&b.name))
+            .collect();
+        for id in config.keys.subscription_ids() {
+            crate::control::labels::subscription(id);
+        }
         Ok(Snapshot {
+            backend_labels,
             config,
             router,
             targets,

@@ -29,7 +29,7 @@ use crate::policy::{
 #[serde(
     deny_unknown_fields,
     expecting = "an API: a mapping with name, path, backend, operations, policies, \
-                 subscription_required, subscription_key"
+                 subscription_required, subscription_key, access_log"
 )]
 pub struct Api {
     pub name: String,
@@ -49,6 +49,8 @@ pub struct Api {
     pub subscription_required: Option<bool>,
     /// The header and query parameter names the key is read from.
     pub subscription_key: Option<super::products::SubscriptionKeyDoc>,
+    /// Whether the API's requests are written to the access log (default true).
+    pub access_log: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -629,6 +631,8 @@ pub struct ApiConfig {
     pub backend: Option<String>,
     /// The subscription check of `pipeline`'s route, when the API checks keys.
     pub keys: Option<KeyCheck>,
+    /// Whether the API's requests are written to the access log.
+    pub access_log: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -2108,6 +2112,7 @@ pub fn compile(
                 pipeline: api_pipeline,
                 backend: api.backend.clone(),
                 keys: key_check(api_by_product),
+                access_log: api.access_log.unwrap_or(true),
             });
         }
     }

@@ -65,14 +65,110 @@ pub struct Config {
     pub state: StateSettings,
     /// The admin listener, when configured.
     pub admin: Option<AdminSettings>,
+    /// The JSON access log, when configured.
+    pub access_log: Option<AccessLogSettings>,
+    /// Span export over OTLP/HTTP, when configured.
+    pub tracing: Option<TracingSettings>,
 }
 
 /// The admin listener's settings.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub struct AdminSettings {
     pub address: SocketAddr,
     /// The bearer token `/metrics` and the admin API require; None: none (loopback only).
     pub token: Option<Secret>,
+    /// TLS on the admin listener, built when the configuration loads.
+    pub tls: Option<std::sync::Arc<rustls::ServerConfig>>,
+    /// Whether `/metrics` is served.
+    pub metrics: bool,
+}
+
+impl PartialEq for AdminSettings {
+    fn eq(&self, other: &AdminSettings) -> bool {
+        // A rustls configuration has no equality; two settings share TLS when they share it.
+        let same_tls = match (&self.tls, &other.tls) {
+            (None, None) => true,
+            (Some(a), Some(b)) => std::sync::Arc::ptr_eq(a, b),
+            _ => false,
+        };
+        self.address == other.address
+            && self.token == other.token
+            && self.metrics == other.metrics
+            && same_tls
+    }
+}
+
+impl Eq for AdminSettings {}
+
+/// Where the access log goes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LogDestination {
+    Stdout,
+    Stderr,
+    /// Opened for appending, created when missing; reopened on request (SIGUSR1).
+    File(std::path::PathBuf),
+}
+
+impl fmt::Display for LogDestination {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LogDestination::Stdout => f.write_str("stdout"),
+            LogDestination::Stderr => f.write_str("stderr"),
+            LogDestination::File(p) => write!(f, "{}", p.display()),
+        }
+    }
+}
+
+/// The access log's settings (`access_log:`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct AccessLogSettings {
+    pub destination: LogDestination,
+    /// The fraction of requests logged, 0.0..=1.0.
+    pub sample: f64,
+    /// Lines that may wait per worker for the writer before further lines are dropped.
+    pub buffer_lines: usize,
+    /// Answers with a status of 400 or more are logged whatever `sample` decides.
+    pub errors_always: bool,
+}
+
+impl Default for AccessLogSettings {
+    fn default() -> Self {
+        AccessLogSettings {
+            destination: LogDestination::Stdout,
+            sample: 1.0,
+            buffer_lines: 8192,
+            errors_always: true,
+        }
+    }
+}
+
+/// Where spans are sent: an OTLP/HTTP endpoint over plain HTTP.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OtlpEndpoint {
+    /// The URL as written.
+    pub url: String,
+    /// `host:port` as written (the Host header; resolved at each export).
+    pub authority: String,
+    pub host: String,
+    pub port: u16,
+    /// The request target, starting with `/` (`/v1/traces`).
+    pub path: String,
+}
+
+/// Span export's settings (`tracing:`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct TracingSettings {
+    pub endpoint: OtlpEndpoint,
+    /// The fraction of new traces sampled (a valid incoming `traceparent`'s flag decides
+    /// for the traces it continues), 0.0..=1.0.
+    pub sample: f64,
+    pub service_name: String,
+    /// Spans per export, about.
+    pub batch: usize,
+    /// The longest a span waits before it is exported.
+    pub interval: Duration,
+    /// The limit on one export (connect, send, answer).
+    pub timeout: Duration,
 }
 
 /// A secret from the configuration: compared and used, never printed.
@@ -315,6 +411,41 @@ pub fn load_str(
     let text = env::substitute(text, env).map_err(prefix)?;
     let document = parse_document(&text).map_err(|e| prefix(vec![e]))?;
     validate::validate(document, source).map_err(prefix)
+}
+
+/// Validates a document that has no variables left to substitute (the admin API's edits of
+/// the running one).
+pub fn load_literal(text: &str, source: &str) -> Result<Config, ConfigError> {
+    let prefix = |errors: Vec<String>| ConfigError {
+        errors: errors
+            .into_iter()
+            .map(|e| format!("{source}: {e}"))
+            .collect(),
+    };
+    let document = parse_document(text).map_err(|e| prefix(vec![e]))?;
+    validate::validate(document, source).map_err(prefix)
+}
+
+/// The document in `text` (variables substituted) as a JSON value, for the admin API.
+pub fn document_value(
+    text: &str,
+    source: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<serde_json::Value, ConfigError> {
+    let prefix = |errors: Vec<String>| ConfigError {
+        errors: errors
+            .into_iter()
+            .map(|e| format!("{source}: {e}"))
+            .collect(),
+    };
+    let text = env::substitute(text, env).map_err(prefix)?;
+    if text
+        .lines()
+        .all(|l| l.trim().is_empty() || l.trim_start().starts_with('#'))
+    {
+        return Ok(serde_json::Value::Object(Default::default()));
+    }
+    serde_yaml_ng::from_str::<serde_json::Value>(&text).map_err(|e| prefix(vec![yaml_error(&e)]))
 }
 
 fn parse_document(text: &str) -> Result<model::Document, String> {

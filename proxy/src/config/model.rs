@@ -46,17 +46,59 @@ pub struct Document {
     #[serde(default)]
     pub state: super::apis::StateDoc,
     pub admin: Option<Admin>,
+    /// The JSON access log.
+    pub access_log: Option<AccessLog>,
+    /// Span export over OTLP/HTTP.
+    pub tracing: Option<Tracing>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(
     deny_unknown_fields,
-    expecting = "a mapping with address and optionally token or token_file"
+    expecting = "a mapping with address and optionally token or token_file, tls, metrics"
 )]
 pub struct Admin {
     pub address: Option<String>,
     pub token: Option<String>,
     pub token_file: Option<String>,
+    pub tls: Option<AdminTls>,
+    /// Whether `/metrics` is served (default true).
+    pub metrics: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a mapping with cert and key")]
+pub struct AdminTls {
+    pub cert: String,
+    pub key: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a mapping with path and optionally sample, buffer_lines, errors_always"
+)]
+pub struct AccessLog {
+    /// `stdout`, `stderr` or a file path.
+    pub path: Option<String>,
+    pub sample: Option<f64>,
+    pub buffer_lines: Option<usize>,
+    pub errors_always: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a mapping with otlp_endpoint and optionally sample, service_name, batch, \
+                 interval, timeout"
+)]
+pub struct Tracing {
+    pub otlp_endpoint: Option<String>,
+    pub sample: Option<f64>,
+    pub service_name: Option<String>,
+    pub batch: Option<usize>,
+    pub interval: Option<Dur>,
+    pub timeout: Option<Dur>,
 }
 
 #[derive(Debug, Default, Deserialize)]

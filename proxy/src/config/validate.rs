@@ -53,6 +53,11 @@ pub(super) fn validate(doc: Document, source: &str) -> Result<Config, Vec<String
     let state = super::apis::state_settings(&doc.state, source, &mut errors);
     let upgrades = upgrades(doc.upgrades.as_deref(), &mut errors);
     let admin = doc.admin.as_ref().and_then(|a| admin(a, &dir, &mut errors));
+    let access_log = doc
+        .access_log
+        .as_ref()
+        .and_then(|a| access_log(a, &dir, &mut errors));
+    let tracing = doc.tracing.as_ref().and_then(|t| tracing(t, &mut errors));
     let max_connections_per_worker = doc.limits.max_connections_per_worker;
     if let Some(n) = max_connections_per_worker {
         if !(1..=MAX_CONNECTIONS).contains(&n) {
@@ -85,6 +90,8 @@ pub(super) fn validate(doc: Document, source: &str) -> Result<Config, Vec<String
         cache,
         state,
         admin,
+        access_log,
+        tracing,
     })
 }
 
@@ -131,9 +138,229 @@ fn admin(a: &model::Admin, dir: &Path, errors: &mut Errors) -> Option<super::Adm
             format!("{address} is not a loopback address: give token or token_file"),
         );
     }
+    let tls = a.tls.as_ref().and_then(|t| admin_tls(t, dir, errors));
     Some(super::AdminSettings {
         address,
         token: token.map(super::Secret::new),
+        tls,
+        metrics: a.metrics.unwrap_or(true),
+    })
+}
+
+/// `admin.tls`: one certificate chain and key, TLS 1.2 and 1.3, HTTP/1.1.
+fn admin_tls(
+    t: &model::AdminTls,
+    dir: &Path,
+    errors: &mut Errors,
+) -> Option<Arc<rustls::ServerConfig>> {
+    use crate::tls::server::{provider, read_certs, read_key, versions};
+    let certs = read_certs(&dir.join(&t.cert)).map_err(|e| errors.push("admin.tls.cert", e));
+    let key = read_key(&dir.join(&t.key)).map_err(|e| errors.push("admin.tls.key", e));
+    let (Ok(certs), Ok(key)) = (certs, key) else {
+        return None;
+    };
+    let built = provider(None).and_then(|p| {
+        rustls::ServerConfig::builder_with_provider(Arc::new(p))
+            .with_protocol_versions(versions(false))
+            .map_err(|e| e.to_string())?
+            .with_no_client_auth()
+            .with_single_cert(certs, key)
+            .map_err(|e| format!("the certificate and key do not make a TLS identity: {e}"))
+    });
+    match built {
+        Ok(mut config) => {
+            config.alpn_protocols = vec![b"http/1.1".to_vec()];
+            config.max_early_data_size = 0;
+            Some(Arc::new(config))
+        }
+        Err(e) => {
+            errors.push("admin.tls", e);
+            None
+        }
+    }
+}
+
+/// A fraction setting (`sample`): 0.0..=1.0, `default` when absent.
+fn fraction(errors: &mut Errors, key: &str, value: Option<f64>, default: f64) -> f64 {
+    match value {
+        None => default,
+        Some(v) if (0.0..=1.0).contains(&v) => v,
+        Some(v) => {
+            errors.push(
+                key,
+                format!("must be a fraction from 0.0 to 1.0 (0.1 logs one in ten), not {v}"),
+            );
+            default
+        }
+    }
+}
+
+/// The most lines a worker may have waiting for the access log's writer.
+const MAX_BUFFER_LINES: usize = 1 << 20;
+
+/// `access_log`: where, how much, and how much may wait.
+fn access_log(
+    a: &model::AccessLog,
+    dir: &Path,
+    errors: &mut Errors,
+) -> Option<super::AccessLogSettings> {
+    use super::LogDestination;
+    let defaults = super::AccessLogSettings::default();
+    let sample = fraction(errors, "access_log.sample", a.sample, defaults.sample);
+    let buffer_lines = a.buffer_lines.unwrap_or(defaults.buffer_lines);
+    if !(1..=MAX_BUFFER_LINES).contains(&buffer_lines) {
+        errors.push(
+            "access_log.buffer_lines",
+            format!("must be from 1 to {MAX_BUFFER_LINES}, not {buffer_lines}"),
+        );
+    }
+    let destination = match a.path.as_deref().map(str::trim) {
+        None | Some("") => {
+            errors.push(
+                "access_log.path",
+                "give stdout, stderr or a file path (relative to the configuration file)",
+            );
+            return None;
+        }
+        Some("stdout") => LogDestination::Stdout,
+        Some("stderr") => LogDestination::Stderr,
+        Some(p) => {
+            let path = dir.join(p);
+            if path.file_name().is_none() || p.ends_with('/') {
+                errors.push(
+                    "access_log.path",
+                    format!("{} is not a file path", path.display()),
+                );
+                return None;
+            }
+            LogDestination::File(path)
+        }
+    };
+    Some(super::AccessLogSettings {
+        destination,
+        sample,
+        buffer_lines,
+        errors_always: a.errors_always.unwrap_or(defaults.errors_always),
+    })
+}
+
+/// The most spans one export may carry.
+const MAX_SPAN_BATCH: usize = 100_000;
+
+/// `tracing`: the OTLP/HTTP collector and how spans are sampled and batched.
+fn tracing(t: &model::Tracing, errors: &mut Errors) -> Option<super::TracingSettings> {
+    let sample = fraction(errors, "tracing.sample", t.sample, 0.01);
+    let service_name = t.service_name.as_deref().unwrap_or("ringway").trim();
+    if service_name.is_empty() {
+        errors.push("tracing.service_name", "must not be empty");
+    }
+    let batch = t.batch.unwrap_or(512);
+    if !(1..=MAX_SPAN_BATCH).contains(&batch) {
+        errors.push(
+            "tracing.batch",
+            format!("must be from 1 to {MAX_SPAN_BATCH} spans, not {batch}"),
+        );
+    }
+    let interval = duration(
+        errors,
+        "tracing.interval",
+        t.interval,
+        Duration::from_secs(1),
+        Duration::from_secs(3600),
+    );
+    let timeout = duration(
+        errors,
+        "tracing.timeout",
+        t.timeout,
+        Duration::from_secs(2),
+        Duration::from_secs(60),
+    );
+    let endpoint = match t.otlp_endpoint.as_deref().map(str::trim) {
+        None | Some("") => {
+            errors.push(
+                "tracing.otlp_endpoint",
+                "give the collector's OTLP/HTTP URL (e.g. http://127.0.0.1:4318/v1/traces)",
+            );
+            return None;
+        }
+        Some(url) => match otlp_endpoint(url) {
+            Ok(e) => e,
+            Err(e) => {
+                errors.push("tracing.otlp_endpoint", e);
+                return None;
+            }
+        },
+    };
+    Some(super::TracingSettings {
+        endpoint,
+        sample,
+        service_name: service_name.to_string(),
+        batch,
+        interval,
+        timeout,
+    })
+}
+
+/// Parses `http://host[:port][/path]` (port 80 and path `/v1/traces` by default). The host is
+/// resolved at each export, not here: a collector that starts later is no reason to refuse
+/// the configuration.
+fn otlp_endpoint(url: &str) -> Result<super::OtlpEndpoint, String> {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return Err(format!(
+            "{url:?} is not a URL (write e.g. http://127.0.0.1:4318/v1/traces)"
+        ));
+    };
+    match scheme.to_ascii_lowercase().as_str() {
+        "http" => {}
+        "https" => {
+            return Err(format!(
+                "{url:?}: https is not supported for span export; send to a collector over \
+                 http:// (a local agent or sidecar that forwards over TLS)"
+            ))
+        }
+        _ => return Err(format!("{url:?}: scheme {scheme:?} is not http://")),
+    }
+    let (authority, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, "/v1/traces"),
+    };
+    if authority.contains('@') {
+        return Err(format!("{url:?}: the URL has no user information"));
+    }
+    if path.contains(['?', '#', ' ']) || path.bytes().any(|b| b.is_ascii_control()) {
+        return Err(format!(
+            "{url:?}: the path takes no query, fragment or spaces"
+        ));
+    }
+    let (host, port) = match authority.rfind(':') {
+        Some(colon) if !authority[colon..].contains(']') => {
+            let port_text = &authority[colon + 1..];
+            match port_text.parse::<u16>() {
+                Ok(p) if p != 0 => (&authority[..colon], p),
+                _ => return Err(format!("{url:?}: {port_text:?} is not a port (1..=65535)")),
+            }
+        }
+        _ => (authority, 80),
+    };
+    let bare = host.strip_prefix('[').and_then(|h| h.strip_suffix(']'));
+    let valid_host = match bare {
+        Some(v6) => v6.parse::<std::net::Ipv6Addr>().is_ok(),
+        None => {
+            !host.is_empty()
+                && host
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b'_')
+        }
+    };
+    if !valid_host {
+        return Err(format!("{url:?} has no valid host"));
+    }
+    Ok(super::OtlpEndpoint {
+        url: url.to_string(),
+        authority: authority.to_string(),
+        host: bare.unwrap_or(host).to_string(),
+        port,
+        path: path.to_string(),
     })
 }
 
@@ -750,4 +977,277 @@ fn resolve_target(url: &str) -> Result<(SocketAddr, String, bool), String> {
         .next()
         .ok_or_else(|| format!("{url:?}: {host:?} resolved to no address"))?;
     Ok((addr, authority.to_owned(), https))
+}
+
+#[cfg(test)]
+mod observability_tests {
+    //! `access_log`, `tracing`, `admin.tls`/`admin.metrics` and `apis[].access_log`.
+
+    use std::path::PathBuf;
+
+    use super::super::{load_str, Config, LogDestination};
+
+    const BASE: &str = "listeners: [{address: 127.0.0.1:8080}]\nbackends:\n  - name: orders\n    targets: [{url: http://127.0.0.1:9000}]\n";
+
+    fn load_in(dir: &std::path::Path, extra: &str) -> Result<Config, Vec<String>> {
+        let source = dir.join("test.yaml").display().to_string();
+        load_str(&format!("{BASE}{extra}"), &source, &|_| None).map_err(|e| e.errors)
+    }
+
+    fn load(extra: &str) -> Result<Config, Vec<String>> {
+        load_in(std::path::Path::new(""), extra)
+    }
+
+    /// The single error for `extra`, without its `test.yaml: ` prefix.
+    fn error(extra: &str) -> String {
+        let mut e = load(extra).map(|_| ()).unwrap_err();
+        assert_eq!(e.len(), 1, "expected one error, got {e:#?}");
+        e.remove(0).strip_prefix("test.yaml: ").unwrap().to_string()
+    }
+
+    #[test]
+    fn access_log_defaults_and_destinations() {
+        let c = load("access_log: {path: logs/access.log}\n").unwrap();
+        let a = c.access_log.unwrap();
+        assert_eq!(
+            a.destination,
+            LogDestination::File(PathBuf::from("logs/access.log"))
+        );
+        assert_eq!(a.sample, 1.0);
+        assert_eq!(a.buffer_lines, 8192);
+        assert!(a.errors_always);
+        let c = load(
+            "access_log: {path: stdout, sample: 0.25, buffer_lines: 100, errors_always: false}\n",
+        )
+        .unwrap();
+        let a = c.access_log.unwrap();
+        assert_eq!(a.destination, LogDestination::Stdout);
+        assert_eq!(
+            (a.sample, a.buffer_lines, a.errors_always),
+            (0.25, 100, false)
+        );
+        assert_eq!(
+            load("access_log: {path: stderr, sample: 0}\n")
+                .unwrap()
+                .access_log
+                .unwrap()
+                .destination,
+            LogDestination::Stderr
+        );
+        assert!(load("").unwrap().access_log.is_none());
+        // Relative to the configuration file.
+        let c = load_in(
+            std::path::Path::new("/etc/ringway"),
+            "access_log: {path: a.log}\n",
+        );
+        assert_eq!(
+            c.unwrap().access_log.unwrap().destination,
+            LogDestination::File(PathBuf::from("/etc/ringway/a.log"))
+        );
+    }
+
+    #[test]
+    fn access_log_errors() {
+        for (extra, says) in [
+            ("access_log: {sample: 0.5}", "access_log.path: give stdout, stderr or a file path"),
+            ("access_log: {path: \"\"}", "access_log.path: give stdout"),
+            ("access_log: {path: logs/}", "access_log.path: logs/ is not a file path"),
+            (
+                "access_log: {path: stdout, sample: 1.5}",
+                "access_log.sample: must be a fraction from 0.0 to 1.0 (0.1 logs one in ten), not 1.5",
+            ),
+            ("access_log: {path: stdout, sample: -0.1}", "access_log.sample: must be a fraction"),
+            (
+                "access_log: {path: stdout, buffer_lines: 0}",
+                "access_log.buffer_lines: must be from 1 to 1048576, not 0",
+            ),
+            ("access_log: {path: stdout, format: json}", "unknown field `format`"),
+            ("access_log: {path: stdout, sample: often}", "access_log.sample"),
+        ] {
+            let e = error(&format!("{extra}\n"));
+            assert!(e.contains(says), "{extra}: {e}");
+        }
+    }
+
+    #[test]
+    fn tracing_defaults() {
+        let c =
+            load("tracing: {otlp_endpoint: \"http://collector.local:4318/v1/traces\"}\n").unwrap();
+        let t = c.tracing.unwrap();
+        assert_eq!(t.endpoint.url, "http://collector.local:4318/v1/traces");
+        assert_eq!(t.endpoint.authority, "collector.local:4318");
+        assert_eq!(
+            (t.endpoint.host.as_str(), t.endpoint.port),
+            ("collector.local", 4318)
+        );
+        assert_eq!(t.endpoint.path, "/v1/traces");
+        assert_eq!(t.sample, 0.01);
+        assert_eq!(t.service_name, "ringway");
+        assert_eq!(t.batch, 512);
+        assert_eq!(t.interval, std::time::Duration::from_secs(1));
+        assert_eq!(t.timeout, std::time::Duration::from_secs(2));
+        let c = load(
+            "tracing:\n  otlp_endpoint: \"http://[::1]\"\n  sample: 1\n  service_name: edge\n  \
+             batch: 10\n  interval: 250ms\n  timeout: 5s\n",
+        )
+        .unwrap();
+        let t = c.tracing.unwrap();
+        assert_eq!((t.endpoint.host.as_str(), t.endpoint.port), ("::1", 80));
+        assert_eq!(t.endpoint.authority, "[::1]");
+        assert_eq!(t.endpoint.path, "/v1/traces");
+        assert_eq!(
+            (t.sample, t.service_name.as_str(), t.batch),
+            (1.0, "edge", 10)
+        );
+        assert_eq!(t.interval, std::time::Duration::from_millis(250));
+    }
+
+    #[test]
+    fn tracing_errors() {
+        let ep = "otlp_endpoint: \"http://127.0.0.1:4318/v1/traces\"";
+        for (extra, says) in [
+            (
+                "tracing: {otlp_endpoint: \"https://collector:4318/v1/traces\"}".to_string(),
+                "tracing.otlp_endpoint: \"https://collector:4318/v1/traces\": https is not \
+                 supported for span export",
+            ),
+            (
+                "tracing: {sample: 0.5}".to_string(),
+                "tracing.otlp_endpoint: give the collector's OTLP/HTTP URL",
+            ),
+            (
+                "tracing: {otlp_endpoint: \"grpc://c:4317\"}".to_string(),
+                "scheme \"grpc\" is not http://",
+            ),
+            (
+                "tracing: {otlp_endpoint: \"http://c:0/v1/traces\"}".to_string(),
+                "\"0\" is not a port",
+            ),
+            (
+                "tracing: {otlp_endpoint: \"http://:4318\"}".to_string(),
+                "has no valid host",
+            ),
+            (
+                "tracing: {otlp_endpoint: \"http://c:4318/v1/traces?x=1\"}".to_string(),
+                "the path takes no query",
+            ),
+            (
+                format!("tracing: {{{ep}, sample: 2}}"),
+                "tracing.sample: must be a fraction from 0.0 to 1.0",
+            ),
+            (
+                format!("tracing: {{{ep}, batch: 0}}"),
+                "tracing.batch: must be from 1 to 100000 spans, not 0",
+            ),
+            (
+                format!("tracing: {{{ep}, interval: 0s}}"),
+                "tracing.interval: must be greater than 0s",
+            ),
+            (
+                format!("tracing: {{{ep}, timeout: 2m}}"),
+                "tracing.timeout: must be at most 1m, not 2m",
+            ),
+            (
+                format!("tracing: {{{ep}, service_name: \" \"}}"),
+                "tracing.service_name: must not be empty",
+            ),
+            (
+                format!("tracing: {{{ep}, protocol: grpc}}"),
+                "unknown field `protocol`",
+            ),
+        ] {
+            let e = error(&format!("{extra}\n"));
+            assert!(e.contains(says), "{extra}: {e}");
+        }
+    }
+
+    #[test]
+    fn admin_tls_and_metrics() {
+        let c = load("admin: {address: 127.0.0.1:9901}\n").unwrap();
+        let admin = c.admin.unwrap();
+        assert!(admin.metrics && admin.tls.is_none());
+        let c = load("admin: {metrics: false}\n").unwrap();
+        assert!(!c.admin.unwrap().metrics);
+
+        let dir = std::env::temp_dir().join(format!("ringway-admin-tls-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["localhost".to_string()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        std::fs::write(dir.join("admin.crt"), cert.pem()).unwrap();
+        std::fs::write(dir.join("admin.key"), key.serialize_pem()).unwrap();
+        std::fs::write(dir.join("junk.pem"), "not pem").unwrap();
+        let c = load_in(&dir, "admin: {tls: {cert: admin.crt, key: admin.key}}\n").unwrap();
+        let admin = c.admin.unwrap();
+        let tls = admin.tls.as_ref().unwrap();
+        assert_eq!(tls.alpn_protocols, vec![b"http/1.1".to_vec()]);
+        assert_eq!(admin, admin.clone());
+
+        let e = load_in(&dir, "admin: {tls: {cert: missing.crt, key: junk.pem}}\n").unwrap_err();
+        assert_eq!(e.len(), 2, "{e:#?}");
+        assert!(
+            e[0].contains("admin.tls.cert: cannot read certificates from"),
+            "{e:#?}"
+        );
+        assert!(e[0].contains("missing.crt"), "{e:#?}");
+        assert!(
+            e[1].contains("admin.tls.key: cannot read a private key from"),
+            "{e:#?}"
+        );
+        // A key that is not the certificate's.
+        let other = rcgen::KeyPair::generate().unwrap();
+        std::fs::write(dir.join("other.key"), other.serialize_pem()).unwrap();
+        let e = load_in(&dir, "admin: {tls: {cert: admin.crt, key: other.key}}\n").unwrap_err();
+        assert_eq!(e.len(), 1, "{e:#?}");
+        assert!(e[0].contains("admin.tls: "), "{e:#?}");
+        let e = error("admin: {tls: {cert: a.crt}}\n");
+        assert!(e.contains("missing field `key`"), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn documentation_examples_load() {
+        for doc in [
+            include_str!("../../../docs/configuration.md"),
+            include_str!("../../../docs/observability.md"),
+        ] {
+            let blocks = doc
+                .split("```yaml\n")
+                .skip(1)
+                .map(|rest| rest.split("```").next().unwrap());
+            let mut found = 0;
+            for block in
+                blocks.filter(|b| b.starts_with("access_log:") || b.starts_with("tracing:"))
+            {
+                let c = load(block).unwrap_or_else(|e| panic!("{block}\n{e:#?}"));
+                assert!(c.access_log.is_some() || c.tracing.is_some());
+                found += 1;
+            }
+            assert_eq!(found, 2);
+        }
+    }
+
+    #[test]
+    fn api_access_log_reaches_its_routes() {
+        let c = load(
+            "routes: [{name: plain, matches: [{path: {value: /plain}}], backend: orders}]\n\
+             apis:\n  - {name: quiet, path: /quiet, backend: orders, access_log: false}\n  \
+             - name: loud\n    path: /loud\n    backend: orders\n    operations:\n      \
+             - {id: get, method: GET, url_template: /x}\n",
+        )
+        .unwrap();
+        assert!(!c.apis[0].access_log);
+        assert!(c.apis[1].access_log);
+        let router = crate::route::Router::build(&c).unwrap();
+        for route in router.routes() {
+            let expected = !route.api.starts_with("quiet");
+            assert_eq!(route.access_log, expected, "{}", route.name);
+        }
+        assert!(router.routes().iter().any(|r| &*r.api == "quiet"));
+        assert!(router.routes().iter().any(|r| r.name == "plain"));
+        let e = error("apis: [{name: a, path: /a, backend: orders, access_log: maybe}]\n");
+        assert!(e.contains("access_log"), "{e}");
+    }
 }

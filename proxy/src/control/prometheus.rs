@@ -15,9 +15,68 @@ fn header(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# TYPE {name} {kind}");
 }
 
-/// Renders `m` (merged over `workers` workers).
-pub fn render(m: &MetricsSnapshot, workers: usize) -> String {
-    let mut out = String::with_capacity(4096);
+/// Label values escaped for the text format.
+fn esc(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+const CLASSES: [&str; 6] = ["other", "1xx", "2xx", "3xx", "4xx", "5xx"];
+
+/// What `/metrics` shows besides the workers' counters.
+#[derive(Default)]
+pub struct Extras {
+    pub generation: u64,
+    pub reloads_ok: u64,
+    pub reloads_failed: u64,
+    pub last_reload_seconds: f64,
+    /// Per target: backend, target, breaker state (0 closed, 1 open, 2 half-open), healthy.
+    pub targets: Vec<(String, String, u8, bool)>,
+    /// Access-log lines written and dropped; spans exported and dropped.
+    pub access_log: (u64, u64),
+    pub spans: (u64, u64),
+}
+
+/// Renders the node's metrics: the workers' latest published counters, merged, and what the
+/// control side knows.
+pub fn render_plane(plane: &super::plane::Plane) -> String {
+    use std::sync::atomic::Ordering::Relaxed;
+    let (metrics, _) = plane.control.metrics();
+    let mut extras = Extras {
+        generation: plane.control.generation.load(Relaxed),
+        reloads_ok: plane.reloads_ok.load(Relaxed),
+        reloads_failed: plane.reloads_failed.load(Relaxed),
+        last_reload_seconds: plane.last_reload_us.load(Relaxed) as f64 / 1e6,
+        access_log: plane.access_log.get().map_or((0, 0), |l| l.counters()),
+        spans: plane.spans.get().map_or((0, 0), |s| s.counters()),
+        ..Extras::default()
+    };
+    {
+        let reloader = plane.reloader.lock().unwrap_or_else(|e| e.into_inner());
+        let snapshot = reloader.snapshot();
+        let shared = reloader.shared_upstreams();
+        let now = std::time::Instant::now();
+        for (t, info) in snapshot.targets.iter().enumerate() {
+            let state = match shared.breaker_state(t, now) {
+                crate::upstream::Gate::Closed => 0,
+                crate::upstream::Gate::Open => 1,
+                crate::upstream::Gate::HalfOpen(_) => 2,
+            };
+            extras.targets.push((
+                snapshot.config.backends[info.backend].name.clone(),
+                info.authority.clone(),
+                state,
+                shared.is_healthy(t),
+            ));
+        }
+    }
+    render(&metrics, plane.control.workers(), &extras)
+}
+
+/// Renders `m` (merged over `workers` workers) and `extras`.
+pub fn render(m: &MetricsSnapshot, workers: usize, extras: &Extras) -> String {
+    let mut out = String::with_capacity(4096 + m.series.len() * 2048);
     header(
         &mut out,
         "ringway_build_info",
@@ -36,81 +95,255 @@ pub fn render(m: &MetricsSnapshot, workers: usize) -> String {
         "Worker cores serving.",
     );
     let _ = writeln!(out, "ringway_workers {workers}");
+    header(
+        &mut out,
+        "ringway_config_generation",
+        "gauge",
+        "The configuration in force: 1 at start, one more per reload.",
+    );
+    let _ = writeln!(out, "ringway_config_generation {}", extras.generation);
+
+    // Series, by name (sorted, for a stable output).
+    let mut series: Vec<(
+        (String, String, String),
+        &ringway_core::metrics::SeriesCounts,
+    )> = m
+        .series
+        .iter()
+        .map(|(k, c)| (super::labels::resolve(*k), c))
+        .collect();
+    series.sort_by(|a, b| a.0.cmp(&b.0));
 
     header(
         &mut out,
         "ringway_requests_total",
         "counter",
-        "Requests answered, by status class.",
+        "Requests answered, by API (or route), operation, backend and status class.",
     );
-    for (i, class) in ["other", "1xx", "2xx", "3xx", "4xx", "5xx"]
-        .iter()
-        .enumerate()
-    {
+    for ((api, op, backend), c) in &series {
+        for (i, class) in CLASSES.iter().enumerate() {
+            if c.classes[i] > 0 || i == 2 {
+                let _ = writeln!(
+                    out,
+                    "ringway_requests_total{{api=\"{}\",operation=\"{}\",backend=\"{}\",class=\"{class}\"}} {}",
+                    esc(api),
+                    esc(op),
+                    esc(backend),
+                    c.classes[i]
+                );
+            }
+        }
+    }
+
+    // Latency by API and operation (backends merged).
+    let mut by_op: Vec<((String, String), ringway_core::metrics::SeriesCounts)> = Vec::new();
+    for ((api, op, _), c) in &series {
+        match by_op.iter_mut().find(|((a, o), _)| a == api && o == op) {
+            Some((_, total)) => total.merge(c),
+            None => by_op.push(((api.clone(), op.clone()), (*c).clone())),
+        }
+    }
+    header(
+        &mut out,
+        "ringway_request_duration_seconds",
+        "histogram",
+        "Time from a request's first byte to its answer's last, by API and operation.",
+    );
+    for ((api, op), c) in &by_op {
+        let labels = format!("api=\"{}\",operation=\"{}\"", esc(api), esc(op));
+        let mut cumulative = 0;
+        for (i, le) in BUCKETS.iter().enumerate() {
+            cumulative += c.buckets[i];
+            let _ = writeln!(
+                out,
+                "ringway_request_duration_seconds_bucket{{{labels},le=\"{le}\"}} {cumulative}"
+            );
+        }
+        let total: u64 = c.buckets.iter().sum();
         let _ = writeln!(
             out,
-            "ringway_requests_total{{class=\"{class}\"}} {}",
-            m.status_classes[i]
+            "ringway_request_duration_seconds_bucket{{{labels},le=\"+Inf\"}} {total}"
+        );
+        let _ = writeln!(
+            out,
+            "ringway_request_duration_seconds_sum{{{labels}}} {}",
+            c.sum_us as f64 / 1e6
+        );
+        let _ = writeln!(
+            out,
+            "ringway_request_duration_seconds_count{{{labels}}} {total}"
+        );
+    }
+
+    // Upstream counters by backend.
+    let mut by_backend: Vec<(String, ringway_core::metrics::SeriesCounts)> = Vec::new();
+    for ((_, _, backend), c) in &series {
+        if backend.is_empty() {
+            continue;
+        }
+        match by_backend.iter_mut().find(|(b, _)| b == backend) {
+            Some((_, total)) => total.merge(c),
+            None => by_backend.push((backend.clone(), (*c).clone())),
+        }
+    }
+    type Pick = fn(&ringway_core::metrics::SeriesCounts) -> u64;
+    let upstream: [(&str, &str, Pick); 4] = [
+        (
+            "ringway_upstream_connects_total",
+            "Connections opened to upstream targets, by backend.",
+            |c| c.upstream_connects,
+        ),
+        (
+            "ringway_upstream_reuses_total",
+            "Requests sent on a pooled upstream connection, by backend.",
+            |c| c.upstream_reuses,
+        ),
+        (
+            "ringway_upstream_connect_errors_total",
+            "Upstream connects that failed, by backend.",
+            |c| c.upstream_connect_errors,
+        ),
+        (
+            "ringway_upstream_timeouts_total",
+            "Upstream connects and responses that timed out, by backend.",
+            |c| c.upstream_timeouts,
+        ),
+    ];
+    for (name, help, pick) in upstream {
+        header(&mut out, name, "counter", help);
+        for (backend, c) in &by_backend {
+            let _ = writeln!(out, "{name}{{backend=\"{}\"}} {}", esc(backend), pick(c));
+        }
+    }
+
+    header(
+        &mut out,
+        "ringway_breaker_state",
+        "gauge",
+        "Each target's circuit breaker: 0 closed, 1 open, 2 half-open.",
+    );
+    for (backend, target, state, _) in &extras.targets {
+        let _ = writeln!(
+            out,
+            "ringway_breaker_state{{backend=\"{}\",target=\"{}\"}} {state}",
+            esc(backend),
+            esc(target)
+        );
+    }
+    header(
+        &mut out,
+        "ringway_target_healthy",
+        "gauge",
+        "Whether each target passes its health checks (1 without checks).",
+    );
+    for (backend, target, _, healthy) in &extras.targets {
+        let _ = writeln!(
+            out,
+            "ringway_target_healthy{{backend=\"{}\",target=\"{}\"}} {}",
+            esc(backend),
+            esc(target),
+            u8::from(*healthy)
         );
     }
 
     header(
         &mut out,
-        "ringway_request_duration_seconds",
-        "histogram",
-        "Time from a request's first byte to its answer's last.",
+        "ringway_policy_rejections_total",
+        "counter",
+        "Requests refused by a rate limit, a quota or a concurrency limit, by API.",
     );
-    let h = &m.latency_us;
-    for le in BUCKETS {
-        let us = (le * 1e6) as u64;
-        let count = if h.is_empty() {
-            0
-        } else {
-            h.count_between(0, us)
-        };
-        let _ = writeln!(
-            out,
-            "ringway_request_duration_seconds_bucket{{le=\"{le}\"}} {count}"
-        );
+    let mut by_api: Vec<(String, [u64; 3])> = Vec::new();
+    for ((api, _, _), c) in &series {
+        match by_api.iter_mut().find(|(a, _)| a == api) {
+            Some((_, r)) => {
+                for (x, y) in r.iter_mut().zip(c.rejected) {
+                    *x += y;
+                }
+            }
+            None => by_api.push((api.clone(), c.rejected)),
+        }
     }
-    let total = h.len();
-    let _ = writeln!(
-        out,
-        "ringway_request_duration_seconds_bucket{{le=\"+Inf\"}} {total}"
-    );
-    let sum_us: f64 = h
-        .iter_recorded()
-        .map(|v| v.value_iterated_to() as f64 * v.count_at_value() as f64)
-        .sum();
-    let _ = writeln!(out, "ringway_request_duration_seconds_sum {}", sum_us / 1e6);
-    let _ = writeln!(out, "ringway_request_duration_seconds_count {total}");
+    for (api, rejected) in &by_api {
+        for (kind, n) in ["rate_limit", "quota", "concurrency"].iter().zip(rejected) {
+            if *n > 0 {
+                let _ = writeln!(
+                    out,
+                    "ringway_policy_rejections_total{{api=\"{}\",kind=\"{kind}\"}} {n}",
+                    esc(api)
+                );
+            }
+        }
+    }
 
-    let counters: [(&str, &str, u64); 4] = [
+    let hits: u64 = series.iter().map(|(_, c)| c.cache_hits).sum();
+    let misses: u64 = series.iter().map(|(_, c)| c.cache_misses).sum();
+    let plain: [(&str, &str, &str, String); 10] = [
         (
-            "ringway_upstream_connects_total",
-            "Connections opened to upstream targets.",
-            m.upstream_connects,
+            "ringway_cache_hits_total",
+            "counter",
+            "Requests answered from the response cache.",
+            hits.to_string(),
         ),
         (
-            "ringway_upstream_reuses_total",
-            "Requests sent on a pooled upstream connection.",
-            m.upstream_reuses,
+            "ringway_cache_misses_total",
+            "counter",
+            "Cache lookups that found nothing.",
+            misses.to_string(),
         ),
         (
-            "ringway_upstream_connect_errors_total",
-            "Upstream connects that failed.",
-            m.upstream_connect_errors,
+            "ringway_cache_bytes",
+            "gauge",
+            "Bytes held by the response caches of all cores.",
+            m.cache_bytes.to_string(),
+        ),
+        (
+            "ringway_cache_entries",
+            "gauge",
+            "Entries in the response caches of all cores.",
+            m.cache_entries.to_string(),
         ),
         (
             "ringway_bad_requests_total",
+            "counter",
             "Requests refused as malformed before routing.",
-            m.bad_requests,
+            m.bad_requests.to_string(),
+        ),
+        (
+            "ringway_connections_open",
+            "gauge",
+            "Client connections open.",
+            m.connections_open.to_string(),
+        ),
+        (
+            "ringway_access_log_lines_total",
+            "counter",
+            "Access-log lines written.",
+            extras.access_log.0.to_string(),
+        ),
+        (
+            "ringway_access_log_dropped_total",
+            "counter",
+            "Access-log lines dropped because the writer fell behind.",
+            extras.access_log.1.to_string(),
+        ),
+        (
+            "ringway_spans_exported_total",
+            "counter",
+            "Spans sent to the OTLP collector.",
+            extras.spans.0.to_string(),
+        ),
+        (
+            "ringway_spans_dropped_total",
+            "counter",
+            "Spans dropped (queue full or export failed).",
+            extras.spans.1.to_string(),
         ),
     ];
-    for (name, help, value) in counters {
-        header(&mut out, name, "counter", help);
+    for (name, kind, help, value) in plain {
+        header(&mut out, name, kind, help);
         let _ = writeln!(out, "{name} {value}");
     }
+
     header(
         &mut out,
         "ringway_tls_handshakes_total",
@@ -127,6 +360,34 @@ pub fn render(m: &MetricsSnapshot, workers: usize) -> String {
             "ringway_tls_handshakes_total{{kind=\"{kind}\"}} {value}"
         );
     }
+
+    header(
+        &mut out,
+        "ringway_reloads_total",
+        "counter",
+        "Configuration reloads, by result.",
+    );
+    let _ = writeln!(
+        out,
+        "ringway_reloads_total{{result=\"success\"}} {}",
+        extras.reloads_ok
+    );
+    let _ = writeln!(
+        out,
+        "ringway_reloads_total{{result=\"failure\"}} {}",
+        extras.reloads_failed
+    );
+    header(
+        &mut out,
+        "ringway_reload_duration_seconds",
+        "gauge",
+        "The last successful reload: from its trigger to every worker switched.",
+    );
+    let _ = writeln!(
+        out,
+        "ringway_reload_duration_seconds {}",
+        extras.last_reload_seconds
+    );
     out
 }
 
@@ -137,25 +398,43 @@ mod tests {
     use std::time::Duration;
 
     #[test]
-    fn renders_counters_and_a_cumulative_histogram() {
+    fn renders_series_and_cumulative_histograms() {
         let w = WorkerMetrics::default();
-        w.record_request(200, Duration::from_micros(300));
-        w.record_request(200, Duration::from_millis(3));
-        w.record_request(503, Duration::from_millis(30));
+        let key = crate::control::labels::series_key(
+            crate::control::labels::route("orders", "get-order"),
+            crate::control::labels::backend("orders-backend"),
+        );
+        for (status, us) in [(200, 300), (200, 3_000), (503, 30_000)] {
+            w.record_request(status, Duration::from_micros(us));
+            w.record_series(
+                key,
+                None,
+                status,
+                Duration::from_micros(us),
+                Default::default(),
+            );
+        }
         w.tls_handshake(true);
-        let text = render(&w.snapshot(), 2);
+        let text = render(&w.snapshot(), 2, &Extras::default());
+        let labels = "api=\"orders\",operation=\"get-order\"";
         assert!(
-            text.contains("ringway_requests_total{class=\"2xx\"} 2\n"),
+            text.contains(&format!(
+                "ringway_requests_total{{{labels},backend=\"orders-backend\",class=\"2xx\"}} 2\n"
+            )),
             "{text}"
         );
-        assert!(
-            text.contains("ringway_requests_total{class=\"5xx\"} 1\n"),
-            "{text}"
-        );
-        assert!(text.contains("ringway_request_duration_seconds_bucket{le=\"0.0005\"} 1\n"));
-        assert!(text.contains("ringway_request_duration_seconds_bucket{le=\"0.005\"} 2\n"));
-        assert!(text.contains("ringway_request_duration_seconds_bucket{le=\"+Inf\"} 3\n"));
-        assert!(text.contains("ringway_request_duration_seconds_count 3\n"));
+        assert!(text.contains(&format!(
+            "ringway_request_duration_seconds_bucket{{{labels},le=\"0.0005\"}} 1\n"
+        )));
+        assert!(text.contains(&format!(
+            "ringway_request_duration_seconds_bucket{{{labels},le=\"0.005\"}} 2\n"
+        )));
+        assert!(text.contains(&format!(
+            "ringway_request_duration_seconds_bucket{{{labels},le=\"+Inf\"}} 3\n"
+        )));
+        assert!(text.contains(&format!(
+            "ringway_request_duration_seconds_count{{{labels}}} 3\n"
+        )));
         assert!(text.contains("ringway_tls_handshakes_total{kind=\"resumed\"} 1\n"));
         assert!(text.contains("ringway_workers 2\n"));
         // Every sample line belongs to a declared metric.

@@ -9,6 +9,7 @@
 //! counts bandwidth, and releases concurrency slots and cache flights.
 
 use std::cell::RefCell;
+use std::rc::Rc;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -37,6 +38,49 @@ pub struct NodePolicies {
     pub flights: Option<Arc<cache::NodeFlights>>,
     /// `validate-jwt` keys fetched from URLs.
     pub jwks: Arc<auth::jwks::JwksHub>,
+    /// What the tables were built from, to match them on a reload.
+    identity: Identity,
+}
+
+/// The definitions the tables were built from: a reload keeps a table (and its counters)
+/// whose definition is the same, at the same worker count.
+#[derive(Default)]
+struct Identity {
+    workers: usize,
+    rate: Vec<String>,
+    quota: Vec<String>,
+    concurrency: Vec<String>,
+    jwks: String,
+}
+
+impl Identity {
+    fn of(config: &Config, workers: usize) -> Identity {
+        let t = &config.policy_tables;
+        Identity {
+            workers,
+            rate: t
+                .rate
+                .iter()
+                .map(|d| format!("{}|{}|{:?}|{}", d.origin, d.calls, d.period, d.max_keys))
+                .collect(),
+            quota: t
+                .quota
+                .iter()
+                .map(|d| {
+                    format!(
+                        "{}|{:?}|{:?}|{:?}|{}|{}",
+                        d.id, d.calls, d.bandwidth, d.period, d.first_period_start_ms, d.max_keys
+                    )
+                })
+                .collect(),
+            concurrency: t
+                .concurrency
+                .iter()
+                .map(|d| format!("{}|{}|{}", d.origin, d.max_count, d.max_keys))
+                .collect(),
+            jwks: format!("{:?}", t.jwks),
+        }
+    }
 }
 
 impl NodePolicies {
@@ -92,20 +136,57 @@ impl NodePolicies {
                 purge,
                 flights: (workers > 1).then(Arc::default),
                 jwks: auth::jwks::JwksHub::new(&t.jwks),
+                identity: Identity::of(config, workers),
             }),
             inboxes,
         )
+    }
+
+    /// The tables for a reloaded `config`: each table whose definition is unchanged is the
+    /// old one, counters and all; the purge hub and cache flights are the node's, kept.
+    /// Fetched `validate-jwt` keys are kept while their sources are the same; new sources are
+    /// fetched (call [`auth::jwks::JwksHub::start`]; `true` here says it is needed).
+    pub fn next(old: &NodePolicies, config: &Config) -> (Arc<NodePolicies>, bool) {
+        let workers = old.identity.workers;
+        let (fresh, _) = NodePolicies::new(config, workers);
+        let mut fresh = Arc::into_inner(fresh).expect("not shared yet");
+        let identity = std::mem::take(&mut fresh.identity);
+        let keep = |mine: &str, theirs: &[String]| theirs.iter().position(|t| t == mine);
+        for (i, id) in identity.rate.iter().enumerate() {
+            if let Some(o) = keep(id, &old.identity.rate) {
+                fresh.rate[i].0 = Arc::clone(&old.rate[o].0);
+            }
+        }
+        for (i, id) in identity.quota.iter().enumerate() {
+            if let Some(o) = keep(id, &old.identity.quota) {
+                fresh.quota[i].0 = Arc::clone(&old.quota[o].0);
+            }
+        }
+        for (i, id) in identity.concurrency.iter().enumerate() {
+            if let Some(o) = keep(id, &old.identity.concurrency) {
+                fresh.concurrency[i].0 = Arc::clone(&old.concurrency[o].0);
+            }
+        }
+        let same_keys = identity.jwks == old.identity.jwks;
+        if same_keys {
+            fresh.jwks = Arc::clone(&old.jwks);
+        }
+        fresh.purge = Arc::clone(&old.purge);
+        fresh.flights = old.flights.clone();
+        fresh.identity = identity;
+        (Arc::new(fresh), !same_keys)
     }
 }
 
 /// One core's policy state.
 pub struct WorkerPolicies {
-    rate: Vec<RefCell<LocalWindow>>,
-    quota: Vec<RefCell<LocalQuota>>,
-    concurrency: Vec<RefCell<LocalConcurrency>>,
-    pub cache: RefCell<CacheStore>,
-    pub values: RefCell<ValueStore>,
-    pub flights: Coalescer,
+    // Shared (`Rc`) with the next configuration's state when a reload keeps them.
+    rate: Vec<Rc<RefCell<LocalWindow>>>,
+    quota: Vec<Rc<RefCell<LocalQuota>>>,
+    concurrency: Vec<Rc<RefCell<LocalConcurrency>>>,
+    pub cache: Rc<RefCell<CacheStore>>,
+    pub values: Rc<RefCell<ValueStore>>,
+    pub flights: Rc<Coalescer>,
     node_flights: Option<Arc<cache::NodeFlights>>,
     /// Tokens `validate-jwt` verified on this core.
     pub tokens: RefCell<auth::jwt::TokenCache>,
@@ -115,7 +196,9 @@ pub struct WorkerPolicies {
     pub iovecs: RefCell<Vec<Vec<libc::iovec>>>,
     /// Each `retry` policy's budget on this core.
     pub retry_budgets: Vec<RefCell<crate::upstream::RetryBudget>>,
-    purge: PurgeInbox,
+    purge: Rc<PurgeInbox>,
+    /// The cache sizes the stores were made with.
+    cache_sizes: crate::config::CacheSettings,
     /// Shadow-mode refusals and other policy events are logged at most once a second each.
     pub(crate) shadow_log: crate::server::LogLimit,
 }
@@ -132,27 +215,27 @@ impl WorkerPolicies {
             rate: node
                 .rate
                 .iter()
-                .map(|(s, spec)| RefCell::new(LocalWindow::new(Arc::clone(s), spec)))
+                .map(|(s, spec)| Rc::new(RefCell::new(LocalWindow::new(Arc::clone(s), spec))))
                 .collect(),
             quota: node
                 .quota
                 .iter()
-                .map(|(s, spec, _)| RefCell::new(LocalQuota::new(Arc::clone(s), spec)))
+                .map(|(s, spec, _)| Rc::new(RefCell::new(LocalQuota::new(Arc::clone(s), spec))))
                 .collect(),
             concurrency: node
                 .concurrency
                 .iter()
-                .map(|(s, spec)| RefCell::new(LocalConcurrency::new(Arc::clone(s), spec)))
+                .map(|(s, spec)| Rc::new(RefCell::new(LocalConcurrency::new(Arc::clone(s), spec))))
                 .collect(),
-            cache: RefCell::new(CacheStore::new(
+            cache: Rc::new(RefCell::new(CacheStore::new(
                 config.cache.max_bytes,
                 config.cache.max_entry_bytes,
-            )),
-            values: RefCell::new(ValueStore::new(
+            ))),
+            values: Rc::new(RefCell::new(ValueStore::new(
                 config.cache.max_value_bytes,
                 config.cache.max_value_bytes,
-            )),
-            flights: Coalescer::default(),
+            ))),
+            flights: Rc::default(),
             node_flights: node.flights.clone(),
             iovecs: RefCell::new(Vec::new()),
             tokens: RefCell::new(auth::jwt::TokenCache::new(TOKEN_CACHE_ENTRIES)),
@@ -165,9 +248,74 @@ impl WorkerPolicies {
                     RefCell::new(crate::upstream::RetryBudget::for_spec(spec, Instant::now()))
                 })
                 .collect(),
-            purge,
+            purge: Rc::new(purge),
+            cache_sizes: config.cache,
             shadow_log: crate::server::LogLimit::default(),
         }
+    }
+
+    /// This core's state for a reloaded configuration (`node` from [`NodePolicies::next`]):
+    /// the local shard of every table the reload kept, the caches (when their sizes are the
+    /// same), the cache flights and the purge inbox carry over. Verified tokens do not: the
+    /// keys they were verified with may have changed.
+    pub fn next(&self, old_node: &NodePolicies, node: &NodePolicies, config: &Config) -> Self {
+        let mut next = WorkerPolicies {
+            rate: Vec::new(),
+            quota: Vec::new(),
+            concurrency: Vec::new(),
+            ..WorkerPolicies::new(node, config, PurgeInbox::detached())
+        };
+        let find = |shared: *const u8, olds: &[*const u8]| olds.iter().position(|&o| o == shared);
+        let old_rate: Vec<*const u8> = old_node
+            .rate
+            .iter()
+            .map(|(s, _)| Arc::as_ptr(s).cast())
+            .collect();
+        next.rate = node
+            .rate
+            .iter()
+            .map(|(s, spec)| match find(Arc::as_ptr(s).cast(), &old_rate) {
+                Some(o) => Rc::clone(&self.rate[o]),
+                None => Rc::new(RefCell::new(LocalWindow::new(Arc::clone(s), spec))),
+            })
+            .collect();
+        let old_quota: Vec<*const u8> = old_node
+            .quota
+            .iter()
+            .map(|(s, ..)| Arc::as_ptr(s).cast())
+            .collect();
+        next.quota = node
+            .quota
+            .iter()
+            .map(
+                |(s, spec, _)| match find(Arc::as_ptr(s).cast(), &old_quota) {
+                    Some(o) => Rc::clone(&self.quota[o]),
+                    None => Rc::new(RefCell::new(LocalQuota::new(Arc::clone(s), spec))),
+                },
+            )
+            .collect();
+        let old_concurrency: Vec<*const u8> = old_node
+            .concurrency
+            .iter()
+            .map(|(s, _)| Arc::as_ptr(s).cast())
+            .collect();
+        next.concurrency = node
+            .concurrency
+            .iter()
+            .map(
+                |(s, spec)| match find(Arc::as_ptr(s).cast(), &old_concurrency) {
+                    Some(o) => Rc::clone(&self.concurrency[o]),
+                    None => Rc::new(RefCell::new(LocalConcurrency::new(Arc::clone(s), spec))),
+                },
+            )
+            .collect();
+        if self.cache_sizes == config.cache {
+            next.cache = Rc::clone(&self.cache);
+            next.values = Rc::clone(&self.values);
+        }
+        next.flights = Rc::clone(&self.flights);
+        next.purge = Rc::clone(&self.purge);
+        next
     }
 
     /// The worker's periodic upkeep: returns unused leases, applies purges, sweeps caches.
@@ -298,6 +446,8 @@ pub struct Exchange {
     pub product: Vec<u8>,
     /// The request waited once for fetched keys (its token's kid was unknown).
     pub jwt_waited: bool,
+    /// Why a limit refused the request, for metrics: 0 none, 1 rate, 2 quota, 3 concurrency.
+    pub rejected: u8,
 }
 
 /// What the inbound section decided.
@@ -382,6 +532,7 @@ impl Exchange {
         self.target.clear();
         self.target_set = false;
         self.backend = None;
+        self.rejected = 0;
         self.status = None;
         self.reason.clear();
         self.vars.clear();
@@ -521,6 +672,7 @@ impl Exchange {
                         } else {
                             "bandwidth"
                         };
+                        self.rejected = 2;
                         return Inbound::Refuse(Refusal {
                             status: 403,
                             message: format!(
@@ -546,6 +698,7 @@ impl Exchange {
                             format_args!("{}: would refuse with 429 (shadow mode)", l.origin),
                         );
                     } else {
+                        self.rejected = 3;
                         return Inbound::Refuse(Refusal {
                             status: 429,
                             message: "Too many concurrent requests.".to_string(),
@@ -666,6 +819,7 @@ impl Exchange {
         } else {
             self.write_rate_headers();
             let secs = decision.reset_secs.max(1);
+            self.rejected = 1;
             return Some(Refusal {
                 status: 429,
                 message: format!("Rate limit is exceeded. Try again in {secs} seconds."),

@@ -83,6 +83,11 @@ pub struct Route {
     /// and runs `pipeline` (global → API) only for CORS preflights, as APIM answers a
     /// preflight with the API's `cors` policy when no operation takes `OPTIONS`.
     pub preflights_only: bool,
+    /// Whether requests on this route are written to the access log (an API's `access_log`;
+    /// always for plain routes).
+    pub access_log: bool,
+    /// The metric label id of its API (or route) and operation.
+    pub label: u32,
 }
 
 #[derive(Clone, Debug)]
@@ -296,6 +301,8 @@ impl Router {
                 strip: None,
                 keys: None,
                 preflights_only: false,
+                access_log: true,
+                label: crate::control::labels::route(&rc.name, ""),
             });
             let route = routes.len() - 1;
             for (m, matcher) in rc.matches.iter().enumerate() {
@@ -368,6 +375,8 @@ impl Router {
                     strip,
                     keys: keys.cloned().map(Box::new),
                     preflights_only: false,
+                    access_log: api.access_log,
+                    label: crate::control::labels::route(&api.name, operation),
                 }
             };
             for op in &api.operations {

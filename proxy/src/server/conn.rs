@@ -19,7 +19,7 @@ use ringway_core::timer::Deadline;
 use super::head::upgrade_allowed;
 use super::io::{write_out, RecvBuf};
 use super::local::{self, Local};
-use super::Worker;
+use super::{Generation, Worker};
 use crate::route::{Action, HeaderLookup, RouteRequest};
 use crate::tls::{ClientIo, Io};
 use crate::upstream::UpstreamConn;
@@ -79,6 +79,9 @@ impl Drop for Counted {
 
 pub(super) struct Conn {
     pub w: Rc<Worker>,
+    /// The configuration this connection's current request is served on: taken from the
+    /// worker when a request begins, so that a reload never changes a request in flight.
+    pub gen: Rc<Generation>,
     pub stream: ClientIo,
     pub fd: RawFd,
     pub rbuf: RecvBuf,
@@ -91,6 +94,8 @@ pub(super) struct Conn {
     /// The policy state of the request in flight, made on the first request with policies
     /// and reused.
     pub exchange: Option<Box<crate::policy::run::Exchange>>,
+    /// What the request in flight is counted under.
+    pub req: RequestMeta,
     _counted: Counted,
 }
 
@@ -105,6 +110,16 @@ impl HeaderLookup for HeadView<'_> {
     fn get(&self, name: &[u8]) -> Option<&[u8]> {
         self.head.header(self.buf, name)
     }
+}
+
+/// The metric series of the request in flight, and what happened to it on the way.
+#[derive(Clone, Copy, Default)]
+pub(super) struct RequestMeta {
+    pub route: u32,
+    pub backend: u32,
+    /// The request ran policies (its subscription, if any, is in the exchange).
+    pub policies: bool,
+    pub facts: ringway_core::metrics::RequestFacts,
 }
 
 enum HeadRead {
@@ -124,6 +139,7 @@ impl Conn {
         let rbuf = RecvBuf::pooled(Rc::clone(&w.bufs), IDLE_READ);
         Conn {
             deadline: w.wheel.deadline(),
+            gen: w.current(),
             w,
             stream,
             fd,
@@ -133,6 +149,7 @@ impl Conn {
             client_ip,
             client_ip_len,
             exchange: None,
+            req: RequestMeta::default(),
             _counted: counted,
         }
     }
@@ -162,7 +179,7 @@ impl Conn {
             return true;
         };
         self.deadline
-            .arm(self.fd, self.w.snapshot.config.timeouts.header);
+            .arm(self.fd, self.gen.snapshot.config.timeouts.header);
         match tls.handshake().await {
             Ok(()) => {
                 tls.identity = tls
@@ -227,9 +244,17 @@ impl Conn {
                 }
             };
             let started = Instant::now();
+            self.refresh_generation();
             self.lend_wbuf();
+            self.req = RequestMeta {
+                route: crate::control::labels::NO_ROUTE,
+                backend: crate::control::labels::NO_BACKEND,
+                ..RequestMeta::default()
+            };
             let (next, status) = self.handle(head_len).await;
-            self.w.metrics.record_request(status, started.elapsed());
+            let elapsed = started.elapsed();
+            self.w.metrics.record_request(status, elapsed);
+            self.record_series(status, elapsed);
             match next {
                 // Draining: a request the client has already pipelined is still answered (with
                 // `Connection: close`); nothing new is waited for.
@@ -262,10 +287,42 @@ impl Conn {
         }
     }
 
+    /// Counts the request just answered in its series (API, operation, backend) and its
+    /// subscription's.
+    fn record_series(&self, status: u16, elapsed: std::time::Duration) {
+        let mut facts = self.req.facts;
+        let subscription = match (&self.exchange, self.req.policies) {
+            (Some(ex), true) => {
+                facts.rejected = ex.rejected;
+                facts.cache = match ex.cache.x_cache {
+                    Some(crate::policy::cache::XCache::Hit) => 1,
+                    Some(crate::policy::cache::XCache::Miss) => 2,
+                    _ => 0,
+                };
+                (!ex.subscription.is_empty())
+                    .then(|| crate::control::labels::name_key(&ex.subscription))
+            }
+            _ => None,
+        };
+        let key = crate::control::labels::series_key(self.req.route, self.req.backend);
+        self.w
+            .metrics
+            .record_series(key, subscription, status, elapsed, facts);
+    }
+
+    /// Moves to the worker's newest configuration, between requests.
+    #[inline]
+    fn refresh_generation(&mut self) {
+        if self.gen.id != self.w.generation.get() {
+            self.gen = self.w.current();
+        }
+    }
+
     /// Waits for a whole request head: idle between requests, then under the header timeout
     /// from its first byte.
     async fn read_head(&mut self) -> HeadRead {
-        let snap = &self.w.snapshot;
+        self.refresh_generation();
+        let snap = &self.gen.snapshot;
         let limits = snap.config.limits;
         let timeouts = snap.config.timeouts;
         let mut header_clock_started = false;
@@ -301,8 +358,8 @@ impl Conn {
     /// Answers one request whose head is the first `head_len` bytes of the read buffer.
     /// Returns what to do next and the status sent.
     async fn handle(&mut self, head_len: usize) -> (Next, u16) {
-        let w = Rc::clone(&self.w);
-        let snap = &*w.snapshot;
+        let g = Rc::clone(&self.gen);
+        let snap = &*g.snapshot;
         let buf = self.rbuf.data();
         let head = &self.head;
         let facts = Facts {
@@ -332,7 +389,7 @@ impl Conn {
             return local::answer(self, head_len, facts, answer, None).await;
         }
 
-        if let Some(path) = &w.panic_path {
+        if let Some(path) = &self.w.panic_path {
             if head.path(buf) == &path[..] {
                 panic!(
                     "injected by RINGWAY_TEST_PANIC_PATH for {}",
@@ -361,7 +418,9 @@ impl Conn {
             return local::answer(self, head_len, facts, answer, None).await;
         };
         let route = matched.route;
+        self.req.route = route.label;
         if let Some(pipeline) = route.pipeline {
+            self.req.policies = true;
             // Boxed: the policy path's state would otherwise set the size of every
             // connection's task, idle ones included.
             return Box::pin(self.with_policies(
@@ -437,7 +496,7 @@ impl Conn {
 /// through and the other direction carries on. Traffic either way re-arms both sockets'
 /// deadlines; a tunnel silent both ways for `timeouts.tunnel_idle` is cut.
 async fn tunnel(conn: Conn, up: UpstreamConn) {
-    let idle = conn.w.snapshot.config.timeouts.tunnel_idle;
+    let idle = conn.gen.snapshot.config.timeouts.tunnel_idle;
     let Conn {
         stream: client,
         rbuf,

@@ -116,7 +116,9 @@ impl Conn {
         mut ex: Policies<'_, '_>,
     ) -> (Next, u16) {
         let w = Rc::clone(&self.w);
-        let snap = &*w.snapshot;
+        let g = Rc::clone(&self.gen);
+        let snap = &*g.snapshot;
+        self.req.backend = snap.backend_labels[backend];
         let timeouts = &snap.config.timeouts;
         let limits = &snap.config.limits;
         let until = timeouts.request.map(|d| Instant::now() + d);
@@ -237,7 +239,7 @@ impl Conn {
         }
         let whole = body.is_none();
         if let Some(retry) = ex.as_ref().and_then(|r| r.pipe.retry()) {
-            w.policies.retry_budgets[retry.index]
+            g.policies.retry_budgets[retry.index]
                 .borrow_mut()
                 .record_request(Instant::now());
         }
@@ -266,7 +268,7 @@ impl Conn {
             }
             first_attempt = false;
             let now = w.wheel.now();
-            let mut attempt = match w.upstreams.choose(snap, backend, &tried, now, hash) {
+            let mut attempt = match g.upstreams.choose(snap, backend, &tried, now, hash) {
                 Ok(attempt) => attempt,
                 Err(NoTarget::Open { retry_after }) if ex.is_none() => {
                     return local::circuit_open(self, *facts, retry_after.as_secs(), whole).await;
@@ -285,7 +287,7 @@ impl Conn {
                 Err(NoTarget::Exhausted) => {
                     let connect = !matches!(last_status, LastFailure::ClosedWithoutAnswer);
                     if let Some(wait) =
-                        retry_wait(&w, ex.as_deref(), &mut retries, connect, None, until)
+                        retry_wait(&g, ex.as_deref(), &mut retries, connect, None, until)
                     {
                         // Every target refused: after the policy's pause, all of them again.
                         Box::pin(self.pause(wait)).await;
@@ -302,29 +304,38 @@ impl Conn {
             let pooled = if fresh_only {
                 None
             } else {
-                w.upstreams.pool.take(target, now)
+                g.upstreams.pool.take(target, now)
             };
             let mut up = match pooled {
                 Some(up) => {
                     w.metrics.upstream_reused();
+                    self.req.facts.upstream_reuses =
+                        self.req.facts.upstream_reuses.saturating_add(1);
                     up
                 }
                 // Boxed: a connect is rare with pooling, and its future (with a runtime timer,
                 // aligned to 128 bytes) would otherwise set the size of every connection's task.
                 None => match Box::pin(connect(&w, snap, target)).await {
-                    Ok(up) => up,
+                    Ok(up) => {
+                        let f = &mut self.req.facts;
+                        f.upstream_connects = f.upstream_connects.saturating_add(1);
+                        up
+                    }
                     Err(e) => {
                         w.metrics.upstream_connect_failed();
+                        let f = &mut self.req.facts;
+                        f.upstream_connect_errors = f.upstream_connect_errors.saturating_add(1);
                         tried.add(target - snap.backend_targets[backend].start);
                         fresh_only = false;
                         last_status = match e {
                             ConnectError::TimedOut => {
-                                w.upstreams.mark_down(snap, target, w.wheel.now());
+                                f.upstream_timeouts = f.upstream_timeouts.saturating_add(1);
+                                g.upstreams.mark_down(snap, target, w.wheel.now());
                                 attempt.connection_failed(w.wheel.now());
                                 LastFailure::ConnectTimeout
                             }
                             ConnectError::Target => {
-                                w.upstreams.mark_down(snap, target, w.wheel.now());
+                                g.upstreams.mark_down(snap, target, w.wheel.now());
                                 attempt.connection_failed(w.wheel.now());
                                 LastFailure::ConnectRefused
                             }
@@ -420,7 +431,7 @@ impl Conn {
                                 .header(up.buf.data(), b"retry-after")
                                 .and_then(parse_retry_after);
                             retry_wait(
-                                &w,
+                                &g,
                                 ex.as_deref(),
                                 &mut retries,
                                 false,
@@ -454,6 +465,10 @@ impl Conn {
                     continue;
                 }
                 Err(failure) => {
+                    if matches!(failure, Failure::TimedOut) {
+                        let f = &mut self.req.facts;
+                        f.upstream_timeouts = f.upstream_timeouts.saturating_add(1);
+                    }
                     let (s, c, m) = match failure {
                         Failure::TimedOut => (
                             504,
@@ -475,7 +490,7 @@ impl Conn {
                 }
             }
         };
-        w.upstreams.mark_up(up.target);
+        g.upstreams.mark_up(up.target);
 
         // 3. The response.
         let response = &up.head;
@@ -528,7 +543,7 @@ impl Conn {
                         pipe,
                         ex,
                         &ctx,
-                        &w,
+                        &g,
                         up.buf.data(),
                         response,
                         up_framing,
@@ -616,7 +631,7 @@ impl Conn {
         match outcome {
             Ok(moved) => {
                 if up_reusable {
-                    w.upstreams.pool.put(up, w.wheel.now());
+                    g.upstreams.pool.put(up, w.wheel.now());
                 }
                 if let Some(PolicyRun { ex, .. }) = ex {
                     ex.bytes += moved;
@@ -628,7 +643,7 @@ impl Conn {
                             status,
                         } = *t;
                         ex.store(
-                            &w.policies,
+                            &g.policies,
                             status,
                             headers.into(),
                             body.body.into(),
@@ -662,7 +677,7 @@ impl Conn {
         decoder: &mut ChunkedDecoder,
         limit: u64,
     ) -> Result<bool, RelayError> {
-        let idle = self.w.snapshot.config.timeouts.idle;
+        let idle = self.gen.snapshot.config.timeouts.idle;
         let start = self.wbuf.len() as u64;
         loop {
             let room = (start + limit).saturating_sub(self.wbuf.len() as u64);
@@ -707,7 +722,7 @@ impl Conn {
 
     /// Waits before a retry, keeping the client's connection from timing out meanwhile.
     async fn pause(&mut self, wait: std::time::Duration) {
-        let idle = self.w.snapshot.config.timeouts.idle;
+        let idle = self.gen.snapshot.config.timeouts.idle;
         self.deadline.arm(self.fd, idle + wait);
         if !wait.is_zero() {
             monoio::time::sleep(wait).await;
@@ -916,7 +931,7 @@ fn outbound(
     pipe: &crate::policy::Pipeline,
     ex: &mut Exchange,
     ctx: &Ctx<'_, crate::policy::run::NoHeaders>,
-    w: &super::Worker,
+    g: &super::Generation,
     data: &[u8],
     response: &ringway_core::http1::ResponseHead,
     framing: BodyFraming,
@@ -924,7 +939,7 @@ fn outbound(
 ) -> Option<Box<CacheTee>> {
     let status = response.status();
     let has = |name: &[u8]| response.header(data, name).is_some();
-    ex.outbound(pipe, status, &has, &w.policies, ctx);
+    ex.outbound(pipe, status, &has, &g.policies, ctx);
     if ex.cache.store_for.is_none() || facts.is_head {
         return None;
     }
@@ -939,7 +954,7 @@ fn outbound(
         response.header(data, b"pragma"),
         response.header(data, b"vary"),
     )?;
-    let cap = w.snapshot.config.cache.max_entry_bytes;
+    let cap = g.snapshot.config.cache.max_entry_bytes;
     let expected = match framing {
         BodyFraming::Length(n) => Some(n as usize),
         BodyFraming::None => Some(0),
@@ -963,7 +978,7 @@ fn outbound(
 /// are left, the core's retry budget allows one, and the wait ends before the request's
 /// deadline. Counts the retry.
 fn retry_wait(
-    w: &super::Worker,
+    g: &super::Generation,
     run: Option<&PolicyRun<'_>>,
     retries: &mut u32,
     connect_failure: bool,
@@ -996,7 +1011,7 @@ fn retry_wait(
         return None;
     }
     let now = Instant::now();
-    if !w.policies.retry_budgets[retry.index]
+    if !g.policies.retry_budgets[retry.index]
         .borrow_mut()
         .try_retry(now)
     {

@@ -82,7 +82,7 @@ pub(super) async fn answer(
 /// Reads and drops a request body; false when it could not be (too large, malformed, the
 /// client went away), and the connection must close.
 async fn discard_body(c: &mut Conn, framing: BodyFraming) -> bool {
-    let idle = c.w.snapshot.config.timeouts.idle;
+    let idle = c.gen.snapshot.config.timeouts.idle;
     match framing {
         BodyFraming::None => true,
         BodyFraming::Length(n) if n <= MAX_DISCARD => {
@@ -216,9 +216,9 @@ pub(super) async fn send(
         Local::Cached(hit) if !facts.is_head && !hit.body.is_empty() => {
             // The body is shared with the store: written from it, with the head, in one
             // writev, not copied.
-            let iov = c.w.policies.iovecs.borrow_mut().pop().unwrap_or_default();
+            let iov = c.gen.policies.iovecs.borrow_mut().pop().unwrap_or_default();
             let (res, iov) = write_head_and_body(&mut c.stream, &mut c.wbuf, &hit.body, iov).await;
-            c.w.policies.iovecs.borrow_mut().push(iov);
+            c.gen.policies.iovecs.borrow_mut().push(iov);
             res.is_ok()
         }
         _ => write_out(&mut c.stream, &mut c.wbuf).await.is_ok(),

@@ -11,17 +11,20 @@ pub mod head;
 mod io;
 mod local;
 mod policies;
+mod reload;
 mod state;
 mod trace;
 
 pub use io::RecvBuf;
 pub use local::reason;
+pub(crate) use reload::Generation;
+use reload::{ListenerSlot, Pending, Reply, ToWorker};
+pub use reload::{ReloadError, Reloaded, Reloader};
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::net::SocketAddr;
-use std::os::fd::AsRawFd;
-use std::rc::Rc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::rc::{Rc, Weak};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -46,8 +49,18 @@ const LENT_BUFFER: usize = 16 * 1024;
 
 /// One worker's state, shared by its connection tasks (`Rc`: never leaves its thread).
 pub(crate) struct Worker {
-    pub snapshot: Arc<Snapshot>,
-    pub upstreams: Upstreams,
+    pub index: usize,
+    /// The configuration new requests are served on, and its id. A connection compares the
+    /// id with its own generation's before each request.
+    pub current: RefCell<Rc<Generation>>,
+    pub generation: Cell<u64>,
+    /// A reload prepared and waiting for its commit.
+    pending: RefCell<Option<Pending>>,
+    /// Generations a reload replaced, while requests still hold them: their idle upstream
+    /// connections are closed on the tick.
+    retired: RefCell<Vec<Weak<Generation>>>,
+    /// This worker's listeners.
+    listeners: RefCell<Vec<Rc<ListenerSlot>>>,
     pub wheel: TimerWheel,
     pub metrics: WorkerMetrics,
     /// Large buffers, lent to connections only while a request is in flight.
@@ -65,11 +78,15 @@ pub(crate) struct Worker {
     pub panic_path: Option<Box<[u8]>>,
     /// The control thread's flags: read (never written) here, so the line stays shared.
     pub control: Arc<Control>,
-    /// This core's limit shards, caches and cache flights.
-    pub policies: crate::policy::run::WorkerPolicies,
 }
 
 impl Worker {
+    /// The configuration new requests are served on.
+    #[inline]
+    pub fn current(&self) -> Rc<Generation> {
+        Rc::clone(&self.current.borrow())
+    }
+
     /// Whether a drain has begun: the worker's own flag (set on its tick), or the control
     /// thread's, so that a response written between the signal and the next tick already says
     /// `Connection: close`.
@@ -133,9 +150,18 @@ impl RequestIds {
 }
 
 /// What the control thread shares with the workers.
-#[derive(Default)]
 pub struct Control {
     drain: AtomicBool,
+    /// Each worker's inbox of reload messages, and the channel of their answers.
+    inboxes: Vec<crossbeam_channel::Sender<ToWorker>>,
+    replies: (
+        crossbeam_channel::Sender<Reply>,
+        crossbeam_channel::Receiver<Reply>,
+    ),
+    /// The configuration generation every worker has switched to.
+    pub generation: AtomicU64,
+    /// The node-wide policy state of the configuration served (limit tables, purge hub).
+    pub node: Mutex<Arc<crate::policy::run::NodePolicies>>,
     finished: Mutex<Vec<(usize, MetricsSnapshot)>>,
     /// Each worker's latest metrics, published by the worker once a second with `try_lock`
     /// (a worker never waits: when the control thread is reading its slot, it skips a
@@ -155,10 +181,66 @@ impl Control {
         self.drain.load(Ordering::Relaxed)
     }
 
-    fn for_workers(workers: usize) -> Control {
-        Control {
+    fn for_workers(
+        workers: usize,
+        node: Arc<crate::policy::run::NodePolicies>,
+    ) -> (Control, Vec<crossbeam_channel::Receiver<ToWorker>>) {
+        let (inboxes, receivers) = (0..workers)
+            .map(|_| crossbeam_channel::unbounded())
+            .unzip::<_, _, Vec<_>, Vec<_>>();
+        let control = Control {
+            drain: AtomicBool::new(false),
+            inboxes,
+            replies: crossbeam_channel::unbounded(),
+            generation: AtomicU64::new(1),
+            node: Mutex::new(node),
+            finished: Mutex::default(),
             published: (0..workers).map(|_| Mutex::new(None)).collect(),
-            ..Control::default()
+            started: Default::default(),
+        };
+        (control, receivers)
+    }
+
+    /// Sends each worker the message `make` makes.
+    fn send_all(&self, make: impl Fn() -> ToWorker) {
+        for inbox in &self.inboxes {
+            let _ = inbox.send(make());
+        }
+    }
+
+    /// Drops answers left from an earlier reload that timed out.
+    fn drain_replies(&self) {
+        while self.replies.1.try_recv().is_ok() {}
+    }
+
+    /// Waits for every worker's answer to phase `id`: Err with the failures (a worker that
+    /// did not answer in time is one).
+    fn collect(&self, id: u64, timeout: Duration) -> Result<(), Vec<String>> {
+        let until = Instant::now() + timeout;
+        let mut answered = vec![false; self.inboxes.len()];
+        let mut errors = Vec::new();
+        while answered.iter().any(|a| !a) {
+            let left = until.saturating_duration_since(Instant::now());
+            match self.replies.1.recv_timeout(left) {
+                Ok((worker, reply_id, result)) if reply_id == id && worker < answered.len() => {
+                    answered[worker] = true;
+                    if let Err(e) = result {
+                        errors.push(format!("worker {worker}: {e}"));
+                    }
+                }
+                Ok(_) => {}
+                Err(_) => {
+                    for (worker, _) in answered.iter().enumerate().filter(|(_, a)| !**a) {
+                        errors.push(format!("worker {worker}: no answer within {timeout:?}"));
+                    }
+                    break;
+                }
+            }
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(errors)
         }
     }
 
@@ -194,6 +276,8 @@ pub struct Server {
     keeper: Option<state::Keeper>,
     pub listeners: Vec<(String, SocketAddr)>,
     pub workers: Vec<runtime::Worker>,
+    /// Switches the workers to a new configuration.
+    pub reloader: Arc<Mutex<Reloader>>,
 }
 
 /// Hook run on each worker thread before it serves (tests use it to mark threads).
@@ -245,7 +329,15 @@ impl Server {
             state::restore(path, &policies);
         }
         let snapshot = Arc::new(snapshot);
-        let control = Arc::new(Control::for_workers(placement.workers));
+        let (control, control_inboxes) =
+            Control::for_workers(placement.workers, Arc::clone(&policies));
+        let control = Arc::new(control);
+        let control_inboxes: Arc<Vec<Mutex<Option<_>>>> = Arc::new(
+            control_inboxes
+                .into_iter()
+                .map(|i| Mutex::new(Some(i)))
+                .collect(),
+        );
         let addrs: Vec<SocketAddr> = listeners.iter().map(|(_, a)| *a).collect();
 
         // SO_REUSEPORT would let this process share a port with another one that already
@@ -276,6 +368,7 @@ impl Server {
         let snap = Arc::clone(&snapshot);
         // Breakers, hash rings and health inboxes: shared by every worker of this snapshot.
         let shared_upstreams = Arc::new(SharedUpstreams::new(&snapshot, placement.workers));
+        let shared_for_workers = Arc::clone(&shared_upstreams);
         let node = Arc::clone(&policies);
         let panic_path: Option<Box<[u8]>> = std::env::var("RINGWAY_TEST_PANIC_PATH")
             .ok()
@@ -294,16 +387,27 @@ impl Server {
                 .expect("inbox hand-off")
                 .take()
                 .expect("each worker takes its inbox once");
+            let control_inbox = control_inboxes[ctx.index]
+                .lock()
+                .expect("inbox hand-off")
+                .take()
+                .expect("each worker takes its inbox once");
             let policies = crate::policy::run::WorkerPolicies::new(&node, &snap.config, inbox);
+            let gen = Generation {
+                id: 1,
+                upstreams: Upstreams::new(&snap, &shared_for_workers, ctx.index),
+                snapshot: Arc::clone(&snap),
+                shared: Arc::clone(&shared_for_workers),
+                policies,
+            };
             worker_main(
                 ctx,
-                Arc::clone(&snap),
+                gen,
                 Arc::clone(&ctl),
+                control_inbox,
                 mine,
                 limits.clone(),
                 panic_path.clone(),
-                policies,
-                Arc::clone(&shared_upstreams),
             )
         })?;
         // Logged here, in order and before the caller reports ready: monoio's own fallback to
@@ -318,16 +422,32 @@ impl Server {
         let keeper = state_path.map(|path| {
             state::Keeper::start(
                 path,
-                Arc::clone(&policies),
+                Arc::clone(&control),
                 snapshot.config.state.persist_interval,
             )
         });
+        let reloader = Reloader {
+            control: Arc::clone(&control),
+            snapshot: Arc::clone(&snapshot),
+            shared: Arc::clone(&shared_upstreams),
+            node: Arc::clone(&policies),
+            listeners: snapshot
+                .config
+                .listeners
+                .iter()
+                .zip(&listeners)
+                .map(|(l, (_, bound))| (l.address, *bound))
+                .collect(),
+            workers: placement.workers,
+            generation: 1,
+        };
         Ok(Server {
             control,
             policies,
             keeper,
             listeners,
             workers,
+            reloader: Arc::new(Mutex::new(reloader)),
         })
     }
 
@@ -474,6 +594,38 @@ fn nofile_limit() -> u64 {
     rl.rlim_cur
 }
 
+/// Binds `addr` (a port of 0 gets one chosen) once per worker, as a reload that adds a
+/// listener does: the address bound and each worker's socket.
+fn bind_for_workers(
+    addr: SocketAddr,
+    workers: usize,
+) -> std::io::Result<(SocketAddr, Vec<std::net::TcpListener>)> {
+    let (bound, holder) = resolve_port(addr)?;
+    if addr.port() != 0 {
+        ensure_unused(bound)?;
+    }
+    let sockets = (0..workers)
+        .map(|_| {
+            bind_std(bound).map_err(|e| {
+                std::io::Error::new(e.kind(), format!("cannot listen on {bound}: {e}"))
+            })
+        })
+        .collect::<std::io::Result<Vec<_>>>()?;
+    drop(holder);
+    Ok((bound, sockets))
+}
+
+/// Whether `addr` could be listened on now (nothing else listens there).
+fn probe_bind(addr: SocketAddr) -> std::io::Result<()> {
+    if addr.port() == 0 {
+        return resolve_port(addr).map(drop);
+    }
+    ensure_unused(addr)?;
+    reuse_port_socket(addr)
+        .map(drop)
+        .map_err(|e| std::io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))
+}
+
 fn bind_std(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
     let socket = reuse_port_socket(addr)?;
     socket.set_nodelay(true)?;
@@ -487,17 +639,21 @@ fn bind_std(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
 #[allow(clippy::too_many_arguments)]
 async fn worker_main(
     ctx: WorkerContext,
-    snapshot: Arc<Snapshot>,
+    gen: Generation,
     control: Arc<Control>,
+    inbox: crossbeam_channel::Receiver<ToWorker>,
     listeners: Vec<std::net::TcpListener>,
     limits: ConnectionLimits,
     panic_path: Option<Box<[u8]>>,
-    policies: crate::policy::run::WorkerPolicies,
-    shared_upstreams: Arc<SharedUpstreams>,
 ) {
+    let gen = Rc::new(gen);
     let worker = Rc::new(Worker {
-        upstreams: Upstreams::new(&snapshot, &shared_upstreams, ctx.index),
-        snapshot,
+        index: ctx.index,
+        generation: Cell::new(gen.id),
+        current: RefCell::new(Rc::clone(&gen)),
+        pending: RefCell::new(None),
+        retired: RefCell::new(Vec::new()),
+        listeners: RefCell::new(Vec::new()),
         wheel: TimerWheel::new(TICK),
         metrics: WorkerMetrics::default(),
         bufs: BufPool::new(LENT_BUFFER),
@@ -509,18 +665,15 @@ async fn worker_main(
         connect_log: LogLimit::default(),
         panic_path,
         control: Arc::clone(&control),
-        policies,
     });
     if ctx.index == 0 {
         // Worker 0 alone checks health, and tells every worker (itself included).
-        crate::upstream::health::spawn_checks(&worker.snapshot, &shared_upstreams);
+        crate::upstream::health::spawn_checks(&gen.snapshot, &gen.shared, |_| true);
     }
-    let mut listener_fds = Vec::new();
     for (i, (std_listener, &share)) in listeners.into_iter().zip(&limits.per_listener).enumerate() {
-        let tls = worker.snapshot.config.listeners[i]
-            .tls
-            .as_ref()
-            .map(|t| Arc::clone(&t.config));
+        let l = &gen.snapshot.config.listeners[i];
+        let tls = l.tls.as_ref().map(|t| Arc::clone(&t.config));
+        let addr = std_listener.local_addr().unwrap_or(l.address);
         let listener = match TcpListener::from_std(std_listener) {
             Ok(l) => l,
             Err(e) => {
@@ -528,26 +681,42 @@ async fn worker_main(
                 continue;
             }
         };
-        listener_fds.push(listener.as_raw_fd());
-        monoio::spawn(accept_loop(Rc::clone(&worker), listener, share, tls));
+        let slot = ListenerSlot::new(&listener, addr, tls, share);
+        worker.listeners.borrow_mut().push(Rc::clone(&slot));
+        monoio::spawn(accept_loop(Rc::clone(&worker), listener, slot));
     }
+    drop(gen);
 
     control.started.fetch_add(1, Ordering::Relaxed);
-    // The tick: advance the wheel, publish metrics, and watch for a drain.
+    let replies = control.replies.0.clone();
+    // The tick: advance the wheel, take reload messages, publish metrics, and watch for a
+    // drain.
     let mut drain_deadline = None;
     let mut ticks: u64 = 0;
     loop {
         monoio::time::sleep(TICK).await;
         let now = Instant::now();
         worker.wheel.advance_to(now);
-        worker.upstreams.on_tick(now);
+        worker.on_control(&inbox, &replies);
+        let gen = worker.current();
+        gen.upstreams.on_tick(now);
         ticks += 1;
         if ticks.is_multiple_of(POOL_SWEEP_TICKS) {
-            worker.upstreams.pool.sweep(now);
-            worker.policies.tick(now);
+            gen.upstreams.pool.sweep(now);
+            gen.policies.tick(now);
+            worker.sweep_retired(&gen);
         }
         if ticks.is_multiple_of(BUF_TRIM_TICKS) {
             worker.bufs.trim();
+            worker
+                .metrics
+                .connections_open
+                .set(worker.connections.get() as u64);
+            {
+                let cache = gen.policies.cache.borrow();
+                worker.metrics.cache_bytes.set(cache.bytes() as u64);
+                worker.metrics.cache_entries.set(cache.len() as u64);
+            }
             // Never waits: a slot the control thread is reading is skipped this second.
             if let Ok(mut slot) = control.published[ctx.index].try_lock() {
                 match slot.as_mut() {
@@ -558,14 +727,12 @@ async fn worker_main(
         }
         if drain_deadline.is_none() && control.draining() {
             worker.draining.set(true);
-            for fd in &listener_fds {
-                // SAFETY: shutdown(2) has no memory effects; it wakes the pending accept, after
-                // which the accept loop sees the drain and drops (closes) the listener.
-                unsafe { libc::shutdown(*fd, libc::SHUT_RDWR) };
+            for slot in worker.listeners.borrow().iter() {
+                slot.shut();
             }
             worker.wheel.fire_idle();
-            worker.upstreams.pool.clear();
-            drain_deadline = Some(Instant::now() + worker.snapshot.config.timeouts.drain);
+            gen.upstreams.pool.clear();
+            drain_deadline = Some(Instant::now() + gen.snapshot.config.timeouts.drain);
         }
         if let Some(deadline) = drain_deadline {
             // Connections that became idle since are closed by their own loop (they check
@@ -577,12 +744,32 @@ async fn worker_main(
         }
     }
     // Publish what this core counted but has not handed on yet (quota bytes, leases).
-    worker.policies.tick(Instant::now());
+    worker.current().policies.tick(Instant::now());
     control
         .finished
         .lock()
         .expect("metrics")
         .push((ctx.index, worker.metrics.snapshot()));
+}
+
+impl Worker {
+    /// Closes the idle upstream connections that requests gave back to a generation a reload
+    /// replaced, and forgets the generations no request holds any more.
+    fn sweep_retired(&self, current: &Rc<Generation>) {
+        let mut retired = self.retired.borrow_mut();
+        retired.retain(|weak| match weak.upgrade() {
+            Some(old) if !Rc::ptr_eq(&old, current) => {
+                old.upstreams.pool.clear();
+                true
+            }
+            _ => false,
+        });
+    }
+
+    /// Keeps a replaced generation in view until no request holds it.
+    pub(crate) fn retire(&self, old: &Rc<Generation>) {
+        self.retired.borrow_mut().push(Rc::downgrade(old));
+    }
 }
 
 /// The shortest and longest pause of an accept loop that is at a limit or failing.
@@ -593,25 +780,20 @@ const ACCEPT_PAUSE_MAX: Duration = Duration::from_millis(500);
 /// limits. At a limit it stops accepting (the kernel's backlog holds new clients) and looks
 /// again after a pause that doubles while the limit holds; accept errors (EMFILE, ENFILE,
 /// ENOBUFS) pause the same way, and are logged at most once a second.
-async fn accept_loop(
-    worker: Rc<Worker>,
-    listener: TcpListener,
-    share: usize,
-    tls: Option<Arc<rustls::ServerConfig>>,
-) {
-    let open = Rc::new(Cell::new(0usize));
+async fn accept_loop(worker: Rc<Worker>, listener: TcpListener, slot: Rc<ListenerSlot>) {
     let mut pause = ACCEPT_PAUSE_MIN;
     loop {
-        if worker.connections.get() >= worker.max_connections || open.get() >= share {
+        if slot.closed.get() || worker.draining.get() {
+            return;
+        }
+        if worker.connections.get() >= worker.max_connections || slot.open.get() >= slot.share.get()
+        {
             monoio::time::sleep(pause).await;
             pause = (pause * 2).min(ACCEPT_PAUSE_MAX);
-            if worker.draining.get() {
-                return;
-            }
             continue;
         }
         let accepted = listener.accept().await;
-        if worker.draining.get() {
+        if slot.closed.get() || worker.draining.get() {
             return;
         }
         match accepted {
@@ -619,11 +801,12 @@ async fn accept_loop(
                 pause = ACCEPT_PAUSE_MIN;
                 let _ = stream.set_nodelay(true);
                 worker.connections.set(worker.connections.get() + 1);
-                open.set(open.get() + 1);
-                let counted = conn::Counted::new(Rc::clone(&worker), Rc::clone(&open));
-                let stream = match &tls {
+                slot.open.set(slot.open.get() + 1);
+                let counted = conn::Counted::new(Rc::clone(&worker), Rc::clone(&slot.open));
+                let tls = slot.tls.borrow().clone();
+                let stream = match tls {
                     None => Io::Plain(stream),
-                    Some(config) => match rustls::ServerConnection::new(Arc::clone(config)) {
+                    Some(config) => match rustls::ServerConnection::new(config) {
                         Ok(session) => Io::Tls(Box::new(TlsStream::new(stream, session))),
                         Err(e) => {
                             log::error!("cannot start a TLS session: {e}");

@@ -28,8 +28,8 @@ impl Conn {
         prefix_len: usize,
         pipeline: usize,
     ) -> (Next, u16) {
-        let w = Rc::clone(&self.w);
-        let snap = &*w.snapshot;
+        let g = Rc::clone(&self.gen);
+        let snap = &*g.snapshot;
         let mut pipe = &snap.config.pipelines[pipeline];
         let mut ex = self.exchange.take().unwrap_or_default();
         let now = Instant::now();
@@ -79,7 +79,7 @@ impl Conn {
                 let (next, status) = self
                     .fail(head_len, facts, route, pipe, &mut ex, status, message, None)
                     .await;
-                ex.settle(pipe, &w.policies, status, 0, Instant::now());
+                ex.settle(pipe, &g.policies, status, 0, Instant::now());
                 self.exchange = Some(ex);
                 return (next, status);
             }
@@ -88,7 +88,7 @@ impl Conn {
         let outcome = loop {
             let outcome = {
                 let ctx = self.policy_ctx(route, Instant::now());
-                ex.inbound(pipe, from, &w.policies, &ctx)
+                ex.inbound(pipe, from, &g.policies, &ctx)
             };
             match outcome {
                 Inbound::Wait(waiter, resume) => {
@@ -107,7 +107,7 @@ impl Conn {
                     while !flight.is_done() && started.elapsed() < limit {
                         Box::pin(monoio::time::sleep(NODE_FLIGHT_POLL)).await;
                     }
-                    ex.take_filled(&w.policies, &flight, Instant::now());
+                    ex.take_filled(&g.policies, &flight, Instant::now());
                     from = resume;
                 }
                 Inbound::WaitKeys(wait, resume) => {
@@ -192,7 +192,7 @@ impl Conn {
             }
         };
         let bytes = ex.bytes;
-        ex.settle(pipe, &w.policies, status, bytes, Instant::now());
+        ex.settle(pipe, &g.policies, status, bytes, Instant::now());
         self.exchange = Some(ex);
         (next, status)
     }

@@ -79,6 +79,10 @@ fn save(path: &Path, node: &NodePolicies) {
     }
 }
 
+fn current(control: &super::Control) -> Arc<NodePolicies> {
+    Arc::clone(&control.node.lock().unwrap_or_else(|e| e.into_inner()))
+}
+
 /// The thread that saves the counters every `interval`, and once more when stopped.
 pub struct Keeper {
     stop: Arc<AtomicBool>,
@@ -86,7 +90,8 @@ pub struct Keeper {
 }
 
 impl Keeper {
-    pub fn start(path: PathBuf, node: Arc<NodePolicies>, interval: Duration) -> Keeper {
+    /// Saves the counters of the tables `control` serves (a reload may replace them).
+    pub fn start(path: PathBuf, control: Arc<super::Control>, interval: Duration) -> Keeper {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = Arc::clone(&stop);
         let thread = std::thread::Builder::new()
@@ -96,11 +101,11 @@ impl Keeper {
                 while !flag.load(Ordering::Relaxed) {
                     std::thread::sleep(Duration::from_millis(20).min(interval));
                     if Instant::now() >= next {
-                        save(&path, &node);
+                        save(&path, &current(&control));
                         next = Instant::now() + interval;
                     }
                 }
-                save(&path, &node);
+                save(&path, &current(&control));
             })
             .ok();
         if thread.is_none() {

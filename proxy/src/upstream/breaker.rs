@@ -159,6 +159,14 @@ impl TargetBreaker {
         }
     }
 
+    /// Takes `old`'s state (not its windows) for a reloaded table; a probe in flight on `old`
+    /// settles there, so this one may send its own. Returns whether it is not closed.
+    pub fn carry_state(&self, old: &TargetBreaker) -> bool {
+        let state = old.state.load(Relaxed) & !PROBING;
+        self.state.store(state, Relaxed);
+        state != 0
+    }
+
     #[inline]
     pub fn gate(&self, now_ms: u64) -> Gate {
         let state = self.state.load(Relaxed);

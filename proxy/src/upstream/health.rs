@@ -28,8 +28,13 @@ pub struct HealthChange {
 }
 
 /// Spawns a checking task for every target of every backend with `health_check`, on the
-/// calling worker's runtime. They run until the runtime stops.
-pub fn spawn_checks(snapshot: &Arc<Snapshot>, shared: &Arc<SharedUpstreams>) {
+/// calling worker's runtime, each starting from `healthy(target)` (what a reload carried
+/// over). They run until the runtime stops or a reload retires `shared`.
+pub fn spawn_checks(
+    snapshot: &Arc<Snapshot>,
+    shared: &Arc<SharedUpstreams>,
+    healthy: impl Fn(usize) -> bool,
+) {
     for (backend, b) in snapshot.config.backends.iter().enumerate() {
         if b.health_check.is_none() {
             continue;
@@ -40,6 +45,7 @@ pub fn spawn_checks(snapshot: &Arc<Snapshot>, shared: &Arc<SharedUpstreams>) {
                 Arc::clone(shared),
                 backend,
                 target,
+                healthy(target),
             ));
         }
     }
@@ -50,6 +56,7 @@ async fn watch(
     shared: Arc<SharedUpstreams>,
     backend: usize,
     target: usize,
+    healthy: bool,
 ) {
     let b = &snapshot.config.backends[backend];
     let Some(check) = &b.health_check else {
@@ -62,7 +69,8 @@ async fn watch(
     )
     .into_bytes();
     let mut tracker = Tracker::new(check);
-    loop {
+    tracker.healthy = healthy;
+    while !shared.is_retired() {
         let result = probe(info.addr, info.tls.as_ref(), &request, check.timeout).await;
         let passed = matches!(result, Ok(status) if passes(check, status));
         if let Some(healthy) = tracker.observe(passed) {

@@ -17,7 +17,7 @@ mod ring;
 mod shared;
 
 pub use balance::Balancer;
-pub use breaker::{parse_retry_after, Outcome};
+pub use breaker::{parse_retry_after, Gate, Outcome};
 pub use health::HealthChange;
 pub use pool::{UpstreamConn, UpstreamPool};
 pub use retry::{delay, Backoff, RetryBudget, RetrySpec};
@@ -34,7 +34,7 @@ use crossbeam_channel::Receiver;
 use crate::config::TripThreshold;
 use crate::snapshot::{Snapshot, TargetInfo};
 use crate::tls::{Io, OriginIo};
-use breaker::{Gate, Settled, Trip};
+use breaker::{Settled, Trip};
 
 /// One worker's upstream state for one snapshot.
 pub struct Upstreams {
@@ -150,6 +150,8 @@ impl Upstreams {
         // The one read of shared memory on the common path: while no breaker of the backend is
         // open, the breakers themselves are not looked at.
         let any_open = self.shared.backends[backend].open.load(Relaxed) != 0;
+        let any_drained = self.shared.backends[backend].drained.load(Relaxed) != 0;
+        let drained = |local: usize| any_drained && self.shared.is_drained(first + local);
         let now_ms = self.shared.ms(now);
         let gate = |local: usize| {
             if any_open {
@@ -168,7 +170,8 @@ impl Upstreams {
         // Probes another core claimed between the look and the claim.
         let mut lost = Tried::default();
         loop {
-            let allowed = |i: usize| !tried.has(i) && !lost.has(i) && gate(i) != Gate::Open;
+            let allowed =
+                |i: usize| !tried.has(i) && !lost.has(i) && !drained(i) && gate(i) != Gate::Open;
             let picked = {
                 let mut balancer = self.balancers[backend].borrow_mut();
                 balancer
@@ -235,6 +238,17 @@ impl Upstreams {
                     self.shared.breakers[t].add_successes(r, u64::from(n), now_ms);
                 }
             }
+        }
+    }
+
+    /// Takes over what this core knew of the targets a reload kept (`from_old[t]`: target
+    /// `t`'s index in `old`): health, down marks and idle pooled connections.
+    pub fn carry_from(&self, old: &Upstreams, from_old: &[Option<usize>]) {
+        for (t, from) in from_old.iter().enumerate() {
+            let Some(o) = *from else { continue };
+            self.healthy[t].set(old.healthy[o].get());
+            self.down_until[t].set(old.down_until[o].get());
+            self.pool.adopt(t, &old.pool, o);
         }
     }
 

@@ -161,6 +161,17 @@ impl UpstreamPool {
         }
     }
 
+    /// Moves `from`'s idle connections to its target `old` into this pool as target `target`.
+    pub fn adopt(&self, target: usize, from: &UpstreamPool, old: usize) {
+        let moved = std::mem::take(&mut from.idle.borrow_mut()[old]);
+        let max = self.limits[target].0;
+        let mut idle = self.idle.borrow_mut();
+        for mut conn in moved.into_iter().rev().take(max).rev() {
+            conn.target = target;
+            idle[target].push(conn);
+        }
+    }
+
     pub fn idle_count(&self, target: usize) -> usize {
         self.idle.borrow()[target].len()
     }

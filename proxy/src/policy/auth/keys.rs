@@ -337,6 +337,11 @@ impl fmt::Debug for KeyTable {
 }
 
 impl KeyTable {
+    /// Every subscription's id.
+    pub fn subscription_ids(&self) -> impl Iterator<Item = &str> {
+        self.subscriptions.iter().map(|s| s.id.as_str())
+    }
+
     /// Compiles subscriptions and products. Refuses duplicate subscription ids, duplicate
     /// product names, a subscription scoped to a product that does not exist, and a key hash
     /// used twice (across subscriptions, or as both keys of one): a hash must name one

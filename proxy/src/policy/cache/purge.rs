@@ -237,6 +237,13 @@ pub struct PurgeInbox {
 }
 
 impl PurgeInbox {
+    /// An inbox no purge reaches (replaced before use).
+    pub fn detached() -> PurgeInbox {
+        PurgeInbox {
+            rx: crossbeam_channel::never(),
+        }
+    }
+
     /// Applies every purge that has arrived to `target`, without blocking; how many entries
     /// it dropped. Pass `&mut store`, or `&mut (&mut responses, &mut values)` for both stores.
     pub fn apply<T: PurgeTarget + ?Sized>(&self, target: &mut T) -> usize {

@@ -21,6 +21,8 @@ use std::mem::size_of;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 
+use serde::Serialize;
+
 use super::shared_lines;
 use super::table::KeyTable;
 
@@ -69,6 +71,18 @@ impl SharedConcurrency {
         self.line(key).load(Relaxed)
     }
 
+    /// The node-wide state of `key`'s line. For the admin API, from any thread; it only loads
+    /// the counter (`Relaxed`) and writes nothing.
+    ///
+    /// Spare slots a core keeps for the key count as in use: `max - in_use` is what cores could
+    /// still take, not what is left to be admitted, which is up to every core's spares more.
+    pub fn peek(&self, key: u64) -> ConcurrencyView {
+        ConcurrencyView {
+            max: self.max_count,
+            in_use: self.held(key),
+        }
+    }
+
     fn line(&self, key: u64) -> &AtomicU64 {
         &self.lines[(key & self.mask) as usize]
     }
@@ -91,6 +105,17 @@ impl SharedConcurrency {
             .line(key)
             .fetch_update(Relaxed, Relaxed, |held| Some(held.saturating_sub(n)));
     }
+}
+
+/// The node-wide state of one key's line in a concurrency limit, from
+/// [`SharedConcurrency::peek`].
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct ConcurrencyView {
+    /// `max_count`.
+    pub max: u64,
+    /// Slots held on the key's line: requests in flight, and spare slots cores keep for the
+    /// key, which count as in use node-wide.
+    pub in_use: u64,
 }
 
 /// A core's slots for one key.
@@ -270,6 +295,46 @@ mod tests {
         }
         assert_eq!(shared.held(5), 0);
         assert!(core.is_empty());
+    }
+
+    #[test]
+    fn peek_counts_requests_in_flight_and_spare_slots() {
+        // 400 / (20 * 2): up to 10 spare.
+        let (shared, mut cores) = cores(&spec(400, 2, 100), 2);
+        let v = shared.peek(5);
+        assert_eq!((v.max, v.in_use), (400, 0));
+        for _ in 0..20 {
+            assert!(cores[0].acquire(5));
+        }
+        for _ in 0..3 {
+            assert!(cores[1].acquire(5));
+        }
+        assert_eq!(shared.peek(5).in_use, 23);
+        for _ in 0..15 {
+            cores[0].release(5);
+        }
+        assert_eq!(
+            shared.peek(5).in_use,
+            18,
+            "8 in flight, and core 0's 10 spares"
+        );
+        assert_eq!(
+            shared.peek(5 + shared.slots() as u64).in_use,
+            18,
+            "same line"
+        );
+        assert_eq!(shared.peek(6).in_use, 0, "another line");
+        cores[0].tick();
+        assert_eq!(shared.peek(5).in_use, 8);
+        for _ in 0..5 {
+            cores[0].release(5);
+        }
+        for _ in 0..3 {
+            cores[1].release(5);
+        }
+        assert_eq!(shared.peek(5).in_use, 0);
+        let huge = SharedConcurrency::new(&spec(u64::MAX, 1, 10));
+        assert_eq!(huge.peek(1).max, u64::from(u32::MAX));
     }
 
     #[test]

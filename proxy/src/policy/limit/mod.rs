@@ -24,10 +24,10 @@ pub mod state;
 mod table;
 pub mod window;
 
-pub use concurrency::{ConcurrencySpec, LocalConcurrency, SharedConcurrency};
-pub use quota::{LocalQuota, QuotaDecision, QuotaRecord, QuotaSpec, SharedQuota};
+pub use concurrency::{ConcurrencySpec, ConcurrencyView, LocalConcurrency, SharedConcurrency};
+pub use quota::{LocalQuota, QuotaDecision, QuotaRecord, QuotaSpec, QuotaView, SharedQuota};
 pub use state::{load_state, save_state, StateFile};
-pub use window::{LocalWindow, RateDecision, RateSpec, SharedWindow};
+pub use window::{LocalWindow, RateDecision, RateSpec, SharedWindow, WindowView};
 
 /// Largest lease, so that a huge limit still spreads over the cores that need it.
 const MAX_LEASE: u64 = 1024;

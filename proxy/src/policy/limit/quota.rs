@@ -239,6 +239,33 @@ impl SharedQuota {
         }
     }
 
+    /// The node-wide usage of `key`'s line in the period of `now_unix_ms`. For the admin API,
+    /// from any thread; it only loads the two counters (`Relaxed`) and writes nothing.
+    ///
+    /// Calls leased by a core and not yet spent count as used: `calls_limit - calls_used` is
+    /// what cores could still lease, not what is left to be admitted, which is up to every
+    /// core's unspent lease more (idle keys' leases come back at the tick). Bytes a core has
+    /// counted and not yet published are missing, at most one batch per core until its next
+    /// tick. A line already counting the next period (a core's clock runs ahead of
+    /// `now_unix_ms`) reads as its calls used up, as a lease at `now_unix_ms` would take none,
+    /// and as no bytes, as the bandwidth check would read it.
+    pub fn peek(&self, key: u64, now_unix_ms: u64) -> QuotaView {
+        let period = self.period_index(now_unix_ms);
+        let t = tag(period);
+        let line = self.line(key);
+        let calls_used = match read(line.calls.load(Relaxed), t) {
+            Some(used) => used,
+            None => self.calls.unwrap_or(0),
+        };
+        QuotaView {
+            calls_limit: self.calls,
+            calls_used,
+            bytes_limit: self.bandwidth,
+            bytes_used: read(line.bytes.load(Relaxed), t).unwrap_or(0),
+            period_ends_unix_ms: self.period_start_ms(period.saturating_add(1)),
+        }
+    }
+
     /// The current period's non-zero lines, for saving. Calls leased by a core and not yet
     /// spent count as used, and bytes a core has not yet published are missing (at most one
     /// batch per core and key); tick every core before exporting to publish them.
@@ -275,6 +302,23 @@ impl SharedQuota {
             Self::raise(&line.bytes, period, record.bytes.min(COUNT_MAX));
         }
     }
+}
+
+/// The node-wide usage of one key's line in a quota's current period, from
+/// [`SharedQuota::peek`].
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct QuotaView {
+    /// `calls` per period; `None`: not limited.
+    pub calls_limit: Option<u64>,
+    /// Calls taken in the period: admitted, or leased by a core and not yet spent, which count
+    /// as used node-wide.
+    pub calls_used: u64,
+    /// `bandwidth` per period; `None`: not limited.
+    pub bytes_limit: Option<u64>,
+    /// Request and response bytes published in the period.
+    pub bytes_used: u64,
+    /// Unix milliseconds at which the period ends and the next begins.
+    pub period_ends_unix_ms: u64,
 }
 
 /// The answer to one `acquire`.
@@ -707,6 +751,70 @@ mod tests {
             next_period.export(now + HOUR).is_empty(),
             "old records are ignored"
         );
+    }
+
+    #[test]
+    fn peek_shows_leased_calls_and_published_bytes_of_the_period() {
+        // 2 workers, 400 calls: leases of 10; 1 MB: batches of 25,000 bytes.
+        let (shared, mut cores) = cores(&spec(Some(400), Some(1_000_000), 2), 2);
+        let now = START + HOUR + 1000;
+        let v = shared.peek(4, now);
+        assert_eq!(v.calls_limit, Some(400));
+        assert_eq!(v.bytes_limit, Some(1_000_000));
+        assert_eq!((v.calls_used, v.bytes_used), (0, 0));
+        assert_eq!(v.period_ends_unix_ms, START + 2 * HOUR);
+        let (a, b) = cores.split_at_mut(1);
+        let (a, b) = (&mut a[0], &mut b[0]);
+        assert!(a.acquire(4, now).admitted);
+        assert_eq!(
+            shared.peek(4, now).calls_used,
+            10,
+            "the lease counts, spent or not"
+        );
+        a.add_bytes(4, 10_000, now);
+        assert_eq!(shared.peek(4, now).bytes_used, 0, "not published yet");
+        a.add_bytes(4, 20_000, now);
+        assert_eq!(shared.peek(4, now).bytes_used, 30_000, "a full batch");
+        for _ in 0..15 {
+            assert!(b.acquire(4, now).admitted);
+        }
+        b.add_bytes(4, 100, now);
+        assert_eq!(shared.peek(4, now).calls_used, 30);
+        a.tick(now + 500);
+        b.tick(now + 500);
+        let v = shared.peek(4, now + 500);
+        assert_eq!(
+            (v.calls_used, v.bytes_used),
+            (30, 30_100),
+            "the tick publishes"
+        );
+        a.tick(now + 1500);
+        assert_eq!(
+            shared.peek(4, now + 1500).calls_used,
+            21,
+            "a was idle: its 9 unspent calls are back"
+        );
+        assert_eq!(shared.peek(5, now).calls_used, 0, "another line");
+        let v = shared.peek(4, START + 2 * HOUR);
+        assert_eq!((v.calls_used, v.bytes_used), (0, 0), "a new period");
+        assert_eq!(v.period_ends_unix_ms, START + 3 * HOUR);
+        assert_eq!(shared.peek(4, START - 1).period_ends_unix_ms, START);
+        // A core already in the next period: a peek still in this one finds no calls left.
+        assert!(a.acquire(4, START + 2 * HOUR).admitted);
+        let v = shared.peek(4, START + 2 * HOUR - 1);
+        assert_eq!((v.calls_used, v.bytes_used), (400, 30_100));
+        assert_eq!(shared.peek(4, START + 2 * HOUR).calls_used, 10);
+    }
+
+    #[test]
+    fn peek_without_limits_reports_none() {
+        let (shared, mut cores) = cores(&spec(None, None, 1), 1);
+        assert!(cores[0].acquire(1, START).admitted);
+        cores[0].add_bytes(1, 5000, START);
+        let v = shared.peek(1, START);
+        assert_eq!((v.calls_limit, v.bytes_limit), (None, None));
+        assert_eq!((v.calls_used, v.bytes_used), (0, 0));
+        assert_eq!(v.period_ends_unix_ms, START + HOUR);
     }
 
     #[test]

@@ -42,6 +42,8 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
 
+use serde::Serialize;
+
 use super::table::KeyTable;
 use super::{lease_size, shared_lines};
 
@@ -224,6 +226,45 @@ impl SharedWindow {
         }
     }
 
+    /// The node-wide state of `key`'s line at `now_ms`, as a lease at that time would count
+    /// it: the sixteen sub-windows of the window ending in `now_ms`'s, plus any a faster clock
+    /// has already begun. For the admin API, from any thread; it only loads the counters
+    /// (`Relaxed`, as everywhere here) and writes nothing, so it can be a few leases behind
+    /// the cores and its counters need not agree with one another at one instant.
+    ///
+    /// Tokens leased by a core and not yet spent count as used: `remaining` is what cores
+    /// could still lease, not what is left to be admitted, which is up to every core's unspent
+    /// lease more. Tokens of an ended sub-window that a core has not yet returned count too,
+    /// until its next `acquire` for the key or its next tick.
+    pub fn peek(&self, key: u64, now_ms: u64) -> WindowView {
+        let full_epoch = now_ms / self.sub_ms;
+        let epoch = full_epoch as u32;
+        let mut used = 0u64;
+        let mut oldest_age = None;
+        for counter in self.line(key) {
+            let (then, count) = unpack(counter.load(Relaxed));
+            let age = age(epoch, then);
+            if count == 0 || age.unsigned_abs() >= COUNTERS as u32 {
+                continue;
+            }
+            used += u64::from(count);
+            oldest_age = oldest_age.max(Some(age));
+        }
+        let limit = u64::from(self.calls);
+        // The tokens of sub-window `epoch - age` leave when sub-window `epoch - age + 16`
+        // begins; `age` is within (-16, 16), so that is 1 to 31 sub-windows on from `epoch`.
+        let resets_in_ms = oldest_age.map_or(0, |age| {
+            let leaves = full_epoch.saturating_add((COUNTERS as i32 - age) as u64);
+            leaves.saturating_mul(self.sub_ms).saturating_sub(now_ms)
+        });
+        WindowView {
+            limit,
+            used,
+            remaining: limit.saturating_sub(used),
+            resets_in_ms,
+        }
+    }
+
     /// Seconds, rounded up and at least 1, until the sub-window `oldest` leaves the window;
     /// `epoch` is `now_ms`'s, unwrapped.
     fn reset_secs(&self, oldest: u32, epoch: u64, now_ms: u64) -> u64 {
@@ -245,6 +286,21 @@ pub struct RateDecision {
     /// Seconds until the oldest sub-window with calls in it leaves the window and frees them
     /// (`RateLimit-Reset`, and `Retry-After` when refused); at least 1.
     pub reset_secs: u64,
+}
+
+/// The node-wide state of one key's line in a rate window, from [`SharedWindow::peek`].
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct WindowView {
+    /// `calls`.
+    pub limit: u64,
+    /// Tokens taken in the window for the key's line: spent by calls, or leased by a core and
+    /// not yet spent, which count as used node-wide.
+    pub used: u64,
+    /// `limit - used`, or 0: tokens the cores could still lease.
+    pub remaining: u64,
+    /// Milliseconds until the oldest sub-window with tokens in it leaves the window and frees
+    /// them; 0 when nothing is used.
+    pub resets_in_ms: u64,
 }
 
 /// A core's leased tokens for one key.
@@ -482,6 +538,81 @@ mod tests {
             core.acquire(8, 1100).admitted,
             "another key has its own budget"
         );
+    }
+
+    #[test]
+    fn peek_counts_leased_tokens_and_slides_with_the_window() {
+        // 100 per 15 s on 2 workers: d = 1 s, leases of 2.
+        let (shared, mut cores) = cores(&spec(100, 15_000, 2), 2);
+        let empty = shared.peek(7, 500);
+        assert_eq!(
+            (empty.limit, empty.used, empty.remaining, empty.resets_in_ms),
+            (100, 0, 100, 0)
+        );
+        let core = &mut cores[0];
+        assert!(core.acquire(7, 500).admitted);
+        let v = shared.peek(7, 500);
+        assert_eq!(v.used, 2, "the unspent half of the lease counts as used");
+        assert_eq!(v.remaining, 98);
+        assert_eq!(v.resets_in_ms, 16_000 - 500, "sub-window 0 leaves at 16 d");
+        for _ in 0..3 {
+            assert!(core.acquire(7, 500).admitted);
+        }
+        assert_eq!(shared.peek(7, 500).used, 4);
+        // Sub-window 5: nine calls, five leases of 2; one token stays leased.
+        for _ in 0..9 {
+            assert!(core.acquire(7, 5000).admitted);
+        }
+        let v = shared.peek(7, 5000);
+        assert_eq!((v.used, v.remaining, v.resets_in_ms), (14, 86, 11_000));
+        assert_eq!(
+            shared.peek(7 + shared.slots() as u64, 5000).used,
+            14,
+            "same line"
+        );
+        assert_eq!(shared.peek(8, 5000).used, 0, "another line");
+        // The tick returns the unspent token to sub-window 5.
+        core.tick(6000);
+        assert_eq!(shared.peek(7, 6000).used, 13);
+        let v = shared.peek(7, 15_999);
+        assert_eq!(
+            (v.used, v.resets_in_ms),
+            (13, 1),
+            "sub-window 0 is in until 16 s"
+        );
+        let v = shared.peek(7, 16_000);
+        assert_eq!((v.used, v.remaining, v.resets_in_ms), (9, 91, 5000));
+        let v = shared.peek(7, 21_000);
+        assert_eq!((v.used, v.remaining, v.resets_in_ms), (0, 100, 0));
+        // A peek whose clock lags a core's counts the core's sub-window too, and until it
+        // leaves: sub-window 22 leaves at 38 s.
+        assert!(cores[1].acquire(9, 22_000).admitted);
+        let v = shared.peek(9, 21_500);
+        assert_eq!((v.used, v.resets_in_ms), (2, 38_000 - 21_500));
+    }
+
+    #[test]
+    fn peek_agrees_with_a_refusal() {
+        // 10 per 1 s: d = 67 ms.
+        let (shared, mut cores) = cores(&spec(10, 1000, 1), 1);
+        let core = &mut cores[0];
+        for _ in 0..4 {
+            assert!(core.acquire(3, 100).admitted);
+        }
+        for _ in 0..6 {
+            assert!(core.acquire(3, 300).admitted);
+        }
+        let refused = core.acquire(3, 400);
+        assert!(!refused.admitted);
+        let v = shared.peek(3, 400);
+        assert_eq!((v.limit, v.used, v.remaining), (10, 10, 0));
+        // The 4 of sub-window 1 (67..134 ms) leave at 17 d.
+        assert_eq!(v.resets_in_ms, 17 * 67 - 400);
+        assert_eq!(refused.reset_secs, v.resets_in_ms.div_ceil(1000));
+        let v = shared.peek(3, 17 * 67);
+        assert_eq!((v.used, v.remaining), (6, 4));
+        assert!(core.acquire_n(3, 4, 17 * 67).admitted);
+        assert_eq!(shared.peek(3, 17 * 67).remaining, 0);
     }
 
     #[test]
