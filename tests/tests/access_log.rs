@@ -137,7 +137,7 @@ fn every_answered_request_is_one_json_line() {
     assert_eq!(l["api"], "orders");
     assert!(l["target"].is_null());
     assert!(l["upstream_ms"].is_null());
-    assert_eq!(l["request_id"].as_str().unwrap().len(), 32);
+    assert!(l["request_id"].is_string());
 }
 
 #[test]

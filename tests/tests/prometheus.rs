@@ -87,6 +87,9 @@ const BUCKETS: &[f64] = &[
     f64::INFINITY,
 ];
 
+/// A series, labels its samples must carry, and what their sum must be.
+type Check<'a> = (&'a str, &'a [(&'a str, &'a str)], Expect);
+
 #[derive(Debug)]
 enum Expect {
     Eq(f64),
@@ -507,7 +510,7 @@ fn metrics_has_every_family_with_its_type_and_labels() {
     // over the samples carrying those labels; there must be at least one.
     let op = [("api", "orders"), ("operation", "get-order")];
     let (orders_2xx, orders_all) = (gateway.orders_2xx as f64, gateway.orders_all as f64);
-    let checks: &[(&str, &[(&str, &str)], Expect)] = &[
+    let checks: &[Check] = &[
         ("ringway_workers", &[], Expect::Eq(2.0)),
         ("ringway_build_info", &[], Expect::Eq(1.0)),
         ("ringway_config_generation", &[], Expect::AtLeast(0.0)),

@@ -79,7 +79,8 @@ pub struct AccessRecord<'a> {
     pub bytes_out: u64,
     /// From the request's first byte to the answer's last.
     pub duration: Duration,
-    /// From sending upstream to the upstream's answer; None when nothing was forwarded.
+    /// From writing the request upstream to the upstream's response head (the upstream's
+    /// time to answer); None when nothing was forwarded.
     pub upstream: Option<Duration>,
     pub api: &'a str,
     pub operation: &'a str,

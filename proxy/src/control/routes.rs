@@ -76,12 +76,12 @@ pub const ROUTES: &[AdminRoute] = &[
     r("GET", "/analytics"),
 ];
 
-/// Matches `method` and `path` against [`ROUTES`]: the route and its path parameters, in
-/// order. `Err(allowed)`: the path exists but not with this method (the methods it takes).
-pub fn find<'p>(
-    method: &str,
-    path: &'p str,
-) -> Option<Result<(&'static AdminRoute, Vec<&'p str>), Vec<&'static str>>> {
+/// A route found, with its path parameters in order; or, for a path that exists but not with
+/// this method, the methods it takes.
+pub type Found<'p> = Result<(&'static AdminRoute, Vec<&'p str>), Vec<&'static str>>;
+
+/// Matches `method` and `path` against [`ROUTES`]; None when no route has the path.
+pub fn find<'p>(method: &str, path: &'p str) -> Option<Found<'p>> {
     let mut allowed = Vec::new();
     for route in ROUTES {
         if let Some(params) = match_path(route.path, path) {

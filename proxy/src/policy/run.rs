@@ -386,6 +386,9 @@ enum Held {
 pub struct CacheState {
     /// `X-Cache` to send, if a lookup ran.
     pub x_cache: Option<cache::XCache>,
+    /// What the lookup found, for metrics (kept after `X-Cache` is written): 0 no lookup,
+    /// 1 a hit, 2 a miss.
+    pub outcome: u8,
     /// The key looked up and missed, for `cache-store`.
     pub key: Vec<u8>,
     pub hash: u64,
@@ -542,6 +545,7 @@ impl Exchange {
             t.capture(ctx.path, &mut self.params);
         }
         self.cache.x_cache = None;
+        self.cache.outcome = 0;
         self.cache.missed = false;
         self.cache.leader = None;
         self.cache.node_leader = None;
@@ -1100,10 +1104,12 @@ impl Exchange {
         self.cache.lookup_pos = index;
         if let Some(hit) = w.cache.borrow_mut().get(hash, &self.cache.key, ctx.now) {
             self.cache.x_cache = Some(cache::XCache::Hit);
+            self.cache.outcome = 1;
             self.write_rate_headers();
             return Some(Inbound::Hit(hit));
         }
         self.cache.x_cache = Some(cache::XCache::Miss);
+        self.cache.outcome = 2;
         self.cache.missed = true;
         if self.cache.waited {
             // Back from waiting, still a miss (the answer was not cacheable): fetch without

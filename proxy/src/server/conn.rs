@@ -294,11 +294,7 @@ impl Conn {
         let subscription = match (&self.exchange, self.req.policies) {
             (Some(ex), true) => {
                 facts.rejected = ex.rejected;
-                facts.cache = match ex.cache.x_cache {
-                    Some(crate::policy::cache::XCache::Hit) => 1,
-                    Some(crate::policy::cache::XCache::Miss) => 2,
-                    _ => 0,
-                };
+                facts.cache = ex.cache.outcome;
                 (!ex.subscription.is_empty())
                     .then(|| crate::control::labels::name_key(&ex.subscription))
             }
