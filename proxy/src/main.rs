@@ -228,6 +228,12 @@ fn serve(
         source.map(Path::to_path_buf),
         document,
     );
+    if let Some(log) = &server.access_log {
+        let _ = plane.access_log.set(Arc::clone(log));
+    }
+    if let Some(spans) = &server.spans {
+        let _ = plane.spans.set(Arc::clone(spans));
+    }
     ringway::control::analytics::start(Arc::clone(&server.control));
     if let Err(e) = plane.watch_file() {
         eprintln!(
@@ -277,6 +283,13 @@ fn serve(
                 plane.sighup();
                 None
             }
+            signal_hook::consts::SIGUSR1 if server.access_log.is_some() => {
+                // logrotate's convention: the file was renamed; write to a new one.
+                if let Some(log) = &server.access_log {
+                    log.reopen();
+                }
+                None
+            }
             signal_hook::consts::SIGUSR1 | signal_hook::consts::SIGUSR2 => {
                 eprintln!("ringway: signal {}: ignored", signal_name(signal));
                 None
@@ -307,6 +320,7 @@ fn serve(
              exiting (status 70) so that the process is restarted"
         );
         server.wait(drain + Duration::from_millis(500));
+        flush_observers(&plane);
         eprintln!("ringway: stopped");
         return ExitCode::from(70);
     }
@@ -325,8 +339,19 @@ fn serve(
             ExitCode::SUCCESS
         }
     };
+    flush_observers(&plane);
     eprintln!("ringway: stopped");
     exit
+}
+
+/// Writes out what the workers logged and traced last (their ends flush when they exit).
+fn flush_observers(plane: &ringway::control::plane::Plane) {
+    if let Some(log) = plane.access_log.get() {
+        log.drain(Duration::from_secs(2));
+    }
+    if let Some(spans) = plane.spans.get() {
+        spans.drain(Duration::from_secs(2));
+    }
 }
 
 fn signal_name(signal: i32) -> &'static str {

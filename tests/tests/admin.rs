@@ -35,7 +35,7 @@ fn metrics(addr: std::net::SocketAddr, token: Option<&str>) -> ringway_tests::Re
 fn health_readiness_and_metrics_follow_the_traffic() {
     let origin = Origin::start("o");
     let mut rw = Ringway::start(&format!(
-        "workers: 2\nadmin:\n  address: 127.0.0.1:0\n  token: {TOKEN}\nlisteners:\n  - address: 127.0.0.1:0\nbackends:\n  - name: o\n    targets: [{{url: {}}}]\nroutes:\n  - backend: o\n",
+        "workers: 2\nadmin:\n  address: 127.0.0.1:0\n  token: {TOKEN}\nlisteners:\n  - address: 127.0.0.1:0\nbackends:\n  - name: o\n    targets: [{{url: {}}}]\nroutes:\n  - name: all\n    backend: o\n",
         origin.url()
     ));
     let admin = admin_addr(&mut rw);
@@ -64,11 +64,16 @@ fn health_readiness_and_metrics_follow_the_traffic() {
             .unwrap()
             .starts_with("text/plain; version=0.0.4"));
         let text = m.text();
-        if text.contains("ringway_requests_total{class=\"2xx\"} 25\n")
-            && text.contains("ringway_requests_total{class=\"5xx\"} 1\n")
-        {
+        let series = "api=\"all\",operation=\"\",backend=\"o\"";
+        if text.contains(&format!(
+            "ringway_requests_total{{{series},class=\"2xx\"}} 25\n"
+        )) && text.contains(&format!(
+            "ringway_requests_total{{{series},class=\"5xx\"}} 1\n"
+        )) {
             assert!(
-                text.contains("ringway_request_duration_seconds_count 26\n"),
+                text.contains(
+                    "ringway_request_duration_seconds_count{api=\"all\",operation=\"\"} 26\n"
+                ),
                 "{text}"
             );
             assert!(text.contains("ringway_workers 2\n"), "{text}");

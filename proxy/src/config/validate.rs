@@ -1225,7 +1225,7 @@ mod observability_tests {
                 assert!(c.access_log.is_some() || c.tracing.is_some());
                 found += 1;
             }
-            assert_eq!(found, 2);
+            assert!(found >= 2, "the access_log and tracing examples");
         }
     }
 

@@ -137,7 +137,7 @@ impl Answer {
         Answer {
             status,
             kind: "application/json",
-            body: serde_json::to_string_pretty(value).unwrap_or_default() + "\n",
+            body: serde_json::to_string(value).unwrap_or_default() + "\n",
             headers: Vec::new(),
         }
     }

@@ -96,6 +96,9 @@ pub(super) struct Conn {
     pub exchange: Option<Box<crate::policy::run::Exchange>>,
     /// What the request in flight is counted under.
     pub req: RequestMeta,
+    /// The request's access-log line and span, gathered as it is served (only when the
+    /// worker logs or exports spans).
+    pub log: Option<Box<super::access::LogScratch>>,
     _counted: Counted,
 }
 
@@ -150,6 +153,7 @@ impl Conn {
             client_ip_len,
             exchange: None,
             req: RequestMeta::default(),
+            log: None,
             _counted: counted,
         }
     }
@@ -251,10 +255,14 @@ impl Conn {
                 backend: crate::control::labels::NO_BACKEND,
                 ..RequestMeta::default()
             };
+            self.begin_log();
             let (next, status) = self.handle(head_len).await;
             let elapsed = started.elapsed();
             self.w.metrics.record_request(status, elapsed);
             self.record_series(status, elapsed);
+            if self.log.is_some() {
+                self.log_request(status, elapsed);
+            }
             match next {
                 // Draining: a request the client has already pipelined is still answered (with
                 // `Connection: close`); nothing new is waited for.
@@ -415,6 +423,9 @@ impl Conn {
         };
         let route = matched.route;
         self.req.route = route.label;
+        if let Some(s) = self.log.as_deref_mut() {
+            s.note_route(route);
+        }
         if let Some(pipeline) = route.pipeline {
             self.req.policies = true;
             // Boxed: the policy path's state would otherwise set the size of every

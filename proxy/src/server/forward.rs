@@ -151,11 +151,26 @@ impl Conn {
             self.wbuf.clear();
             let (ip, ip_len) = self.client_ip_raw();
             let mut traceparent = [0u8; super::trace::LEN];
-            super::trace::next(
-                self.head.header(buf, b"traceparent"),
-                self.w.ids.next(),
-                &mut traceparent,
-            );
+            let incoming = self.head.header(buf, b"traceparent");
+            // A new trace is sampled as the span export says (always, without one).
+            let sample_new =
+                incoming.is_some() || self.w.spans.as_ref().is_none_or(|s| s.sample_new_trace());
+            super::trace::next(incoming, self.w.ids.next(), sample_new, &mut traceparent);
+            if let Some(s) = self.log.as_deref_mut() {
+                s.traceparent = Some(traceparent);
+                match self
+                    .head
+                    .header(buf, b"x-request-id")
+                    .filter(|_| had_request_id)
+                {
+                    Some(given) => s.request_id.extend_from_slice(given),
+                    None => s.request_id.extend_from_slice(&id),
+                }
+                s.backend.push_str(&snap.config.backends[backend].name);
+                if let BodyFraming::Length(n) = facts.framing {
+                    s.bytes_in = n;
+                }
+            }
             let forwarded = Forwarded {
                 client_ip: &ip[..ip_len],
                 request_id: &id,
@@ -407,6 +422,10 @@ impl Conn {
             let result = match failed {
                 Some(failure) => Err(failure),
                 None => {
+                    if let Some(s) = self.log.as_deref_mut() {
+                        s.upstream_sent = Some(Instant::now());
+                        s.target = Some(snap.targets[up.target].authority.clone());
+                    }
                     up.deadline
                         .arm(up_fd, bounded(timeouts.upstream_response, until));
                     let client = (!facts.http10).then_some(&mut self.stream);
@@ -421,6 +440,9 @@ impl Conn {
             }
             match result {
                 Ok(len) => {
+                    if let Some(s) = self.log.as_deref_mut() {
+                        s.upstream = s.upstream_sent.map(|t| t.elapsed());
+                    }
                     let retry_after = up.head.header(up.buf.data(), b"retry-after");
                     attempt.responded(up.head.status(), retry_after, w.wheel.now());
                     let status = up.head.status();
@@ -580,6 +602,9 @@ impl Conn {
             ex_view.and_then(|e| e.status).unwrap_or(status)
         };
         up.buf.consume(resp_len);
+        if let Some(s) = self.log.as_deref_mut() {
+            s.bytes_out = self.wbuf.len() as u64;
+        }
         if upgrade {
             self.wbuf.extend_from_slice(up.buf.data());
             let n = up.buf.len();
@@ -630,6 +655,9 @@ impl Conn {
         up.deadline.disarm();
         match outcome {
             Ok(moved) => {
+                if let Some(s) = self.log.as_deref_mut() {
+                    s.bytes_out += moved;
+                }
                 if up_reusable {
                     g.upstreams.pool.put(up, w.wheel.now());
                 }

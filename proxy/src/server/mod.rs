@@ -5,6 +5,7 @@
 //! [`Control`]: a drain flag that each worker polls on its timer tick, and the metrics each
 //! worker leaves behind when it exits. Nothing on a worker's request path touches it.
 
+mod access;
 mod conn;
 mod forward;
 pub mod head;
@@ -78,6 +79,9 @@ pub(crate) struct Worker {
     pub panic_path: Option<Box<[u8]>>,
     /// The control thread's flags: read (never written) here, so the line stays shared.
     pub control: Arc<Control>,
+    /// This worker's end of the access log and the span export, when configured.
+    pub access: Option<crate::control::access_log::AccessLogger>,
+    pub spans: Option<crate::control::otlp::SpanRecorder>,
 }
 
 impl Worker {
@@ -278,6 +282,9 @@ pub struct Server {
     pub workers: Vec<runtime::Worker>,
     /// Switches the workers to a new configuration.
     pub reloader: Arc<Mutex<Reloader>>,
+    /// The access log's writer and the span exporter, when configured.
+    pub access_log: Option<Arc<crate::control::access_log::AccessLog>>,
+    pub spans: Option<Arc<crate::control::otlp::SpanExport>>,
 }
 
 /// Hook run on each worker thread before it serves (tests use it to mark threads).
@@ -318,6 +325,21 @@ impl Server {
                 None => String::new(),
             }
         );
+        // The access log opens its file here, so that a path it cannot write fails the start.
+        let access_log = match &snapshot.config.access_log {
+            Some(settings) => Some(crate::control::access_log::AccessLog::start(
+                settings,
+                placement.workers,
+            )?),
+            None => None,
+        };
+        let spans = match &snapshot.config.tracing {
+            Some(settings) => Some(crate::control::otlp::SpanExport::start(
+                settings,
+                placement.workers,
+            )?),
+            None => None,
+        };
         let (policies, inboxes) =
             crate::policy::run::NodePolicies::new(&snapshot.config, placement.workers);
         // `validate-jwt` keys from URLs are fetched before anything is served.
@@ -373,6 +395,7 @@ impl Server {
         let panic_path: Option<Box<[u8]>> = std::env::var("RINGWAY_TEST_PANIC_PATH")
             .ok()
             .map(|p| p.into_bytes().into());
+        let (log_for_workers, spans_for_workers) = (access_log.clone(), spans.clone());
         let workers = runtime::launch("ringway-worker", &placement, settings, move |ctx| {
             if let Some(hook) = &on_thread_start {
                 hook(ctx.index);
@@ -400,6 +423,10 @@ impl Server {
                 shared: Arc::clone(&shared_for_workers),
                 policies,
             };
+            let observers = (
+                log_for_workers.as_ref().map(|l| l.worker(ctx.index)),
+                spans_for_workers.as_ref().map(|s| s.worker(ctx.index)),
+            );
             worker_main(
                 ctx,
                 gen,
@@ -408,6 +435,7 @@ impl Server {
                 mine,
                 limits.clone(),
                 panic_path.clone(),
+                observers,
             )
         })?;
         // Logged here, in order and before the caller reports ready: monoio's own fallback to
@@ -448,6 +476,8 @@ impl Server {
             listeners,
             workers,
             reloader: Arc::new(Mutex::new(reloader)),
+            access_log,
+            spans,
         })
     }
 
@@ -645,6 +675,10 @@ async fn worker_main(
     listeners: Vec<std::net::TcpListener>,
     limits: ConnectionLimits,
     panic_path: Option<Box<[u8]>>,
+    (access, spans): (
+        Option<crate::control::access_log::AccessLogger>,
+        Option<crate::control::otlp::SpanRecorder>,
+    ),
 ) {
     let gen = Rc::new(gen);
     let worker = Rc::new(Worker {
@@ -665,6 +699,8 @@ async fn worker_main(
         connect_log: LogLimit::default(),
         panic_path,
         control: Arc::clone(&control),
+        access,
+        spans,
     });
     if ctx.index == 0 {
         // Worker 0 alone checks health, and tells every worker (itself included).
@@ -698,6 +734,12 @@ async fn worker_main(
         let now = Instant::now();
         worker.wheel.advance_to(now);
         worker.on_control(&inbox, &replies);
+        if let Some(log) = &worker.access {
+            log.flush();
+        }
+        if let Some(spans) = &worker.spans {
+            spans.flush();
+        }
         let gen = worker.current();
         gen.upstreams.on_tick(now);
         ticks += 1;

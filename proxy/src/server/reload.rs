@@ -469,6 +469,16 @@ impl Reloader {
         if old.state.path != new.state.path {
             changed.push("state.path");
         }
+        if format!("{:?}", old.access_log) != format!("{:?}", new.access_log) {
+            changed.push("access_log");
+        }
+        if format!("{:?}", old.tracing) != format!("{:?}", new.tracing) {
+            changed.push("tracing");
+        }
+        let admin_tls = |c: &Config| c.admin.as_ref().map(|a| a.tls.is_some());
+        if admin_tls(old) != admin_tls(new) {
+            changed.push("admin.tls");
+        }
         changed
             .into_iter()
             .map(|what| format!("{what} changed: it applies when the process next starts"))

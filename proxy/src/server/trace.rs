@@ -48,7 +48,8 @@ fn parse(value: &[u8]) -> Option<(&[u8], &[u8])> {
 
 /// Writes the `traceparent` to send upstream into `out`. `unique` is a per-request unique
 /// number (the request id), from which the span id (and a new trace id) are drawn.
-pub fn next(incoming: Option<&[u8]>, unique: u128, out: &mut [u8; LEN]) {
+/// A new trace is sampled (`-01`) when `sample_new` says so, else `-00`.
+pub fn next(incoming: Option<&[u8]>, unique: u128, sample_new: bool, out: &mut [u8; LEN]) {
     let low = unique as u64;
     let high = (unique >> 64) as u64;
     let span = mix(low ^ mix(high)).max(1);
@@ -66,7 +67,7 @@ pub fn next(incoming: Option<&[u8]>, unique: u128, out: &mut [u8; LEN]) {
             let b = mix(a ^ high).max(1);
             put_hex(&mut out[3..19], &a.to_be_bytes());
             put_hex(&mut out[19..35], &b.to_be_bytes());
-            out[53..55].copy_from_slice(b"01");
+            out[53..55].copy_from_slice(if sample_new { b"01" } else { b"00" });
         }
     }
 }
@@ -79,7 +80,7 @@ mod tests {
 
     fn make(incoming: Option<&[u8]>, unique: u128) -> String {
         let mut out = [0u8; LEN];
-        next(incoming, unique, &mut out);
+        next(incoming, unique, true, &mut out);
         String::from_utf8(out.to_vec()).unwrap()
     }
 
