@@ -165,6 +165,23 @@ fn allocations_per_proxied_get() {
 }
 
 #[test]
+fn allocations_per_proxied_get_with_metrics_and_the_access_log() {
+    let dir = std::env::temp_dir().join(format!("ringway-alloc-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let log = dir.join("access.log");
+    let yaml = format!(
+        "{BARE}admin: {{address: 127.0.0.1:0}}\naccess_log: {{path: {}}}\n",
+        log.display()
+    );
+    let per_request = allocations_per_get(&yaml);
+    println!("allocations per proxied GET with the access log on: {per_request:.3}");
+    let lines = std::fs::read_to_string(&log).map_or(0, |t| t.lines().count());
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(lines > 0, "the access log was written");
+    assert!(per_request < 0.1, "{per_request} allocations per request");
+}
+
+#[test]
 fn allocations_per_get_through_limits_and_a_cache_miss() {
     let per_request = allocations_per_get(&api(false));
     println!("allocations per GET, rate limit + quota + cache miss: {per_request:.3}");

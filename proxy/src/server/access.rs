@@ -15,8 +15,8 @@ pub(super) struct LogScratch {
     pub method: Vec<u8>,
     pub host: Vec<u8>,
     pub path: Vec<u8>,
-    pub user_agent: Option<Vec<u8>>,
-    pub traceparent_in: Option<Vec<u8>>,
+    pub user_agent: Seen,
+    pub traceparent_in: Seen,
     /// Whether this request logs (its route's `access_log`; unmatched requests do).
     pub logged: bool,
     pub api: String,
@@ -24,7 +24,8 @@ pub(super) struct LogScratch {
     /// The span's name: the operation's template or the route's name.
     pub route: String,
     pub backend: String,
-    pub target: Option<String>,
+    /// The upstream target's authority; empty when nothing was forwarded.
+    pub target: String,
     pub request_id: Vec<u8>,
     /// The `traceparent` sent upstream, when the request was forwarded.
     pub traceparent: Option<[u8; super::trace::LEN]>,
@@ -39,10 +40,21 @@ fn set(v: &mut Vec<u8>, from: &[u8]) {
     v.extend_from_slice(from);
 }
 
-fn set_opt(v: &mut Option<Vec<u8>>, from: Option<&[u8]>) {
-    match from {
-        Some(from) => set(v.get_or_insert_with(Vec::new), from),
-        None => *v = None,
+/// A header's value, when the request had it (the buffer is kept for the next request).
+#[derive(Default)]
+pub(super) struct Seen {
+    value: Vec<u8>,
+    present: bool,
+}
+
+impl Seen {
+    fn set(&mut self, from: Option<&[u8]>) {
+        self.present = from.is_some();
+        set(&mut self.value, from.unwrap_or_default());
+    }
+
+    pub fn get(&self) -> Option<&[u8]> {
+        self.present.then_some(&self.value[..])
     }
 }
 
@@ -74,14 +86,14 @@ impl Conn {
         set(&mut s.method, head.method(buf));
         set(&mut s.host, head.host(buf).unwrap_or_default());
         set(&mut s.path, head.target(buf));
-        set_opt(&mut s.user_agent, head.header(buf, b"user-agent"));
-        set_opt(&mut s.traceparent_in, head.header(buf, b"traceparent"));
+        s.user_agent.set(head.header(buf, b"user-agent"));
+        s.traceparent_in.set(head.header(buf, b"traceparent"));
         s.logged = true;
         s.api.clear();
         s.operation.clear();
         s.route.clear();
         s.backend.clear();
-        s.target = None;
+        s.target.clear();
         s.request_id.clear();
         s.traceparent = None;
         s.bytes_in = 0;
@@ -124,15 +136,15 @@ impl Conn {
                 api: &s.api,
                 operation: &s.operation,
                 backend: &s.backend,
-                target: s.target.as_deref(),
+                target: (!s.target.is_empty()).then_some(&s.target[..]),
                 subscription,
                 cache,
                 trace_id,
-                user_agent: s.user_agent.as_deref(),
+                user_agent: s.user_agent.get(),
             });
         }
         if let (Some(recorder), Some(sent)) = (&self.w.spans, &s.traceparent) {
-            if let Some(ids) = SpanIds::from_traceparent(sent, s.traceparent_in.as_deref()) {
+            if let Some(ids) = SpanIds::from_traceparent(sent, s.traceparent_in.get()) {
                 if ids.sampled {
                     let end = unix_nanos(SystemTime::now());
                     let path = s.path.split(|&b| b == b'?').next().unwrap_or_default();
@@ -149,7 +161,7 @@ impl Conn {
                         api: &s.api,
                         operation: &s.operation,
                         backend: &s.backend,
-                        target: s.target.as_deref(),
+                        target: (!s.target.is_empty()).then_some(&s.target[..]),
                     });
                 }
             }

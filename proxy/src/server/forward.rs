@@ -424,7 +424,8 @@ impl Conn {
                 None => {
                     if let Some(s) = self.log.as_deref_mut() {
                         s.upstream_sent = Some(Instant::now());
-                        s.target = Some(snap.targets[up.target].authority.clone());
+                        s.target.clear();
+                        s.target.push_str(&snap.targets[up.target].authority);
                     }
                     up.deadline
                         .arm(up_fd, bounded(timeouts.upstream_response, until));
