@@ -126,3 +126,35 @@ fn an_admin_listener_off_loopback_needs_a_token() {
         assert!(!text.contains("short\""), "{text}");
     }
 }
+
+#[test]
+fn the_admin_listener_speaks_tls_when_configured() {
+    use ringway_tests::tls::{Ca, ClientSetup, TlsClient};
+    let ca = Ca::new("admin-ca");
+    let dir = TempDir::new();
+    let (cert, key) = ca.server(&["localhost"]).write(dir.path(), "admin");
+    let mut rw = Ringway::start(&format!(
+        "admin:\n  address: 127.0.0.1:0\n  token: {TOKEN}\n  tls: {{cert: {}, key: {}}}\nlisteners:\n  - address: 127.0.0.1:0\nroutes:\n  - return_response: {{status: 200}}\n",
+        cert.display(),
+        key.display()
+    ));
+    let admin = admin_addr(&mut rw);
+    let config = ClientSetup::new(&ca).config();
+    let ready = TlsClient::connect(admin, "localhost", config.clone())
+        .unwrap()
+        .get("/readyz", &[])
+        .unwrap();
+    assert_eq!(ready.status, 200);
+    let auth = format!("Bearer {TOKEN}");
+    let m = TlsClient::connect(admin, "localhost", config.clone())
+        .unwrap()
+        .get("/metrics", &[("Authorization", &auth)])
+        .unwrap();
+    assert_eq!(m.status, 200);
+    assert!(String::from_utf8_lossy(&m.body).contains("ringway_workers"));
+    // Plain HTTP to it is not answered as HTTP.
+    let mut plain = Client::connect(admin);
+    plain.set_read_timeout(Duration::from_secs(3));
+    plain.send_raw(b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n");
+    assert!(plain.try_read_response().is_err());
+}

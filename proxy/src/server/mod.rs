@@ -438,6 +438,14 @@ impl Server {
                 observers,
             )
         })?;
+        // Ready means serving: wait (briefly) until every worker has its listeners.
+        let until = Instant::now() + Duration::from_secs(5);
+        while control.started.load(Ordering::Relaxed) < workers.len()
+            && Instant::now() < until
+            && !workers.iter().any(|w| w.thread.is_finished())
+        {
+            std::thread::sleep(Duration::from_millis(1));
+        }
         // Logged here, in order and before the caller reports ready: monoio's own fallback to
         // epoll is silent, and the driver decides much of the throughput.
         for w in &workers {
