@@ -1,5 +1,6 @@
 //! Ringway, the gateway: configuration, routing, upstream pools and the proxy server.
 
+pub mod cluster;
 pub mod config;
 pub mod control;
 pub mod ctl;
