@@ -13,6 +13,7 @@ pub mod client;
 pub mod origin;
 pub mod process;
 pub mod recording;
+pub mod redis;
 pub mod tls;
 pub mod websocket;
 pub mod wire;

@@ -136,7 +136,10 @@ pub struct NodeRates {
 
 impl NodeRates {
     pub fn new(limit: u64, period_ms: u64, workers: usize, max_keys: usize) -> NodeRates {
-        let n = max_keys.saturating_mul(2).clamp(1024, 1 << 22).next_power_of_two();
+        let n = max_keys
+            .saturating_mul(2)
+            .clamp(1024, 1 << 22)
+            .next_power_of_two();
         NodeRates {
             limit,
             period_ms,
@@ -245,9 +248,14 @@ impl NodeRates {
                 next = (next / 2).max(1);
             }
         }
-        line.grant.store(if granted == 0 { 0 } else { next }, Relaxed);
+        line.grant
+            .store(if granted == 0 { 0 } else { next }, Relaxed);
         line.until_ms.store(
-            if granted == 0 { refused_until_ms } else { until_ms },
+            if granted == 0 {
+                refused_until_ms
+            } else {
+                until_ms
+            },
             Relaxed,
         );
         line.leasing.store(0, Relaxed);
@@ -269,20 +277,21 @@ pub struct CoreTokens {
 const CORE_KEYS: usize = 65_536;
 
 impl CoreTokens {
-    /// Spends `n` tokens of `key` if this core holds them (and they have not expired).
-    pub fn spend(&self, key: u64, n: u64, now_ms: u64) -> bool {
+    /// Spends `n` tokens of `key` if this core holds them (and they have not expired): the
+    /// tokens it holds after.
+    pub fn spend(&self, key: u64, n: u64, now_ms: u64) -> Option<u64> {
         let mut held = self.held.borrow_mut();
         match held.get_mut(&key) {
             Some((tokens, until)) if *tokens >= n && now_ms < *until => {
                 *tokens -= n;
-                true
+                Some(*tokens)
             }
-            _ => false,
+            _ => None,
         }
     }
 
-    /// Adds tokens taken from the node line, and spends `n` of them.
-    pub fn add_and_spend(&self, key: u64, tokens: u64, n: u64, until_ms: u64, now_ms: u64) {
+    /// Adds tokens taken from the node line, and spends `n` of them: the tokens held after.
+    pub fn add_and_spend(&self, key: u64, tokens: u64, n: u64, until_ms: u64, now_ms: u64) -> u64 {
         let mut held = self.held.borrow_mut();
         if held.len() >= CORE_KEYS {
             held.retain(|_, (t, until)| *t > 0 && now_ms < *until);
@@ -295,6 +304,7 @@ impl CoreTokens {
         // (which can only refuse early, never admit late).
         entry.1 = entry.1.min(until_ms);
         entry.0 = (entry.0 + tokens).saturating_sub(n);
+        entry.0
     }
 
     /// Gives back `n` tokens of `key` (a call that did not count).
@@ -369,13 +379,13 @@ mod tests {
     #[test]
     fn core_tokens_expire_and_come_back() {
         let core = CoreTokens::default();
-        assert!(!core.spend(3, 1, 0));
-        core.add_and_spend(3, 5, 1, 100, 0);
-        assert!(core.spend(3, 4, 10));
-        assert!(!core.spend(3, 1, 10));
+        assert_eq!(core.spend(3, 1, 0), None);
+        assert_eq!(core.add_and_spend(3, 5, 1, 100, 0), 4);
+        assert_eq!(core.spend(3, 4, 10), Some(0));
+        assert_eq!(core.spend(3, 1, 10), None);
         core.give_back(3, 1);
-        assert!(core.spend(3, 1, 10));
+        assert_eq!(core.spend(3, 1, 10), Some(0));
         core.add_and_spend(3, 5, 1, 100, 20);
-        assert!(!core.spend(3, 1, 100), "expired");
+        assert_eq!(core.spend(3, 1, 100), None, "expired");
     }
 }

@@ -3,3 +3,204 @@
 
 pub mod limits;
 pub mod redis;
+
+use std::cell::Cell;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::config::cluster::{ClusterSettings, WhenUnavailable};
+
+/// The node's view of the cluster: its settings, whether Redis answers, and counters.
+pub struct Node {
+    pub settings: ClusterSettings,
+    available: AtomicBool,
+    pub counters: Counters,
+}
+
+/// What `/metrics` shows of the cluster.
+#[derive(Default)]
+pub struct Counters {
+    /// Lease calls to Redis, and those that failed (timeout, connection, server error).
+    pub leases: AtomicU64,
+    pub lease_errors: AtomicU64,
+    /// Requests a cluster-wide limit decided by itself because Redis could not be reached.
+    pub fallbacks: AtomicU64,
+    /// Times Redis went away, and came back.
+    pub unavailable: AtomicU64,
+    pub recovered: AtomicU64,
+}
+
+impl Node {
+    pub fn new(settings: ClusterSettings) -> Arc<Node> {
+        Arc::new(Node {
+            settings,
+            available: AtomicBool::new(true),
+            counters: Counters::default(),
+        })
+    }
+
+    /// Whether Redis answered the last time it was asked.
+    #[inline]
+    pub fn available(&self) -> bool {
+        self.available.load(Relaxed)
+    }
+
+    /// Redis failed `why`: the node falls back until a probe succeeds (logged once).
+    pub fn went_away(&self, why: &str) {
+        if self.available.swap(false, Relaxed) {
+            self.counters.unavailable.fetch_add(1, Relaxed);
+            let fallback = match self.settings.when_unavailable {
+                WhenUnavailable::NodeLimits => "each node applies cluster-wide limits by itself",
+                WhenUnavailable::Reject => "requests under cluster-wide limits are refused (503)",
+            };
+            log::warn!(
+                "cluster {}: Redis at {} is unavailable ({why}); {fallback} until it answers",
+                self.settings.name,
+                crate::config::cluster::redact_url(&self.settings.redis)
+            );
+        }
+    }
+
+    /// Redis answered again.
+    pub fn came_back(&self) {
+        if !self.available.swap(true, Relaxed) {
+            self.counters.recovered.fetch_add(1, Relaxed);
+            log::info!(
+                "cluster {}: Redis answers again; cluster-wide limits resume",
+                self.settings.name
+            );
+        }
+    }
+
+    /// The Redis key of `key` in the limit table `table` (hash-tagged, so one key stays in
+    /// one slot of a Redis Cluster).
+    pub fn rate_key(&self, table: u64, key: u64, out: &mut Vec<u8>) {
+        use std::io::Write as _;
+        out.clear();
+        let _ = write!(out, "{}:rl:{table:016x}:{{{key:016x}}}", self.settings.name);
+    }
+}
+
+/// A cluster-wide limit's id in Redis: the same on every node for the same definition.
+pub fn table_id(origin: &str, calls: u64, period: Duration) -> u64 {
+    crate::control::labels::name_key(format!("{origin}|{calls}|{}", period.as_millis()).as_bytes())
+}
+
+/// One core's end of the cluster: its own Redis connection (driven by its runtime) and
+/// scratch for key names.
+pub struct Core {
+    pub node: Arc<Node>,
+    pub client: redis::RedisClient,
+    key_buf: std::cell::RefCell<Vec<u8>>,
+    /// This core's view of Redis's clock: Redis ms minus this core's monotonic ms.
+    pub skew_ms: Cell<i64>,
+    /// When this core last probed an unavailable Redis, and whether a probe is out.
+    probed: Cell<Option<Instant>>,
+    probing: Rc<Cell<bool>>,
+}
+
+impl Core {
+    pub fn new(node: &Arc<Node>) -> Rc<Core> {
+        Rc::new(Core {
+            client: redis::RedisClient::new(&node.settings.client),
+            node: Arc::clone(node),
+            key_buf: Default::default(),
+            skew_ms: Cell::new(0),
+            probed: Cell::new(None),
+            probing: Rc::default(),
+        })
+    }
+
+    /// The worker's tick: while Redis is unavailable, probe it once a second.
+    pub fn tick(self: &Rc<Core>, now: Instant) {
+        if self.node.available() || self.probing.get() {
+            return;
+        }
+        if self
+            .probed
+            .get()
+            .is_some_and(|t| now.saturating_duration_since(t) < PROBE_EVERY)
+        {
+            return;
+        }
+        self.probed.set(Some(now));
+        self.probing.set(true);
+        let core = Rc::clone(self);
+        monoio::spawn(async move {
+            core.probe().await;
+            core.probing.set(false);
+        });
+    }
+
+    /// Leases `want` tokens of `key` in the cluster-wide limit `table` from Redis, and records
+    /// the answer in the node's line. False when Redis could not be asked (the caller falls
+    /// back).
+    pub async fn lease(&self, rates: &limits::NodeRates, table: u64, key: u64, want: u64) -> bool {
+        let counters = &self.node.counters;
+        counters.leases.fetch_add(1, Relaxed);
+        let mut name = std::mem::take(&mut *self.key_buf.borrow_mut());
+        self.node.rate_key(table, key, &mut name);
+        let (limit, period, want_s) = (
+            rates.limit.to_string(),
+            rates.period_ms.to_string(),
+            want.to_string(),
+        );
+        let reply = self
+            .client
+            .eval_sha(
+                &LEASE,
+                &[&name[..]],
+                &[limit.as_bytes(), period.as_bytes(), want_s.as_bytes()],
+            )
+            .await;
+        *self.key_buf.borrow_mut() = name;
+        let now = crate::policy::run::mono_ms(Instant::now());
+        let parsed = reply.ok().and_then(|v| {
+            let a = v.as_array()?;
+            Some((
+                a.first()?.as_int()?,
+                a.get(2)?.as_int()?,
+                a.get(3)?.as_int()?,
+            ))
+        });
+        match parsed {
+            Some((granted, spend_within, frees_in)) => {
+                self.node.came_back();
+                let granted = granted.max(0) as u64;
+                rates.granted(
+                    key,
+                    granted,
+                    now + spend_within.max(0) as u64,
+                    now + frees_in.max(1) as u64,
+                    now,
+                );
+                true
+            }
+            None => {
+                counters.lease_errors.fetch_add(1, Relaxed);
+                rates.lease_failed(key);
+                self.node.went_away("a lease call failed or timed out");
+                false
+            }
+        }
+    }
+
+    /// Checks whether Redis answers (the worker's probe while it is unavailable).
+    pub async fn probe(&self) {
+        match self.client.call(&[b"PING"]).await {
+            Ok(_) => self.node.came_back(),
+            Err(e) => log::debug!(
+                "cluster {}: Redis probe failed: {e}",
+                self.node.settings.name
+            ),
+        }
+    }
+}
+
+/// How often a core probes an unavailable Redis.
+const PROBE_EVERY: Duration = Duration::from_secs(1);
+
+static LEASE: std::sync::LazyLock<redis::Script> =
+    std::sync::LazyLock::new(|| redis::Script::new(limits::LEASE_SCRIPT));

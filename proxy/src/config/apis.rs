@@ -435,9 +435,11 @@ pub enum StatusesDoc {
 #[serde(
     deny_unknown_fields,
     expecting = "a mapping with calls, renewal_period, counter_key and optionally \
-                 increment_condition, increment_count, shadow, max_keys"
+                 increment_condition, increment_count, shadow, max_keys, scope"
 )]
 pub struct RateLimitDoc {
+    /// `node` or `cluster` (default: cluster when `cluster:` is configured).
+    pub scope: Option<String>,
     pub calls: u64,
     pub renewal_period: Dur,
     pub counter_key: String,
@@ -663,6 +665,8 @@ pub struct PolicyTables {
 #[derive(Clone, Debug)]
 pub struct RateDef {
     pub origin: String,
+    /// Counted across every node of the cluster, through Redis.
+    pub cluster: bool,
     pub calls: u64,
     pub period: Duration,
     pub max_keys: usize,
@@ -773,6 +777,8 @@ pub struct Compiler<'a> {
     pub subscription_readers: Vec<Vec<Box<str>>>,
     /// Every API's name and operation ids, for `rate-limit`'s nested limits.
     pub apis: Vec<(&'a str, Vec<&'a str>)>,
+    /// Whether `cluster:` is configured (limits are cluster-wide by default then).
+    pub cluster: bool,
 }
 
 /// The names of the variables that `cache-lookup-value` policies set, anywhere in the
@@ -1130,8 +1136,28 @@ impl Compiler<'_> {
                     );
                 }
                 let max_keys = self.max_keys(path, d.max_keys, errors);
+                let cluster = match d.scope.as_deref() {
+                    None => self.cluster,
+                    Some("node") => false,
+                    Some("cluster") if self.cluster => true,
+                    Some("cluster") => {
+                        errors.push(
+                            format_args!("{path}.scope"),
+                            "cluster needs a cluster: section (the Redis the nodes share)",
+                        );
+                        false
+                    }
+                    Some(other) => {
+                        errors.push(
+                            format_args!("{path}.scope"),
+                            format!("{other:?}: give node or cluster"),
+                        );
+                        false
+                    }
+                };
                 self.tables.rate.push(RateDef {
                     origin: path.to_string(),
+                    cluster,
                     calls: d.calls,
                     period,
                     max_keys,
@@ -1752,6 +1778,7 @@ impl Compiler<'_> {
             );
             c.tables.rate.push(RateDef {
                 origin: at.to_string(),
+                cluster: c.cluster,
                 calls,
                 period,
                 max_keys,
@@ -1898,6 +1925,7 @@ pub fn compile(
                 (a.name.as_str(), ops)
             })
             .collect(),
+        cluster: doc.cluster.is_some(),
     };
     let global = c.sections("policies", &doc.policies, &[], errors);
     let products = super::products::compile(&doc.products, &doc.subscriptions, &doc.apis, errors);

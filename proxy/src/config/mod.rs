@@ -6,6 +6,7 @@
 //! stopping at the first. `docs/configuration.md` is the contract for the format.
 
 mod apis;
+pub mod cluster;
 mod env;
 mod model;
 mod products;
@@ -65,6 +66,8 @@ pub struct Config {
     pub state: StateSettings,
     /// The admin listener, when configured.
     pub admin: Option<AdminSettings>,
+    /// Cluster mode: the Redis the nodes share, when configured.
+    pub cluster: Option<cluster::ClusterSettings>,
     /// The JSON access log, when configured.
     pub access_log: Option<AccessLogSettings>,
     /// Span export over OTLP/HTTP, when configured.

@@ -46,6 +46,8 @@ pub struct Document {
     #[serde(default)]
     pub state: super::apis::StateDoc,
     pub admin: Option<Admin>,
+    /// Limits, quotas, purges and the configuration shared through Redis.
+    pub cluster: Option<super::cluster::ClusterDoc>,
     /// The JSON access log.
     pub access_log: Option<AccessLog>,
     /// Span export over OTLP/HTTP.

@@ -58,6 +58,10 @@ pub(super) fn validate(doc: Document, source: &str) -> Result<Config, Vec<String
         .as_ref()
         .and_then(|a| access_log(a, &dir, &mut errors));
     let tracing = doc.tracing.as_ref().and_then(|t| tracing(t, &mut errors));
+    let cluster = doc
+        .cluster
+        .as_ref()
+        .and_then(|c| super::cluster::cluster(c, &dir, &mut errors));
     let max_connections_per_worker = doc.limits.max_connections_per_worker;
     if let Some(n) = max_connections_per_worker {
         if !(1..=MAX_CONNECTIONS).contains(&n) {
@@ -71,6 +75,7 @@ pub(super) fn validate(doc: Document, source: &str) -> Result<Config, Vec<String
         return Err(errors.0);
     }
     Ok(Config {
+        cluster,
         source: source.to_owned(),
         workers: doc.workers.0,
         cpus: doc.cpus.map(|c| c.0),

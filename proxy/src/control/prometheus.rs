@@ -36,6 +36,9 @@ pub struct Extras {
     /// Access-log lines written and dropped; spans exported and dropped.
     pub access_log: (u64, u64),
     pub spans: (u64, u64),
+    /// Cluster mode: Redis answering; leases, failed leases, fallbacks, times it went away
+    /// and came back.
+    pub cluster: Option<(bool, [u64; 5])>,
 }
 
 /// Renders the node's metrics: the workers' latest published counters, merged, and what the
@@ -52,6 +55,25 @@ pub fn render_plane(plane: &super::plane::Plane) -> String {
         spans: plane.spans.get().map_or((0, 0), |s| s.counters()),
         ..Extras::default()
     };
+    if let Some(node) = &plane
+        .control
+        .node
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .cluster
+    {
+        let c = &node.counters;
+        extras.cluster = Some((
+            node.available(),
+            [
+                c.leases.load(Relaxed),
+                c.lease_errors.load(Relaxed),
+                c.fallbacks.load(Relaxed),
+                c.unavailable.load(Relaxed),
+                c.recovered.load(Relaxed),
+            ],
+        ));
+    }
     {
         let reloader = plane.reloader.lock().unwrap_or_else(|e| e.into_inner());
         let snapshot = reloader.snapshot();
@@ -388,6 +410,46 @@ pub fn render(m: &MetricsSnapshot, workers: usize, extras: &Extras) -> String {
         "ringway_reload_duration_seconds {}",
         extras.last_reload_seconds
     );
+    if let Some((up, [leases, errors, fallbacks, down, back])) = extras.cluster {
+        header(
+            &mut out,
+            "ringway_cluster_redis_up",
+            "gauge",
+            "Whether the cluster's Redis answers (0: cluster-wide limits fall back).",
+        );
+        let _ = writeln!(out, "ringway_cluster_redis_up {}", u8::from(up));
+        let counters: [(&str, &str, u64); 5] = [
+            (
+                "ringway_cluster_leases_total",
+                "Lease calls to Redis for cluster-wide limits.",
+                leases,
+            ),
+            (
+                "ringway_cluster_lease_errors_total",
+                "Lease calls that failed or timed out.",
+                errors,
+            ),
+            (
+                "ringway_cluster_fallbacks_total",
+                "Requests a cluster-wide limit decided by itself while Redis was unavailable.",
+                fallbacks,
+            ),
+            (
+                "ringway_cluster_redis_unavailable_total",
+                "Times Redis became unavailable.",
+                down,
+            ),
+            (
+                "ringway_cluster_redis_recovered_total",
+                "Times Redis answered again after being unavailable.",
+                back,
+            ),
+        ];
+        for (name, help, value) in counters {
+            header(&mut out, name, "counter", help);
+            let _ = writeln!(out, "{name} {value}");
+        }
+    }
     out
 }
 

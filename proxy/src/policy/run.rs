@@ -38,6 +38,10 @@ pub struct NodePolicies {
     pub flights: Option<Arc<cache::NodeFlights>>,
     /// `validate-jwt` keys fetched from URLs.
     pub jwks: Arc<auth::jwks::JwksHub>,
+    /// Cluster mode: the node's view of Redis, and each cluster-wide rate limit's node lines
+    /// and Redis id (by rate table; None for node-wide ones).
+    pub cluster: Option<Arc<crate::cluster::Node>>,
+    pub cluster_rate: Vec<Option<(Arc<crate::cluster::limits::NodeRates>, u64)>>,
     /// What the tables were built from, to match them on a reload.
     identity: Identity,
 }
@@ -61,7 +65,12 @@ impl Identity {
             rate: t
                 .rate
                 .iter()
-                .map(|d| format!("{}|{}|{:?}|{}", d.origin, d.calls, d.period, d.max_keys))
+                .map(|d| {
+                    format!(
+                        "{}|{}|{:?}|{}|{}",
+                        d.origin, d.calls, d.period, d.max_keys, d.cluster
+                    )
+                })
                 .collect(),
             quota: t
                 .quota
@@ -136,6 +145,24 @@ impl NodePolicies {
                 purge,
                 flights: (workers > 1).then(Arc::default),
                 jwks: auth::jwks::JwksHub::new(&t.jwks),
+                cluster: config.cluster.clone().map(crate::cluster::Node::new),
+                cluster_rate: t
+                    .rate
+                    .iter()
+                    .map(|d| {
+                        d.cluster.then(|| {
+                            (
+                                Arc::new(crate::cluster::limits::NodeRates::new(
+                                    d.calls,
+                                    d.period.as_millis() as u64,
+                                    workers,
+                                    d.max_keys,
+                                )),
+                                crate::cluster::table_id(&d.origin, d.calls, d.period),
+                            )
+                        })
+                    })
+                    .collect(),
                 identity: Identity::of(config, workers),
             }),
             inboxes,
@@ -155,6 +182,7 @@ impl NodePolicies {
         for (i, id) in identity.rate.iter().enumerate() {
             if let Some(o) = keep(id, &old.identity.rate) {
                 fresh.rate[i].0 = Arc::clone(&old.rate[o].0);
+                fresh.cluster_rate[i].clone_from(&old.cluster_rate[o]);
             }
         }
         for (i, id) in identity.quota.iter().enumerate() {
@@ -172,6 +200,12 @@ impl NodePolicies {
             fresh.jwks = Arc::clone(&old.jwks);
         }
         fresh.purge = Arc::clone(&old.purge);
+        // The same Redis: keep its availability state and counters.
+        if let (Some(new), Some(old)) = (&fresh.cluster, &old.cluster) {
+            if format!("{:?}", new.settings) == format!("{:?}", old.settings) {
+                fresh.cluster = Some(Arc::clone(old));
+            }
+        }
         fresh.flights = old.flights.clone();
         fresh.identity = identity;
         (Arc::new(fresh), !same_keys)
@@ -196,6 +230,17 @@ pub struct WorkerPolicies {
     pub iovecs: RefCell<Vec<Vec<libc::iovec>>>,
     /// Each `retry` policy's budget on this core.
     pub retry_budgets: Vec<RefCell<crate::upstream::RetryBudget>>,
+    /// Cluster mode: this core's Redis connection, and its tokens of each cluster-wide rate
+    /// limit (by rate table).
+    pub cluster: Option<Rc<crate::cluster::Core>>,
+    #[allow(clippy::type_complexity)]
+    cluster_tokens: Vec<
+        Option<(
+            Rc<crate::cluster::limits::CoreTokens>,
+            Arc<crate::cluster::limits::NodeRates>,
+            u64,
+        )>,
+    >,
     purge: Rc<PurgeInbox>,
     /// The cache sizes the stores were made with.
     cache_sizes: crate::config::CacheSettings,
@@ -249,6 +294,15 @@ impl WorkerPolicies {
                 })
                 .collect(),
             purge: Rc::new(purge),
+            cluster: node.cluster.as_ref().map(crate::cluster::Core::new),
+            cluster_tokens: node
+                .cluster_rate
+                .iter()
+                .map(|c| {
+                    c.as_ref()
+                        .map(|(rates, id)| (Rc::default(), Arc::clone(rates), *id))
+                })
+                .collect(),
             cache_sizes: config.cache,
             shadow_log: crate::server::LogLimit::default(),
         }
@@ -279,6 +333,18 @@ impl WorkerPolicies {
                 None => Rc::new(RefCell::new(LocalWindow::new(Arc::clone(s), spec))),
             })
             .collect();
+        for (i, (s, _)) in node.rate.iter().enumerate() {
+            if let Some(o) = find(Arc::as_ptr(s).cast(), &old_rate) {
+                if next.cluster_tokens[i].is_some() {
+                    next.cluster_tokens[i].clone_from(&self.cluster_tokens[o]);
+                }
+            }
+        }
+        if let (Some(new), Some(old)) = (&node.cluster, &self.cluster) {
+            if Arc::ptr_eq(new, &old.node) {
+                next.cluster = Some(Rc::clone(old));
+            }
+        }
         let old_quota: Vec<*const u8> = old_node
             .quota
             .iter()
@@ -332,6 +398,9 @@ impl WorkerPolicies {
         }
         for c in &self.concurrency {
             c.borrow_mut().tick();
+        }
+        if let Some(core) = &self.cluster {
+            core.tick(now);
         }
         let mut cache = self.cache.borrow_mut();
         let mut values = self.values.borrow_mut();
@@ -451,6 +520,8 @@ pub struct Exchange {
     pub jwt_waited: bool,
     /// Why a limit refused the request, for metrics: 0 none, 1 rate, 2 quota, 3 concurrency.
     pub rejected: u8,
+    /// Waits this request made for cluster leases.
+    pub cluster_waits: u16,
 }
 
 /// What the inbound section decided.
@@ -472,6 +543,35 @@ pub enum Inbound<'p> {
     /// The token names a key that `validate-jwt`'s fetched keys lack, and a refresh was asked
     /// for: wait for it (at most `auth::jwks::KID_WAIT`), then run again from policy `resume`.
     WaitKeys(auth::jwks::KeyWait, usize),
+    /// A cluster-wide rate limit needs tokens from Redis: lease them (or wait for another
+    /// core's lease), then run again from policy `resume`.
+    WaitCluster(ClusterWait, usize),
+}
+
+/// A cluster-wide rate limit's answer for one request.
+enum ClusterRate {
+    Decided(super::limit::RateDecision),
+    /// Decide with the node's own window.
+    Local,
+    Wait(ClusterWait),
+    /// Redis is unavailable and the cluster refuses meanwhile.
+    Unavailable,
+}
+
+/// How long a request waits before looking again at a key another core is leasing.
+const CLUSTER_POLL: Duration = Duration::from_millis(1);
+
+/// Waits one request makes for cluster leases before its limits decide by themselves (the
+/// leases time out well before: this bounds a pathological loop).
+const MAX_CLUSTER_WAITS: u16 = 2_000;
+
+/// What a request waits for under a cluster-wide rate limit.
+#[derive(Debug)]
+pub enum ClusterWait {
+    /// This core leases for the key of rate table `table`.
+    Lease { table: usize, key: u64, want: u64 },
+    /// Another core is leasing for the key: look again shortly.
+    Poll,
 }
 
 /// A policy's refusal: status, APIM's message, `Retry-After` seconds.
@@ -536,6 +636,7 @@ impl Exchange {
         self.target_set = false;
         self.backend = None;
         self.rejected = 0;
+        self.cluster_waits = 0;
         self.status = None;
         self.reason.clear();
         self.vars.clear();
@@ -629,10 +730,9 @@ impl Exchange {
                 Policy::RateLimit(l) => {
                     let key = self.key_of(&l.key, ctx);
                     let (n, at) = (l.increment_count, (i, ctx.now));
-                    if let Some(refusal) =
-                        self.rate_limit(l.index, key, n, at, l.shadow, &l.origin, w)
+                    if let Some(stop) = self.rate_limit(l.index, key, n, at, l.shadow, &l.origin, w)
                     {
-                        return Inbound::Refuse(refusal);
+                        return stop;
                     }
                 }
                 Policy::SubscriptionRateLimit(r) => {
@@ -646,10 +746,10 @@ impl Exchange {
                             continue;
                         }
                         let at = (i, ctx.now);
-                        if let Some(refusal) =
+                        if let Some(stop) =
                             self.rate_limit(limit.index, key, 1, at, r.shadow, &r.origin, w)
                         {
-                            return Inbound::Refuse(refusal);
+                            return stop;
                         }
                     }
                 }
@@ -792,7 +892,7 @@ impl Exchange {
     /// Takes `n` calls for `key` from rate table `index` (the policy at inbound position
     /// `at.0`, at time `at.1`); the refusal when over the limit and not in shadow mode.
     #[allow(clippy::too_many_arguments)]
-    fn rate_limit(
+    fn rate_limit<'p>(
         &mut self,
         index: usize,
         key: u64,
@@ -801,9 +901,21 @@ impl Exchange {
         shadow: bool,
         origin: &str,
         w: &WorkerPolicies,
-    ) -> Option<Refusal> {
+    ) -> Option<Inbound<'p>> {
         let (pos, now) = at;
-        let decision = w.rate[index].borrow_mut().acquire_n(key, n, mono_ms(now));
+        let decision = match self.cluster_rate(index, key, n, now, w) {
+            ClusterRate::Decided(d) => d,
+            ClusterRate::Local => w.rate[index].borrow_mut().acquire_n(key, n, mono_ms(now)),
+            ClusterRate::Wait(wait) => return Some(Inbound::WaitCluster(wait, pos)),
+            ClusterRate::Unavailable => {
+                self.rejected = 1;
+                return Some(Inbound::Refuse(Refusal {
+                    status: 503,
+                    message: "The rate limit service is unavailable.".to_string(),
+                    retry_after: Some(1),
+                }));
+            }
+        };
         if self.rate.is_none_or(|r| decision.remaining < r.remaining) {
             self.rate = Some(decision);
         }
@@ -824,13 +936,95 @@ impl Exchange {
             self.write_rate_headers();
             let secs = decision.reset_secs.max(1);
             self.rejected = 1;
-            return Some(Refusal {
+            return Some(Inbound::Refuse(Refusal {
                 status: 429,
                 message: format!("Rate limit is exceeded. Try again in {secs} seconds."),
                 retry_after: Some(secs),
-            });
+            }));
         }
         None
+    }
+
+    /// A cluster-wide rate limit's decision: from this core's tokens, the node's line, or
+    /// (by waiting) Redis; `Local` when the table is node-wide, or Redis is unavailable and
+    /// nodes fall back to their own limits.
+    fn cluster_rate(
+        &mut self,
+        index: usize,
+        key: u64,
+        n: u32,
+        now: Instant,
+        w: &WorkerPolicies,
+    ) -> ClusterRate {
+        let Some((tokens, rates, _)) = w.cluster_tokens.get(index).and_then(Option::as_ref) else {
+            return ClusterRate::Local;
+        };
+        let Some(core) = &w.cluster else {
+            return ClusterRate::Local;
+        };
+        let node = &core.node;
+        if !node.available() || self.cluster_waits > MAX_CLUSTER_WAITS {
+            node.counters
+                .fallbacks
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            return match node.settings.when_unavailable {
+                crate::config::cluster::WhenUnavailable::NodeLimits => ClusterRate::Local,
+                crate::config::cluster::WhenUnavailable::Reject => ClusterRate::Unavailable,
+            };
+        }
+        let n = u64::from(n);
+        let now_ms = mono_ms(now);
+        let decided = |admitted: bool, remaining: u64, reset_ms: u64| {
+            ClusterRate::Decided(super::limit::RateDecision {
+                admitted,
+                limit: rates.limit,
+                remaining,
+                reset_secs: reset_ms.div_ceil(1000).max(1),
+            })
+        };
+        if let Some(left) = tokens.spend(key, n, now_ms) {
+            return decided(true, left, rates.period_ms);
+        }
+        match rates.take(key, n, now_ms) {
+            crate::cluster::limits::Take::Tokens {
+                tokens: t,
+                until_ms,
+            } => {
+                let left = tokens.add_and_spend(key, t, n, until_ms, now_ms);
+                decided(true, left, rates.period_ms)
+            }
+            crate::cluster::limits::Take::Refused { until_ms } => {
+                decided(false, 0, until_ms.saturating_sub(now_ms))
+            }
+            crate::cluster::limits::Take::Lease { want } => {
+                self.cluster_waits += 1;
+                ClusterRate::Wait(ClusterWait::Lease {
+                    table: index,
+                    key,
+                    want,
+                })
+            }
+            crate::cluster::limits::Take::Wait => {
+                self.cluster_waits += 1;
+                ClusterRate::Wait(ClusterWait::Poll)
+            }
+        }
+    }
+
+    /// Leases for a cluster-wide rate limit (after `Inbound::WaitCluster`), or waits a moment
+    /// for another core's lease.
+    pub async fn cluster_wait(wait: ClusterWait, w: &WorkerPolicies) {
+        match wait {
+            ClusterWait::Lease { table, key, want } => {
+                let (Some(core), Some(Some((_, rates, id)))) =
+                    (&w.cluster, w.cluster_tokens.get(table))
+                else {
+                    return;
+                };
+                core.lease(rates, *id, key, want).await;
+            }
+            ClusterWait::Poll => monoio::time::sleep(CLUSTER_POLL).await,
+        }
     }
 
     /// `validate-jwt` (at inbound position `pos`): verifies the token and keeps its claims,
@@ -1390,7 +1584,10 @@ impl Exchange {
                     };
                     if let Some(cond) = &policy.increment_condition {
                         if !counts(cond, status) {
-                            w.rate[index].borrow_mut().give_back(key, n, at_ms);
+                            match w.cluster_tokens.get(index).and_then(Option::as_ref) {
+                                Some((tokens, ..)) => tokens.give_back(key, u64::from(n)),
+                                None => w.rate[index].borrow_mut().give_back(key, n, at_ms),
+                            }
                         }
                     }
                 }

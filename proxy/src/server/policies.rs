@@ -110,6 +110,16 @@ impl Conn {
                     ex.take_filled(&g.policies, &flight, Instant::now());
                     from = resume;
                 }
+                Inbound::WaitCluster(wait, resume) => {
+                    // Boxed: the Redis call's state is rare, and would otherwise set the size
+                    // of every request's policy state.
+                    Box::pin(crate::policy::run::Exchange::cluster_wait(
+                        wait,
+                        &g.policies,
+                    ))
+                    .await;
+                    from = resume;
+                }
                 Inbound::WaitKeys(wait, resume) => {
                     // The key fetcher thread refreshes the token's keys: poll it (it cannot
                     // wake this task), then verify once more with what it found.
@@ -132,7 +142,10 @@ impl Conn {
             other => other,
         };
         let (next, status) = match outcome {
-            Inbound::Wait(..) | Inbound::WaitNode(..) | Inbound::WaitKeys(..) => {
+            Inbound::Wait(..)
+            | Inbound::WaitNode(..)
+            | Inbound::WaitKeys(..)
+            | Inbound::WaitCluster(..) => {
                 unreachable!("waits are followed above")
             }
             Inbound::Continue => {

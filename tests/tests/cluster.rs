@@ -1,0 +1,171 @@
+//! Cluster mode through a real Redis: two real Ringway nodes share one rate limit; Redis goes
+//! away and comes back.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use ringway_tests::redis::RedisServer;
+use ringway_tests::{workspace_dir, Client, Origin, Ringway, TempDir};
+
+const TOKEN: &str = "cluster-admin-token-0123456789";
+
+fn node(origin: &Origin, redis: &RedisServer, cluster: &str, calls: u64, extra: &str) -> Ringway {
+    Ringway::start(&format!(
+        "workers: 2\nadmin: {{address: 127.0.0.1:0, token: {TOKEN}}}\nlisteners: [{{address: 127.0.0.1:0}}]\nbackends: [{{name: b, targets: [{{url: {}}}]}}]\nroutes:\n  - name: all\n    backend: b\n    policies:\n      inbound:\n        - rate-limit-by-key: {{calls: {calls}, renewal_period: 10s, counter_key: everyone}}\ncluster:\n  name: {cluster}\n  redis: {}\n{extra}",
+        origin.url(),
+        redis.url()
+    ))
+}
+
+fn admin_addr(rw: &mut Ringway) -> SocketAddr {
+    rw.wait_for_output(Duration::from_secs(10), "the admin line", |s| {
+        s.contains("ringway: admin listening on http://")
+    });
+    rw.stderr_text()
+        .lines()
+        .find_map(|l| l.strip_prefix("ringway: admin listening on http://"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+fn metrics(addr: SocketAddr) -> String {
+    let auth = format!("Bearer {TOKEN}");
+    Client::connect(addr)
+        .request("GET", "/metrics", &[("Authorization", &auth)], b"")
+        .text()
+}
+
+/// Sends `n` requests spread over `nodes` (several connections each): (admitted, refused).
+fn spread(nodes: &[SocketAddr], n: usize) -> (usize, usize) {
+    let mut clients: Vec<Client> = nodes
+        .iter()
+        .flat_map(|a| (0..3).map(|_| Client::connect(*a)))
+        .collect();
+    let (mut ok, mut refused) = (0, 0);
+    for i in 0..n {
+        let k = i % clients.len();
+        let r = clients[k].get("/hello");
+        match r.status {
+            200 => ok += 1,
+            429 => refused += 1,
+            other => panic!("unexpected {other}: {}", r.text()),
+        }
+        if r.closes() {
+            clients[k] = Client::connect(nodes[k / 3]);
+        }
+    }
+    (ok, refused)
+}
+
+#[test]
+fn two_nodes_share_one_limit_within_the_stated_bound() {
+    let origin = Origin::start("app");
+    let redis = RedisServer::start();
+    let a = node(&origin, &redis, "bound", 200, "");
+    let b = node(&origin, &redis, "bound", 200, "");
+    let (ok, refused) = spread(&[a.addr(), b.addr()], 320);
+    println!("cluster limit 200 over two nodes: {ok} admitted, {refused} refused");
+    // Never more than the limit; at least the limit less what two nodes may hold unspent
+    // (a grant is at most limit / 20: 10 tokens a node).
+    assert!(ok <= 200, "admitted {ok} over a cluster limit of 200");
+    assert!(
+        ok >= 180,
+        "admitted only {ok} of 200 (bound: 2 nodes x 10 tokens)"
+    );
+    assert_eq!(ok + refused, 320);
+    // Both nodes served part of it.
+    assert!(a.stderr_text().contains("ready") && b.stderr_text().contains("ready"));
+    let keys = redis.cli(&["KEYS", "bound:rl:*"]);
+    assert_eq!(
+        keys.lines().count(),
+        1,
+        "one Redis key for the one limit key: {keys}"
+    );
+}
+
+#[test]
+fn a_node_falls_back_while_redis_is_away_and_resumes_when_it_returns() {
+    let origin = Origin::start("app");
+    let mut redis = RedisServer::start();
+    let port = redis.port;
+    let mut rw = node(
+        &origin,
+        &redis,
+        "fallback",
+        1_000,
+        "  command_timeout: 200ms\n",
+    );
+    let admin = admin_addr(&mut rw);
+    let mut c = Client::connect(rw.addr());
+    for _ in 0..20 {
+        assert_eq!(c.get("/hello").status, 200);
+    }
+    redis.stop();
+    // Requests keep being served (node-wide limits meanwhile), none fails.
+    for _ in 0..50 {
+        let r = c.get("/hello");
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
+    rw.wait_for_output(Duration::from_secs(10), "the fallback warning", |s| {
+        s.contains("is unavailable")
+    });
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !metrics(admin).contains("ringway_cluster_redis_up 0\n") {
+        assert!(Instant::now() < deadline, "{}", metrics(admin));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Redis returns on the same port: the node resumes cluster-wide limits.
+    let redis = RedisServer::start_on(port);
+    rw.wait_for_output(Duration::from_secs(10), "the recovery line", |s| {
+        s.contains("Redis answers again")
+    });
+    for _ in 0..20 {
+        assert_eq!(c.get("/hello").status, 200);
+    }
+    let text = metrics(admin);
+    assert!(text.contains("ringway_cluster_redis_up 1\n"), "{text}");
+    assert!(
+        text.contains("ringway_cluster_redis_unavailable_total 1\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("ringway_cluster_redis_recovered_total 1\n"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("ringway_cluster_fallbacks_total 0\n"),
+        "{text}"
+    );
+    assert!(
+        redis.cli(&["KEYS", "fallback:rl:*"]).lines().count() == 1,
+        "leases resumed"
+    );
+}
+
+#[test]
+fn the_cluster_example_limits_every_client_across_nodes() {
+    let origin = Origin::start("app");
+    let redis = RedisServer::start();
+    let dir = TempDir::new();
+    let example = workspace_dir().join("examples/cluster.yaml");
+    let backend = origin.url();
+    let url = redis.url();
+    let env = [
+        ("RINGWAY_LISTEN", "127.0.0.1:0"),
+        ("RINGWAY_WORKERS", "2"),
+        ("RINGWAY_BACKEND", backend.as_str()),
+        ("RINGWAY_RATE_CALLS", "40"),
+        ("RINGWAY_RATE_PERIOD", "10s"),
+        ("RINGWAY_REDIS", url.as_str()),
+        ("RINGWAY_CLUSTER", "example"),
+    ];
+    let a = Ringway::start_file(example.to_str().unwrap(), &env);
+    let b = Ringway::start_file(example.to_str().unwrap(), &env);
+    let (ok, refused) = spread(&[a.addr(), b.addr()], 60);
+    assert!(ok <= 40, "admitted {ok}");
+    assert!(ok >= 36, "admitted only {ok}");
+    assert_eq!(ok + refused, 60);
+    drop(dir);
+}
