@@ -169,3 +169,45 @@ fn the_cluster_example_limits_every_client_across_nodes() {
     assert_eq!(ok + refused, 60);
     drop(dir);
 }
+
+#[test]
+fn a_quota_lives_in_redis_and_survives_restarting_every_node() {
+    let origin = Origin::start("app");
+    let redis = RedisServer::start();
+    let config = format!(
+        "workers: 2\nlisteners: [{{address: 127.0.0.1:0}}]\nbackends: [{{name: b, targets: [{{url: {}}}]}}]\nroutes:\n  - name: all\n    backend: b\n    policies:\n      inbound:\n        - quota-by-key: {{calls: 10, renewal_period: 1h, counter_key: everyone}}\ncluster:\n  name: quota\n  redis: {}\n",
+        origin.url(),
+        redis.url()
+    );
+    let count = |nodes: &[&Ringway], n: usize| {
+        let mut ok = 0;
+        for i in 0..n {
+            let mut c = Client::connect(nodes[i % nodes.len()].addr());
+            match c.get("/hello").status {
+                200 => ok += 1,
+                403 => {}
+                other => panic!("unexpected {other}"),
+            }
+        }
+        ok
+    };
+    let a = Ringway::start(&config);
+    let b = Ringway::start(&config);
+    assert_eq!(count(&[&a, &b], 7), 7);
+    drop(a);
+    drop(b);
+    // Both nodes restarted: the 3 calls left are all that is left.
+    let a = Ringway::start(&config);
+    let b = Ringway::start(&config);
+    assert_eq!(
+        count(&[&a, &b], 8),
+        3,
+        "the quota kept its count across restarts"
+    );
+    let used = redis.cli(&[
+        "EVAL",
+        "local k = redis.call('KEYS', 'quota:q:*')[1]; return redis.call('HGET', k, 'calls')",
+        "0",
+    ]);
+    assert_eq!(used.trim(), "10", "{used}");
+}

@@ -77,6 +77,48 @@ local frees_in = (oldest + 16) * sub - now
 return {grant, used, spend_within, frees_in}
 "#;
 
+/// Leases calls of a cluster-wide quota's current period (fixed periods, numbered by the
+/// nodes from their clocks; a node that is behind is moved to the newest period Redis knows).
+///
+/// KEYS[1]: the key's hash (`p`: period, `calls`, `bytes`). ARGV: calls limit (0: none), bytes
+/// limit (0: none), period number, calls wanted, time to keep it (ms).
+/// Returns {granted, calls used, bytes used}.
+pub const QUOTA_SCRIPT: &str = r#"
+local calls_limit = tonumber(ARGV[1])
+local bytes_limit = tonumber(ARGV[2])
+local period = tonumber(ARGV[3])
+local want = tonumber(ARGV[4])
+local p = tonumber(redis.call('HGET', KEYS[1], 'p') or '')
+if p == nil or p < period then
+  redis.call('HSET', KEYS[1], 'p', period, 'calls', 0, 'bytes', 0)
+end
+local calls = tonumber(redis.call('HGET', KEYS[1], 'calls') or '0')
+local bytes = tonumber(redis.call('HGET', KEYS[1], 'bytes') or '0')
+local grant = want
+if calls_limit > 0 and calls_limit - calls < grant then grant = calls_limit - calls end
+if bytes_limit > 0 and bytes >= bytes_limit then grant = 0 end
+if grant < 0 then grant = 0 end
+if grant > 0 then calls = redis.call('HINCRBY', KEYS[1], 'calls', grant) end
+redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[5]))
+return {grant, calls, bytes}
+"#;
+
+/// Counts response bytes against a cluster-wide quota's period.
+///
+/// KEYS[1]: the key's hash. ARGV: period number, bytes, time to keep it (ms).
+pub const QUOTA_BYTES_SCRIPT: &str = r#"
+local period = tonumber(ARGV[1])
+local p = tonumber(redis.call('HGET', KEYS[1], 'p') or '')
+if p == nil or p < period then
+  redis.call('HSET', KEYS[1], 'p', period, 'calls', 0, 'bytes', 0)
+elseif p > period then
+  return 0
+end
+local bytes = redis.call('HINCRBY', KEYS[1], 'bytes', tonumber(ARGV[2]))
+redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[3]))
+return bytes
+"#;
+
 /// Gives back tokens granted in a sub-window that still counts.
 ///
 /// KEYS[1]: the key's hash. ARGV: period (ms), tokens, the Redis time (ms) they were granted

@@ -74,12 +74,53 @@ impl Node {
         }
     }
 
+    /// The Redis key of `key` in the quota `table`.
+    pub fn quota_key(&self, table: u64, key: u64, out: &mut Vec<u8>) {
+        use std::io::Write as _;
+        out.clear();
+        let _ = write!(out, "{}:q:{table:016x}:{{{key:016x}}}", self.settings.name);
+    }
+
     /// The Redis key of `key` in the limit table `table` (hash-tagged, so one key stays in
     /// one slot of a Redis Cluster).
     pub fn rate_key(&self, table: u64, key: u64, out: &mut Vec<u8>) {
         use std::io::Write as _;
         out.clear();
         let _ = write!(out, "{}:rl:{table:016x}:{{{key:016x}}}", self.settings.name);
+    }
+}
+
+/// A cluster-wide quota's node-wide state and definition.
+pub struct QuotaTable {
+    pub rates: limits::NodeRates,
+    pub id: u64,
+    pub calls: Option<u64>,
+    pub bytes: Option<u64>,
+    pub period_ms: u64,
+    pub start_ms: u64,
+}
+
+impl QuotaTable {
+    pub fn new(d: &crate::config::QuotaDef, workers: usize) -> QuotaTable {
+        let period_ms = d.period.as_millis().max(1) as u64;
+        // Without a calls limit, leases still batch calls (bandwidth is checked per lease).
+        let calls = d.calls.unwrap_or(20_000);
+        QuotaTable {
+            rates: limits::NodeRates::new(calls, period_ms, workers, d.max_keys),
+            id: table_id(&d.id, d.calls.unwrap_or(0), d.period),
+            calls: d.calls,
+            bytes: d.bandwidth,
+            period_ms,
+            start_ms: d.first_period_start_ms,
+        }
+    }
+
+    /// The period `now_unix_ms` falls in, and the ms until it ends.
+    pub fn period(&self, now_unix_ms: u64) -> (i64, u64) {
+        let since = i128::from(now_unix_ms) - i128::from(self.start_ms);
+        let p = since.div_euclid(i128::from(self.period_ms));
+        let ends = i128::from(self.start_ms) + (p + 1) * i128::from(self.period_ms);
+        (p as i64, (ends - i128::from(now_unix_ms)).max(1) as u64)
     }
 }
 
@@ -187,6 +228,68 @@ impl Core {
         }
     }
 
+    /// Leases `want` calls of `key` in the cluster-wide quota `q` from Redis, and records the
+    /// answer in the node's line. False when Redis could not be asked.
+    pub async fn lease_quota(&self, q: &QuotaTable, key: u64, want: u64) -> bool {
+        let counters = &self.node.counters;
+        counters.leases.fetch_add(1, Relaxed);
+        let now_unix = crate::policy::run::unix_ms();
+        let (period, ends_in) = q.period(now_unix);
+        let mut name = std::mem::take(&mut *self.key_buf.borrow_mut());
+        self.node.quota_key(q.id, key, &mut name);
+        let args = [
+            q.calls.unwrap_or(0).to_string(),
+            q.bytes.unwrap_or(0).to_string(),
+            period.to_string(),
+            want.to_string(),
+            (ends_in + q.period_ms).to_string(),
+        ];
+        let args: Vec<&[u8]> = args.iter().map(|a| a.as_bytes()).collect();
+        let reply = self.client.eval_sha(&QUOTA, &[&name[..]], &args).await;
+        *self.key_buf.borrow_mut() = name;
+        let now = crate::policy::run::mono_ms(Instant::now());
+        let granted = reply.ok().and_then(|v| v.as_array()?.first()?.as_int());
+        match granted {
+            Some(granted) => {
+                self.node.came_back();
+                let until = now + ends_in;
+                q.rates
+                    .granted(key, granted.max(0) as u64, until, until, now);
+                true
+            }
+            None => {
+                counters.lease_errors.fetch_add(1, Relaxed);
+                q.rates.lease_failed(key);
+                self.node
+                    .went_away("a quota lease call failed or timed out");
+                false
+            }
+        }
+    }
+
+    /// Counts `bytes` of responses against `key` in the cluster-wide quota `q`.
+    pub async fn add_quota_bytes(&self, q: &QuotaTable, key: u64, bytes: u64) {
+        let now_unix = crate::policy::run::unix_ms();
+        let (period, ends_in) = q.period(now_unix);
+        let mut name = Vec::new();
+        self.node.quota_key(q.id, key, &mut name);
+        let args = [
+            period.to_string(),
+            bytes.to_string(),
+            (ends_in + q.period_ms).to_string(),
+        ];
+        let args: Vec<&[u8]> = args.iter().map(|a| a.as_bytes()).collect();
+        if self
+            .client
+            .eval_sha(&QUOTA_BYTES, &[&name[..]], &args)
+            .await
+            .is_err()
+        {
+            self.node.counters.lease_errors.fetch_add(1, Relaxed);
+            self.node.went_away("counting quota bytes failed");
+        }
+    }
+
     /// Checks whether Redis answers (the worker's probe while it is unavailable).
     pub async fn probe(&self) {
         match self.client.call(&[b"PING"]).await {
@@ -204,3 +307,7 @@ const PROBE_EVERY: Duration = Duration::from_secs(1);
 
 static LEASE: std::sync::LazyLock<redis::Script> =
     std::sync::LazyLock::new(|| redis::Script::new(limits::LEASE_SCRIPT));
+static QUOTA: std::sync::LazyLock<redis::Script> =
+    std::sync::LazyLock::new(|| redis::Script::new(limits::QUOTA_SCRIPT));
+static QUOTA_BYTES: std::sync::LazyLock<redis::Script> =
+    std::sync::LazyLock::new(|| redis::Script::new(limits::QUOTA_BYTES_SCRIPT));

@@ -494,9 +494,11 @@ pub struct RateOperationDoc {
 #[serde(
     deny_unknown_fields,
     expecting = "a mapping with calls and/or bandwidth, renewal_period, counter_key and \
-                 optionally first_period_start, increment_condition, shadow, max_keys, name"
+                 optionally first_period_start, increment_condition, shadow, max_keys, name, scope"
 )]
 pub struct QuotaDoc {
+    /// `node` or `cluster` (default: cluster when `cluster:` is configured).
+    pub scope: Option<String>,
     pub name: Option<String>,
     pub calls: Option<u64>,
     pub bandwidth: Option<Size>,
@@ -677,6 +679,8 @@ pub struct QuotaDef {
     /// Stable name for the state file (the policy's `name`, else where it was declared).
     pub id: String,
     pub origin: String,
+    /// Counted across every node of the cluster, in Redis.
+    pub cluster: bool,
     pub calls: Option<u64>,
     pub bandwidth: Option<u64>,
     pub period: Duration,
@@ -803,6 +807,30 @@ pub fn declared_vars(doc_sections: &[&Sections]) -> Vec<String> {
 }
 
 impl Compiler<'_> {
+    /// A limit's `scope`: cluster-wide when it says so, or by default when `cluster:` is
+    /// configured.
+    fn scope(&self, path: &str, scope: Option<&str>, errors: &mut Errors) -> bool {
+        match scope {
+            None => self.cluster,
+            Some("node") => false,
+            Some("cluster") if self.cluster => true,
+            Some("cluster") => {
+                errors.push(
+                    format_args!("{path}.scope"),
+                    "cluster needs a cluster: section (the Redis the nodes share)",
+                );
+                false
+            }
+            Some(other) => {
+                errors.push(
+                    format_args!("{path}.scope"),
+                    format!("{other:?}: give node or cluster"),
+                );
+                false
+            }
+        }
+    }
+
     /// Compiles one scope's sections. `path` is its document path (`apis[0].policies`).
     pub fn sections(
         &mut self,
@@ -1136,25 +1164,7 @@ impl Compiler<'_> {
                     );
                 }
                 let max_keys = self.max_keys(path, d.max_keys, errors);
-                let cluster = match d.scope.as_deref() {
-                    None => self.cluster,
-                    Some("node") => false,
-                    Some("cluster") if self.cluster => true,
-                    Some("cluster") => {
-                        errors.push(
-                            format_args!("{path}.scope"),
-                            "cluster needs a cluster: section (the Redis the nodes share)",
-                        );
-                        false
-                    }
-                    Some(other) => {
-                        errors.push(
-                            format_args!("{path}.scope"),
-                            format!("{other:?}: give node or cluster"),
-                        );
-                        false
-                    }
-                };
+                let cluster = self.scope(path, d.scope.as_deref(), errors);
                 self.tables.rate.push(RateDef {
                     origin: path.to_string(),
                     cluster,
@@ -1223,9 +1233,11 @@ impl Compiler<'_> {
                         format!("another quota-by-key is named {id:?}"),
                     );
                 }
+                let cluster = self.scope(path, d.scope.as_deref(), errors);
                 self.tables.quota.push(QuotaDef {
                     id,
                     origin: path.to_string(),
+                    cluster,
                     calls: d.calls,
                     bandwidth: d.bandwidth.map(|b| b.0),
                     period,

@@ -42,6 +42,8 @@ pub struct NodePolicies {
     /// and Redis id (by rate table; None for node-wide ones).
     pub cluster: Option<Arc<crate::cluster::Node>>,
     pub cluster_rate: Vec<Option<(Arc<crate::cluster::limits::NodeRates>, u64)>>,
+    /// Each cluster-wide quota's node lines and definition (by quota table).
+    pub cluster_quota: Vec<Option<Arc<crate::cluster::QuotaTable>>>,
     /// What the tables were built from, to match them on a reload.
     identity: Identity,
 }
@@ -77,8 +79,14 @@ impl Identity {
                 .iter()
                 .map(|d| {
                     format!(
-                        "{}|{:?}|{:?}|{:?}|{}|{}",
-                        d.id, d.calls, d.bandwidth, d.period, d.first_period_start_ms, d.max_keys
+                        "{}|{:?}|{:?}|{:?}|{}|{}|{}",
+                        d.id,
+                        d.calls,
+                        d.bandwidth,
+                        d.period,
+                        d.first_period_start_ms,
+                        d.max_keys,
+                        d.cluster
                     )
                 })
                 .collect(),
@@ -163,6 +171,14 @@ impl NodePolicies {
                         })
                     })
                     .collect(),
+                cluster_quota: t
+                    .quota
+                    .iter()
+                    .map(|d| {
+                        d.cluster
+                            .then(|| Arc::new(crate::cluster::QuotaTable::new(d, workers)))
+                    })
+                    .collect(),
                 identity: Identity::of(config, workers),
             }),
             inboxes,
@@ -188,6 +204,7 @@ impl NodePolicies {
         for (i, id) in identity.quota.iter().enumerate() {
             if let Some(o) = keep(id, &old.identity.quota) {
                 fresh.quota[i].0 = Arc::clone(&old.quota[o].0);
+                fresh.cluster_quota[i].clone_from(&old.cluster_quota[o]);
             }
         }
         for (i, id) in identity.concurrency.iter().enumerate() {
@@ -233,6 +250,15 @@ pub struct WorkerPolicies {
     /// Cluster mode: this core's Redis connection, and its tokens of each cluster-wide rate
     /// limit (by rate table).
     pub cluster: Option<Rc<crate::cluster::Core>>,
+    cluster_quota: Vec<
+        Option<(
+            Rc<crate::cluster::limits::CoreTokens>,
+            Arc<crate::cluster::QuotaTable>,
+        )>,
+    >,
+    /// Response bytes counted against cluster-wide quotas, not yet sent to Redis: (quota
+    /// table, key, bytes).
+    cluster_bytes: RefCell<Vec<(usize, u64, u64)>>,
     #[allow(clippy::type_complexity)]
     cluster_tokens: Vec<
         Option<(
@@ -295,6 +321,12 @@ impl WorkerPolicies {
                 .collect(),
             purge: Rc::new(purge),
             cluster: node.cluster.as_ref().map(crate::cluster::Core::new),
+            cluster_quota: node
+                .cluster_quota
+                .iter()
+                .map(|c| c.as_ref().map(|q| (Rc::default(), Arc::clone(q))))
+                .collect(),
+            cluster_bytes: RefCell::default(),
             cluster_tokens: node
                 .cluster_rate
                 .iter()
@@ -333,6 +365,17 @@ impl WorkerPolicies {
                 None => Rc::new(RefCell::new(LocalWindow::new(Arc::clone(s), spec))),
             })
             .collect();
+        for (i, q) in node.cluster_quota.iter().enumerate() {
+            let Some(q) = q else { continue };
+            let kept = self
+                .cluster_quota
+                .iter()
+                .flatten()
+                .find(|(_, old)| Arc::ptr_eq(old, q));
+            if let Some((tokens, _)) = kept {
+                next.cluster_quota[i] = Some((Rc::clone(tokens), Arc::clone(q)));
+            }
+        }
         for (i, (s, _)) in node.rate.iter().enumerate() {
             if let Some(o) = find(Arc::as_ptr(s).cast(), &old_rate) {
                 if next.cluster_tokens[i].is_some() {
@@ -401,6 +444,22 @@ impl WorkerPolicies {
         }
         if let Some(core) = &self.cluster {
             core.tick(now);
+            let pending = std::mem::take(&mut *self.cluster_bytes.borrow_mut());
+            if !pending.is_empty() {
+                let sends: Vec<_> = pending
+                    .into_iter()
+                    .filter_map(|(table, key, bytes)| {
+                        let (_, q) = self.cluster_quota.get(table)?.as_ref()?;
+                        Some((Arc::clone(q), key, bytes))
+                    })
+                    .collect();
+                let core = Rc::clone(core);
+                monoio::spawn(async move {
+                    for (q, key, bytes) in sends {
+                        core.add_quota_bytes(&q, key, bytes).await;
+                    }
+                });
+            }
         }
         let mut cache = self.cache.borrow_mut();
         let mut values = self.values.borrow_mut();
@@ -548,9 +607,9 @@ pub enum Inbound<'p> {
     WaitCluster(ClusterWait, usize),
 }
 
-/// A cluster-wide rate limit's answer for one request.
-enum ClusterRate {
-    Decided(super::limit::RateDecision),
+/// A cluster-wide limit's answer for one request.
+enum Cluster<D> {
+    Decided(D),
     /// Decide with the node's own window.
     Local,
     Wait(ClusterWait),
@@ -570,6 +629,8 @@ const MAX_CLUSTER_WAITS: u16 = 2_000;
 pub enum ClusterWait {
     /// This core leases for the key of rate table `table`.
     Lease { table: usize, key: u64, want: u64 },
+    /// This core leases for the key of quota table `table`.
+    LeaseQuota { table: usize, key: u64, want: u64 },
     /// Another core is leasing for the key: look again shortly.
     Poll,
 }
@@ -756,7 +817,19 @@ impl Exchange {
                 Policy::Quota(l) => {
                     let key = self.key_of(&l.key, ctx);
                     let now_unix = unix_ms();
-                    let d = w.quota[l.index].borrow_mut().acquire(key, now_unix);
+                    let d = match self.cluster_quota(l.index, key, ctx.now, w) {
+                        Cluster::Decided(d) => d,
+                        Cluster::Local => w.quota[l.index].borrow_mut().acquire(key, now_unix),
+                        Cluster::Wait(wait) => return Inbound::WaitCluster(wait, i),
+                        Cluster::Unavailable => {
+                            self.rejected = 2;
+                            return Inbound::Refuse(Refusal {
+                                status: 503,
+                                message: "The quota service is unavailable.".to_string(),
+                                retry_after: Some(1),
+                            });
+                        }
+                    };
                     if d.admitted {
                         self.held.push(Held::Quota {
                             index: l.index,
@@ -904,10 +977,10 @@ impl Exchange {
     ) -> Option<Inbound<'p>> {
         let (pos, now) = at;
         let decision = match self.cluster_rate(index, key, n, now, w) {
-            ClusterRate::Decided(d) => d,
-            ClusterRate::Local => w.rate[index].borrow_mut().acquire_n(key, n, mono_ms(now)),
-            ClusterRate::Wait(wait) => return Some(Inbound::WaitCluster(wait, pos)),
-            ClusterRate::Unavailable => {
+            Cluster::Decided(d) => d,
+            Cluster::Local => w.rate[index].borrow_mut().acquire_n(key, n, mono_ms(now)),
+            Cluster::Wait(wait) => return Some(Inbound::WaitCluster(wait, pos)),
+            Cluster::Unavailable => {
                 self.rejected = 1;
                 return Some(Inbound::Refuse(Refusal {
                     status: 503,
@@ -955,12 +1028,12 @@ impl Exchange {
         n: u32,
         now: Instant,
         w: &WorkerPolicies,
-    ) -> ClusterRate {
+    ) -> Cluster<super::limit::RateDecision> {
         let Some((tokens, rates, _)) = w.cluster_tokens.get(index).and_then(Option::as_ref) else {
-            return ClusterRate::Local;
+            return Cluster::Local;
         };
         let Some(core) = &w.cluster else {
-            return ClusterRate::Local;
+            return Cluster::Local;
         };
         let node = &core.node;
         if !node.available() || self.cluster_waits > MAX_CLUSTER_WAITS {
@@ -968,14 +1041,14 @@ impl Exchange {
                 .fallbacks
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             return match node.settings.when_unavailable {
-                crate::config::cluster::WhenUnavailable::NodeLimits => ClusterRate::Local,
-                crate::config::cluster::WhenUnavailable::Reject => ClusterRate::Unavailable,
+                crate::config::cluster::WhenUnavailable::NodeLimits => Cluster::Local,
+                crate::config::cluster::WhenUnavailable::Reject => Cluster::Unavailable,
             };
         }
         let n = u64::from(n);
         let now_ms = mono_ms(now);
         let decided = |admitted: bool, remaining: u64, reset_ms: u64| {
-            ClusterRate::Decided(super::limit::RateDecision {
+            Cluster::Decided(super::limit::RateDecision {
                 admitted,
                 limit: rates.limit,
                 remaining,
@@ -998,7 +1071,7 @@ impl Exchange {
             }
             crate::cluster::limits::Take::Lease { want } => {
                 self.cluster_waits += 1;
-                ClusterRate::Wait(ClusterWait::Lease {
+                Cluster::Wait(ClusterWait::Lease {
                     table: index,
                     key,
                     want,
@@ -1006,7 +1079,69 @@ impl Exchange {
             }
             crate::cluster::limits::Take::Wait => {
                 self.cluster_waits += 1;
-                ClusterRate::Wait(ClusterWait::Poll)
+                Cluster::Wait(ClusterWait::Poll)
+            }
+        }
+    }
+
+    /// A cluster-wide quota's decision, as [`Exchange::cluster_rate`] for rate limits.
+    fn cluster_quota(
+        &mut self,
+        index: usize,
+        key: u64,
+        now: Instant,
+        w: &WorkerPolicies,
+    ) -> Cluster<super::limit::QuotaDecision> {
+        let Some((tokens, q)) = w.cluster_quota.get(index).and_then(Option::as_ref) else {
+            return Cluster::Local;
+        };
+        let Some(core) = &w.cluster else {
+            return Cluster::Local;
+        };
+        let node = &core.node;
+        if !node.available() || self.cluster_waits > MAX_CLUSTER_WAITS {
+            node.counters
+                .fallbacks
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            return match node.settings.when_unavailable {
+                crate::config::cluster::WhenUnavailable::NodeLimits => Cluster::Local,
+                crate::config::cluster::WhenUnavailable::Reject => Cluster::Unavailable,
+            };
+        }
+        let now_ms = mono_ms(now);
+        let decided = |admitted: bool, left: u64, reset_ms: u64| {
+            Cluster::Decided(super::limit::QuotaDecision {
+                admitted,
+                retry_after_secs: reset_ms.div_ceil(1000).max(1),
+                calls_remaining: q.calls.map(|_| left),
+            })
+        };
+        let (_, ends_in) = q.period(unix_ms());
+        if let Some(left) = tokens.spend(key, 1, now_ms) {
+            return decided(true, left, ends_in);
+        }
+        match q.rates.take(key, 1, now_ms) {
+            crate::cluster::limits::Take::Tokens {
+                tokens: t,
+                until_ms,
+            } => {
+                let left = tokens.add_and_spend(key, t, 1, until_ms, now_ms);
+                decided(true, left, ends_in)
+            }
+            crate::cluster::limits::Take::Refused { until_ms } => {
+                decided(false, 0, until_ms.saturating_sub(now_ms))
+            }
+            crate::cluster::limits::Take::Lease { want } => {
+                self.cluster_waits += 1;
+                Cluster::Wait(ClusterWait::LeaseQuota {
+                    table: index,
+                    key,
+                    want,
+                })
+            }
+            crate::cluster::limits::Take::Wait => {
+                self.cluster_waits += 1;
+                Cluster::Wait(ClusterWait::Poll)
             }
         }
     }
@@ -1022,6 +1157,13 @@ impl Exchange {
                     return;
                 };
                 core.lease(rates, *id, key, want).await;
+            }
+            ClusterWait::LeaseQuota { table, key, want } => {
+                let (Some(core), Some(Some((_, q)))) = (&w.cluster, w.cluster_quota.get(table))
+                else {
+                    return;
+                };
+                core.lease_quota(q, key, want).await;
             }
             ClusterWait::Poll => monoio::time::sleep(CLUSTER_POLL).await,
         }
@@ -1604,7 +1746,13 @@ impl Exchange {
                             .is_none_or(|cond| counts(cond, status)),
                         _ => true,
                     };
-                    if !counted {
+                    if let Some(Some((tokens, _))) = w.cluster_quota.get(index) {
+                        if !counted {
+                            tokens.give_back(key, 1);
+                        } else if bytes > 0 {
+                            w.cluster_bytes.borrow_mut().push((index, key, bytes));
+                        }
+                    } else if !counted {
                         // Neither the call nor its bytes count.
                         w.quota[index].borrow_mut().give_back(key, at_unix_ms);
                     } else if bytes > 0 {

@@ -13,6 +13,8 @@ use super::resp::{self, Value};
 use super::testing::{key_in_slot, wait_until, RedisCluster, RedisServer, SentinelGroup, TempDir};
 use super::{BlockingClient, Endpoint, RedisClient, RedisError, RedisSettings, Script};
 
+/// Runs `f` on a runtime of its own. A client belongs to the runtime it is first used on
+/// (its connections' tasks live there), so each test uses a client inside one `run`.
 pub(super) fn run<F: Future>(f: F) -> F::Output {
     monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
         .enable_timer()
@@ -80,18 +82,18 @@ fn eval_sha_falls_back_to_eval_on_noscript() {
             .await
             .unwrap();
         assert_eq!(second, Value::Int(7));
+        assert_eq!(server.cli(&["SCRIPT", "EXISTS", &sha]), "1");
+        let stats = server.cli(&["INFO", "commandstats"]);
+        assert!(stats.contains("cmdstat_eval:calls=1,"), "{stats}");
+        assert!(stats.contains("cmdstat_evalsha:calls=2,"), "{stats}");
+        // A script error is a server error.
+        let broken = Script::new("return redis.call('NOPE')");
+        let e = client.eval_sha(&broken, &[], &[]).await.unwrap_err();
+        assert!(
+            matches!(&e, RedisError::Server(m) if m.contains("Unknown Redis command")),
+            "{e:?}"
+        );
     });
-    assert_eq!(server.cli(&["SCRIPT", "EXISTS", &sha]), "1");
-    let stats = server.cli(&["INFO", "commandstats"]);
-    assert!(stats.contains("cmdstat_eval:calls=1,"), "{stats}");
-    assert!(stats.contains("cmdstat_evalsha:calls=2,"), "{stats}");
-    // A script error is a server error.
-    let broken = Script::new("return redis.call('NOPE')");
-    let e = run(client.eval_sha(&broken, &[], &[])).unwrap_err();
-    assert!(
-        matches!(&e, RedisError::Server(m) if m.contains("Unknown Redis command")),
-        "{e:?}"
-    );
 }
 
 #[test]
@@ -179,7 +181,8 @@ fn a_silent_server_times_out_and_a_full_queue_fails_fast() {
         );
         assert!(started.elapsed() < Duration::from_millis(50));
         for w in waiting {
-            assert!(matches!(w.await, Err(RedisError::Timeout)));
+            let got = w.await;
+            assert!(matches!(got, Err(RedisError::Timeout)), "{got:?}");
         }
         // The slots were given back.
         assert!(matches!(
@@ -284,7 +287,7 @@ fn reconnects_after_the_server_restarts() {
 
 #[test]
 fn a_slow_reply_times_out_and_the_connection_is_replaced() {
-    let server = RedisServer::start();
+    let server = RedisServer::start_with(&["--enable-debug-command", "local"]);
     let mut s = settings(&server.url());
     s.command_timeout = Duration::from_millis(150);
     let client = RedisClient::new(&s);
@@ -436,8 +439,13 @@ fn fake_sentinel(master: Arc<AtomicU16>) -> u16 {
                 loop {
                     while let Ok(Some((command, used))) = resp::parse(&got) {
                         got.drain(..used);
-                        let asked = format!("{command:?}");
-                        assert!(asked.contains("get-master-addr-by-name"), "{asked}");
+                        let args: Vec<&[u8]> = command
+                            .as_array()
+                            .unwrap()
+                            .iter()
+                            .map(|a| a.as_bytes().unwrap())
+                            .collect();
+                        assert_eq!(args[1], b"get-master-addr-by-name", "{command:?}");
                         let port = master.load(Ordering::SeqCst).to_string();
                         let mut out = Vec::new();
                         resp::encode_value(
@@ -499,18 +507,13 @@ fn sentinel_fail_over_finds_the_new_master() {
     let master = Endpoint::new("127.0.0.1", group.master.port);
     let replica = Endpoint::new("127.0.0.1", group.replica.port);
     run(async {
-        assert!(client
-            .call(&[b"SET", b"before", b"1"])
-            .await
-            .unwrap()
-            .is_ok());
-        assert_eq!(client.current_master(), Some(master.clone()));
-    });
-    assert_eq!(blocking.call(&[b"GET", b"before"]).unwrap(), bulk("1"));
+        let set = client.call(&[b"SET", b"before", b"1"]).await;
+        assert!(matches!(&set, Ok(v) if v.is_ok()), "{set:?}");
+        assert_eq!(client.current_master(), Some(master));
+        assert_eq!(blocking.call(&[b"GET", b"before"]).unwrap(), bulk("1"));
 
-    group.master.kill();
-    let killed = Instant::now();
-    run(async {
+        group.master.kill();
+        let killed = Instant::now();
         loop {
             match client.call(&[b"SET", b"after", b"2"]).await {
                 Ok(v) => {
@@ -525,14 +528,12 @@ fn sentinel_fail_over_finds_the_new_master() {
             }
             monoio::time::sleep(Duration::from_millis(100)).await;
         }
-    });
-    let took = killed.elapsed();
-    assert!(
-        took < Duration::from_secs(15),
-        "the fail-over took {took:?}"
-    );
-    run(async {
-        assert_eq!(client.current_master(), Some(replica.clone()));
+        let took = killed.elapsed();
+        assert!(
+            took < Duration::from_secs(15),
+            "the fail-over took {took:?}"
+        );
+        assert_eq!(client.current_master(), Some(replica));
         assert_eq!(client.call(&[b"GET", b"before"]).await.unwrap(), bulk("1"));
     });
     assert_eq!(group.replica.cli(&["GET", "after"]), "2");

@@ -105,6 +105,11 @@ struct Shared {
     /// The open socket, to shut down on a failure found outside the reader. Cleared before
     /// the socket can be closed, so it never names a descriptor reused by another socket.
     fd: Cell<Option<RawFd>>,
+    /// Why the socket was shut down from outside (a stall, the link dropped): the error the
+    /// reader fails the queue with instead of the read error that the shutdown causes.
+    cause: RefCell<Option<RedisError>>,
+    /// The link was dropped: a connect that completes now is thrown away.
+    closed: Cell<bool>,
     last_read: Cell<Instant>,
 }
 
@@ -128,6 +133,8 @@ impl Link {
             free: RefCell::new(Vec::new()),
             writer: RefCell::new(None),
             fd: Cell::new(None),
+            cause: RefCell::new(None),
+            closed: Cell::new(false),
             last_read: Cell::new(Instant::now()),
         }))
     }
@@ -186,11 +193,11 @@ impl Link {
 
 impl Drop for Link {
     fn drop(&mut self) {
-        let s = &self.0;
-        s.fail(
-            s.epoch.get(),
-            RedisError::Unavailable("the client was dropped"),
-        );
+        // The link's own tasks fail what is queued, once the runtime runs them: a destructor
+        // may run outside the runtime, where no task may be woken.
+        self.0.closed.set(true);
+        self.0
+            .interrupt(RedisError::Unavailable("the client was dropped"));
     }
 }
 
@@ -241,17 +248,30 @@ impl Shared {
         true
     }
 
+    /// Makes the reader of the open connection (if any) fail it with `why`, by shutting its
+    /// socket down. Wakes nothing itself, so any destructor may call it.
+    fn interrupt(&self, why: RedisError) {
+        if let Some(fd) = self.fd.get() {
+            *self.cause.borrow_mut() = Some(why);
+            // SAFETY: `fd` is the open socket of the current connection: the reader task
+            // holds it until `fail` has cleared `fd`, so it names no other descriptor.
+            unsafe { libc::shutdown(fd, libc::SHUT_RDWR) };
+        }
+    }
+
     /// Ends connection `epoch` (a no-op when it already ended): every queued command gets
-    /// `err`, the socket is shut down so both tasks stop, and the link is down.
+    /// `err`, the socket is shut down so both tasks stop, and the link is down. Called only
+    /// from the link's own tasks, inside the runtime that wakes the waiters.
     fn fail(&self, epoch: u64, err: RedisError) {
         if self.epoch.get() != epoch {
             return;
         }
         self.epoch.set(epoch.wrapping_add(1));
+        self.cause.borrow_mut().take();
         if let Some(fd) = self.fd.take() {
             // SAFETY: `fd` is the open socket of connection `epoch`: the reader task holds it
             // and cannot close it before this link's epoch changes (which happens only here),
-            // and `fd` was cleared above, so a closed descriptor is never shut down.
+            // and `fd` is cleared here, so a closed descriptor is never shut down.
             unsafe { libc::shutdown(fd, libc::SHUT_RDWR) };
         }
         if self.state.get() == State::Ready {
@@ -342,8 +362,8 @@ impl Drop for Reply {
                 let stalled = s.state.get() == State::Ready
                     && s.last_read.get() < sent
                     && sent.elapsed() >= s.setup.settings.command_timeout;
-                if stalled {
-                    s.fail(self.epoch, RedisError::Timeout);
+                if stalled && s.epoch.get() == self.epoch {
+                    s.interrupt(RedisError::Timeout);
                 }
             }
             Slot::Done(_) => {
@@ -367,9 +387,8 @@ async fn drive(s: Rc<Shared>, epoch: u64) {
         Ok(Err(e)) => return s.fail(epoch, e),
         Err(_) => return s.fail(epoch, RedisError::Timeout),
     };
-    if s.epoch.get() != epoch {
-        // The link was dropped while connecting.
-        return;
+    if s.closed.get() {
+        return s.fail(epoch, RedisError::Unavailable("the client was dropped"));
     }
     s.fd.set(Some(io.as_raw_fd()));
     s.state.set(State::Ready);
@@ -430,6 +449,10 @@ async fn read_loop(
         let res = read_more(&mut rd, &mut replies).await;
         if s.epoch.get() != epoch {
             return;
+        }
+        let cause = s.cause.borrow_mut().take();
+        if let Some(cause) = cause {
+            return s.fail(epoch, cause);
         }
         match res {
             Ok(0) => {
