@@ -211,3 +211,99 @@ fn a_quota_lives_in_redis_and_survives_restarting_every_node() {
     ]);
     assert_eq!(used.trim(), "10", "{used}");
 }
+
+fn limited_node(origin: &Origin, redis_url: &str, cluster: &str, calls: u64, key: &str) -> Ringway {
+    Ringway::start(&format!(
+        "workers: 2\nlisteners: [{{address: 127.0.0.1:0}}]\nbackends: [{{name: b, targets: [{{url: {}}}]}}]\nroutes:\n  - name: all\n    backend: b\n    policies:\n      inbound:\n        - rate-limit-by-key: {{calls: {calls}, renewal_period: 60s, counter_key: \"{key}\"}}\ncluster:\n  name: {cluster}\n  redis: {redis_url}\n  command_timeout: 300ms\n",
+        origin.url()
+    ))
+}
+
+#[test]
+fn limits_keep_working_after_a_sentinel_fail_over() {
+    use ringway_tests::redis::{wait_until, SentinelGroup};
+    let origin = Origin::start("app");
+    let mut group = SentinelGroup::start();
+    let mut rw = limited_node(&origin, &group.url(), "sentinel", 60, "everyone");
+    let mut c = Client::connect(rw.addr());
+    for _ in 0..20 {
+        assert_eq!(c.get("/hello").status, 200);
+    }
+    let old = group.master.port;
+    wait_until(
+        Duration::from_secs(10),
+        "the count to reach the replica",
+        || {
+            group
+                .replica
+                .cli(&["KEYS", "sentinel:rl:*"])
+                .lines()
+                .count()
+                == 1
+        },
+    );
+    group.master.stop();
+    wait_until(Duration::from_secs(30), "the fail-over", || {
+        let now = group.master_port();
+        now != 0 && now != old
+    });
+    // The node notices on its next lease, falls back meanwhile, and finds the new master.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !rw.stderr_text().contains("Redis answers again") {
+        assert!(Instant::now() < deadline, "{}", rw.stderr_text());
+        let _ = c.get("/hello");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let fallback: usize = rw.stderr_text().matches("is unavailable").count();
+    assert_eq!(fallback, 1, "one warning per state change");
+    // Cluster-wide counting resumes on the new master: what is left of the 60 (less what the
+    // fall-back admitted meanwhile is not counted there), then refusals.
+    let (mut ok, mut refused) = (0, 0);
+    for _ in 0..80 {
+        match c.get("/hello").status {
+            200 => ok += 1,
+            429 => refused += 1,
+            other => panic!("unexpected {other}"),
+        }
+    }
+    assert!(
+        ok <= 40,
+        "admitted {ok} after the fail-over, of the 40 left"
+    );
+    assert!(refused >= 40, "refused only {refused}");
+    let _ = rw.wait_for_output(Duration::from_secs(1), "", |_| true);
+    drop(rw);
+    drop(group);
+}
+
+#[test]
+fn a_limit_keyed_across_many_keys_holds_its_bound_on_a_redis_cluster() {
+    use ringway_tests::redis::RedisCluster;
+    let origin = Origin::start("app");
+    let redis = RedisCluster::start(3);
+    let a = limited_node(&origin, &redis.url(), "sharded", 20, "{header:x-client}");
+    let b = limited_node(&origin, &redis.url(), "sharded", 20, "{header:x-client}");
+    let nodes = [a.addr(), b.addr()];
+    let mut clients: Vec<Client> = nodes.iter().map(|n| Client::connect(*n)).collect();
+    for k in 0..30 {
+        let client_id = format!("client-{k}");
+        let mut ok = 0;
+        for i in 0..26 {
+            let c = &mut clients[i % 2];
+            let r = c.request("GET", "/hello", &[("X-Client", &client_id)], b"");
+            match r.status {
+                200 => ok += 1,
+                429 => {}
+                other => panic!("unexpected {other}"),
+            }
+        }
+        // A grant is at most 20 / 20 = 1 token: two nodes hold at most 2 unspent.
+        assert!(ok <= 20, "{client_id}: admitted {ok} of 20");
+        assert!(ok >= 18, "{client_id}: admitted only {ok} of 20");
+    }
+    // The keys are spread over the three masters.
+    for node in &redis.nodes {
+        let n: usize = node.cli(&["DBSIZE"]).trim().parse().unwrap_or(0);
+        assert!(n > 0, "a master with no limit keys");
+    }
+}

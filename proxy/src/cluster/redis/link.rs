@@ -82,7 +82,9 @@ enum Slot {
     },
     Done(Result<Value, RedisError>),
     /// Its caller went away (a timeout); the reply is read and dropped.
-    Abandoned,
+    Abandoned {
+        sent: Instant,
+    },
 }
 
 struct Shared {
@@ -110,6 +112,8 @@ struct Shared {
     cause: RefCell<Option<RedisError>>,
     /// The link was dropped: a connect that completes now is thrown away.
     closed: Cell<bool>,
+    /// When the current connection came up, and when it last read anything.
+    connected_at: Cell<Instant>,
     last_read: Cell<Instant>,
 }
 
@@ -135,6 +139,7 @@ impl Link {
             fd: Cell::new(None),
             cause: RefCell::new(None),
             closed: Cell::new(false),
+            connected_at: Cell::new(Instant::now()),
             last_read: Cell::new(Instant::now()),
         }))
     }
@@ -161,18 +166,22 @@ impl Link {
     /// `ASKING` needs). Fails at once when the link is backing off or its queue is full.
     pub fn send(&self, parts: &[&[&[u8]]]) -> Result<Reply, RedisError> {
         let s = &self.0;
+        let now = Instant::now();
         match s.state.get() {
             State::Down => match s.down_until.get() {
-                Some(until) if Instant::now() < until => {
+                Some(until) if now < until => {
                     return Err(RedisError::Unavailable(
                         "backing off after a failed connection",
                     ))
                 }
                 _ => {}
             },
+            // A connection stuck on its oldest command would only make this one wait for
+            // nothing: replace it first. (This runs in a task, so waking the waiters is fine.)
+            State::Ready if s.stalled(now) => s.fail(s.epoch.get(), RedisError::Timeout),
             State::Idle | State::Connecting | State::Ready => {}
         }
-        let id = s.take_slot()?;
+        let id = s.take_slot(now)?;
         if matches!(s.state.get(), State::Down | State::Idle) {
             s.state.set(State::Connecting);
             monoio::spawn(drive(Rc::clone(s), s.epoch.get()));
@@ -202,8 +211,7 @@ impl Drop for Link {
 }
 
 impl Shared {
-    fn take_slot(&self) -> Result<u32, RedisError> {
-        let sent = Instant::now();
+    fn take_slot(&self, sent: Instant) -> Result<u32, RedisError> {
         let mut slots = self.slots.borrow_mut();
         let id = match self.free.borrow_mut().pop() {
             Some(id) => id,
@@ -219,6 +227,25 @@ impl Shared {
         };
         slots[id as usize] = Slot::Waiting { waker: None, sent };
         Ok(id)
+    }
+
+    /// Whether the connection is stuck: its oldest command got not a byte back for a whole
+    /// command timeout since it could be written (sent, or connected if later). Every command
+    /// behind it would wait as long, so the connection is replaced rather than waited on.
+    fn stalled(&self, now: Instant) -> bool {
+        if self.state.get() != State::Ready {
+            return false;
+        }
+        let Some(&oldest) = self.queue.borrow().front() else {
+            return false;
+        };
+        let sent = match &self.slots.borrow()[oldest as usize] {
+            Slot::Waiting { sent, .. } | Slot::Abandoned { sent } => *sent,
+            Slot::Free | Slot::Done(_) => return false,
+        };
+        let since = sent.max(self.connected_at.get());
+        self.last_read.get() <= since
+            && now.saturating_duration_since(since) >= self.setup.settings.command_timeout
     }
 
     fn wake_writer(&self) {
@@ -242,7 +269,7 @@ impl Shared {
                     w.wake();
                 }
             }
-            Slot::Abandoned => self.free.borrow_mut().push(id),
+            Slot::Abandoned { .. } => self.free.borrow_mut().push(id),
             other => *slot = other,
         }
         true
@@ -298,7 +325,7 @@ impl Shared {
                         w.wake();
                     }
                 }
-                Slot::Abandoned => free.push(id),
+                Slot::Abandoned { .. } => free.push(id),
                 other => *slot = other,
             }
         }
@@ -339,7 +366,9 @@ impl Future for Reply {
                 this.done = true;
                 Poll::Ready(result)
             }
-            Slot::Free | Slot::Abandoned => unreachable!("a reply polled after it was released"),
+            Slot::Free | Slot::Abandoned { .. } => {
+                unreachable!("a reply polled after it was released")
+            }
         }
     }
 }
@@ -354,15 +383,9 @@ impl Drop for Reply {
         let slot = &mut slots[self.id as usize];
         match std::mem::replace(slot, Slot::Free) {
             Slot::Waiting { sent, .. } => {
-                *slot = Slot::Abandoned;
+                *slot = Slot::Abandoned { sent };
                 drop(slots);
-                // Given up on after the whole command timeout with not a byte read since it
-                // was sent: the server or the path to it is stuck, and so is every command
-                // behind this one. Replace the connection rather than let them all time out.
-                let stalled = s.state.get() == State::Ready
-                    && s.last_read.get() < sent
-                    && sent.elapsed() >= s.setup.settings.command_timeout;
-                if stalled && s.epoch.get() == self.epoch {
+                if s.epoch.get() == self.epoch && s.stalled(Instant::now()) {
                     s.interrupt(RedisError::Timeout);
                 }
             }
@@ -393,7 +416,9 @@ async fn drive(s: Rc<Shared>, epoch: u64) {
     s.fd.set(Some(io.as_raw_fd()));
     s.state.set(State::Ready);
     s.failures.set(0);
-    s.last_read.set(Instant::now());
+    let now = Instant::now();
+    s.connected_at.set(now);
+    s.last_read.set(now);
     let (rd, wr) = io.into_split();
     monoio::spawn(write_loop(Rc::clone(&s), epoch, wr));
     read_loop(s, epoch, rd, replies).await;
