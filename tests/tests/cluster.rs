@@ -307,3 +307,38 @@ fn a_limit_keyed_across_many_keys_holds_its_bound_on_a_redis_cluster() {
         assert!(n > 0, "a master with no limit keys");
     }
 }
+
+#[test]
+fn the_shared_cache_tier_answers_another_nodes_miss() {
+    let origin = Origin::start("app");
+    let redis = RedisServer::start();
+    let config = format!(
+        "workers: 2\nlisteners: [{{address: 127.0.0.1:0}}]\nbackends: [{{name: b, targets: [{{url: {}}}]}}]\nroutes:\n  - name: all\n    backend: b\n    policies:\n      inbound:\n        - cache-lookup: {{}}\n      outbound:\n        - cache-store: {{duration: 60s}}\ncluster:\n  name: tier\n  redis: {}\n  cache: {{enabled: true, max_body: 1KiB}}\n",
+        origin.url(),
+        redis.url()
+    );
+    let a = Ringway::start(&config);
+    let b = Ringway::start(&config);
+    let first = Client::connect(a.addr()).get("/hello");
+    assert_eq!(first.status, 200);
+    assert_eq!(first.header("x-cache"), Some("MISS"));
+    let fetched = origin.requests();
+    // Stored in Redis in the background.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while redis.cli(&["KEYS", "tier:c:*"]).lines().count() == 0 {
+        assert!(Instant::now() < deadline, "nothing stored in the tier");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let from_b = Client::connect(b.addr()).get("/hello");
+    assert_eq!(from_b.status, 200);
+    assert_eq!(from_b.text(), first.text());
+    assert_eq!(origin.requests(), fetched, "node B answered from the tier");
+    assert_eq!(from_b.header("x-cache"), Some("HIT"));
+    // A body over the tier's size stays local: node B fetches it itself.
+    let big = Client::connect(a.addr()).get("/bytes/4096");
+    assert_eq!(big.status, 200);
+    std::thread::sleep(Duration::from_millis(200));
+    let before = origin.requests();
+    assert_eq!(Client::connect(b.addr()).get("/bytes/4096").status, 200);
+    assert_eq!(origin.requests(), before + 1, "over max_body: not shared");
+}

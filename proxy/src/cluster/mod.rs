@@ -1,8 +1,10 @@
 //! Cluster mode: nodes that share limit budgets, quotas, cache purges, an optional cache tier
 //! and the configuration through Redis.
 
+pub mod cache;
 pub mod limits;
 pub mod redis;
+pub mod sync;
 
 use std::cell::Cell;
 use std::rc::Rc;
@@ -30,6 +32,8 @@ pub struct Counters {
     /// Times Redis went away, and came back.
     pub unavailable: AtomicU64,
     pub recovered: AtomicU64,
+    /// Local cache misses the shared tier answered.
+    pub tier_hits: AtomicU64,
 }
 
 impl Node {
@@ -72,6 +76,13 @@ impl Node {
                 self.settings.name
             );
         }
+    }
+
+    /// The Redis key of a cached response (by its cache key's hash).
+    pub fn cache_key(&self, hash: u64, out: &mut Vec<u8>) {
+        use std::io::Write as _;
+        out.clear();
+        let _ = write!(out, "{}:c:{{{hash:016x}}}", self.settings.name);
     }
 
     /// The Redis key of `key` in the quota `table`.
@@ -288,6 +299,68 @@ impl Core {
             self.node.counters.lease_errors.fetch_add(1, Relaxed);
             self.node.went_away("counting quota bytes failed");
         }
+    }
+
+    /// The shared cache tier's entry for `key` (whose hash is `hash`), if Redis holds one.
+    pub async fn cache_get(&self, hash: u64, key: &[u8]) -> Option<cache::Entry> {
+        let mut name = Vec::new();
+        self.node.cache_key(hash, &mut name);
+        match self.client.call(&[b"GET", &name]).await {
+            Ok(v) => {
+                self.node.came_back();
+                let bytes = v.as_bytes()?;
+                let entry = cache::decode(bytes, key, crate::policy::run::unix_ms());
+                self.node
+                    .counters
+                    .tier_hits
+                    .fetch_add(u64::from(entry.is_some()), Relaxed);
+                entry
+            }
+            Err(e) => {
+                log::debug!("cluster cache tier: GET failed: {e}");
+                None
+            }
+        }
+    }
+
+    /// Stores a response in the shared cache tier too (in the background), unless its body is
+    /// over the tier's size.
+    pub fn cache_put(
+        self: &Rc<Core>,
+        hash: u64,
+        key: &[u8],
+        status: u16,
+        headers: &[u8],
+        body: &[u8],
+        ttl: Duration,
+    ) {
+        let Some(max) = self.node.settings.cache else {
+            return;
+        };
+        if body.len() > max || !self.node.available() || ttl.is_zero() {
+            return;
+        }
+        let value = cache::encode(
+            key,
+            status,
+            headers,
+            body,
+            ttl,
+            crate::policy::run::unix_ms(),
+        );
+        let mut name = Vec::new();
+        self.node.cache_key(hash, &mut name);
+        let core = Rc::clone(self);
+        monoio::spawn(async move {
+            let ms = ttl.as_millis().max(1).to_string();
+            if let Err(e) = core
+                .client
+                .call(&[b"SET", &name, &value, b"PX", ms.as_bytes()])
+                .await
+            {
+                log::debug!("cluster cache tier: SET failed: {e}");
+            }
+        });
     }
 
     /// Checks whether Redis answers (the worker's probe while it is unavailable).

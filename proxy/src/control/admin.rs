@@ -381,8 +381,8 @@ fn handle(route: &AdminRoute, params: &[String], request: &Request<'_>, plane: &
         ("GET", "/status") => Answer::json(200, &status(plane)),
         ("GET", "/config") => Answer::json(200, &edit::redact(&plane.document())),
         ("PUT", "/config") => put_config(request, plane),
-        ("POST", "/reload") => match plane.reload_file("POST /reload") {
-            Ok(Some(r)) => Answer::json(200, &reloaded_json(&r)),
+        ("POST", "/reload") => match plane.reload_file_pushed("POST /reload") {
+            Ok(Some((r, published))) => pushed(Answer::json(200, &reloaded_json(&r)), published),
             Ok(None) => Answer::json(
                 200,
                 &json!({ "applied": false, "message": "the configuration file is unchanged" }),
@@ -464,12 +464,42 @@ fn apply(plane: &Plane, document: Value, dry_run: bool, outcome: Option<edit::Ou
             200,
             &json!({ "valid": true, "dry_run": true, "warnings": warnings }),
         ),
-        Ok(Applied::Reloaded(r)) => match outcome {
-            Some(o) => Answer::json(o.status, &o.body),
-            None => Answer::json(200, &reloaded_json(&r)),
+        Ok(Applied::Reloaded(r, published)) => match outcome {
+            Some(o) => pushed(Answer::json(o.status, &o.body), published),
+            None => pushed(Answer::json(200, &reloaded_json(&r)), published),
         },
         Err(e) => Answer::refused(&e),
     }
+}
+
+/// Cluster mode: says what became of the push of an applied change, in the `Ringway-Cluster`
+/// header (`published v7`, `not published: WHY`) and, in an answer about the reload itself,
+/// as `"cluster"` (and `"cluster_version"`).
+fn pushed(mut answer: Answer, published: Option<crate::cluster::sync::Published>) -> Answer {
+    let Some(published) = published else {
+        return answer;
+    };
+    let said = match &published {
+        Ok(version) => format!("published v{version}"),
+        Err(why) => format!("not published: {why}"),
+    };
+    if let Ok(mut body) = serde_json::from_str::<Value>(&answer.body) {
+        if body.get("applied").is_some() {
+            body["cluster"] = json!(if published.is_ok() {
+                "published"
+            } else {
+                said.as_str()
+            });
+            if let Ok(version) = published {
+                body["cluster_version"] = json!(version);
+            }
+            answer.body = serde_json::to_string(&body).unwrap_or_default() + "\n";
+        }
+    }
+    answer
+        .headers
+        .push(("Ringway-Cluster", said.replace(['\r', '\n'], " ")));
+    answer
 }
 
 fn reloaded_json(r: &crate::server::Reloaded) -> Value {
@@ -584,18 +614,32 @@ fn purge(request: &Request<'_>, plane: &Plane) -> Answer {
         }
     };
     let started = Instant::now();
+    // Cluster mode: the other nodes purge it too (published before this node's workers are
+    // waited for, so that they apply it meanwhile).
+    let published = plane.cluster.get().and_then(|c| {
+        let bytes = body
+            .get(what)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .as_bytes();
+        c.publish_purge(what == "prefix", bytes)
+    });
     let done = ticket.wait(Duration::from_secs(5));
-    Answer::json(
-        if done { 200 } else { 202 },
-        &json!({
-            "purged": what,
-            "removed": ticket.removed(),
-            "cores_done": ticket.cores_done(),
-            "cores": plane.control.workers(),
-            "complete": done,
-            "ms": started.elapsed().as_secs_f64() * 1e3,
-        }),
-    )
+    let mut answer = json!({
+        "purged": what,
+        "removed": ticket.removed(),
+        "cores_done": ticket.cores_done(),
+        "cores": plane.control.workers(),
+        "complete": done,
+        "ms": started.elapsed().as_secs_f64() * 1e3,
+    });
+    if let Some(published) = published {
+        answer["cluster"] = json!(match published {
+            Ok(()) => "published".to_string(),
+            Err(why) => format!("not published: {why}"),
+        });
+    }
+    Answer::json(if done { 200 } else { 202 }, &answer)
 }
 
 /// Drains a target (no new requests; those in flight finish) or puts it back. Runtime state:
@@ -687,6 +731,7 @@ fn status(plane: &Plane) -> Value {
             "failure": plane.reloads_failed.load(Ordering::Relaxed),
         },
         "requests": metrics.requests,
+        "cluster": plane.cluster.get().and_then(|c| c.status()),
     })
 }
 

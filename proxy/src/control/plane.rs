@@ -13,6 +13,11 @@
 //! served; when the file has changed since, the file wins and the state file is renamed
 //! `FILE.applied.stale`. A reload of the file itself (SIGHUP, a change of the file) replaces
 //! the API's changes the same way.
+//!
+//! **Cluster mode.** With `cluster:`, every change applied here (the admin API's, a reload of
+//! the file) is then pushed to the cluster's Redis for the other nodes, and documents the
+//! other nodes push are applied here without being pushed again ([`Plane::apply_pushed`]);
+//! see [`crate::cluster::sync`].
 
 use std::io::Write as _;
 use std::os::unix::fs::OpenOptionsExt as _;
@@ -21,6 +26,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use crate::cluster::sync::Published;
 use crate::config::{self, Config};
 use crate::server::{Control, ReloadError, Reloaded, Reloader};
 use crate::tls::reload::CertWatch;
@@ -66,13 +72,16 @@ pub struct Plane {
     /// The access log and span export, when configured (for their counters).
     pub access_log: std::sync::OnceLock<Arc<super::access_log::AccessLog>>,
     pub spans: std::sync::OnceLock<Arc<super::otlp::SpanExport>>,
+    /// Cluster mode: cluster-wide purges and configuration distribution.
+    pub cluster: std::sync::OnceLock<Arc<crate::cluster::sync::ClusterSync>>,
 }
 
 /// The result of a change through the admin API.
 pub enum Applied {
     /// `dry_run`: valid, nothing switched. Settings that would apply only at the next start.
     Checked(Vec<String>),
-    Reloaded(Reloaded),
+    /// Applied; in cluster mode, pushed to the other nodes (or why it was not).
+    Reloaded(Reloaded, Option<Published>),
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -115,6 +124,7 @@ impl Plane {
             last_reload_us: AtomicU64::new(0),
             access_log: std::sync::OnceLock::new(),
             spans: std::sync::OnceLock::new(),
+            cluster: std::sync::OnceLock::new(),
         })
     }
 
@@ -138,6 +148,16 @@ impl Plane {
     /// `Ok(None)`: the file is unchanged since it was applied (or, for a file change, since
     /// it was tried), and nothing was done.
     pub fn reload_file(&self, trigger: &str) -> Result<Option<Reloaded>, ReloadError> {
+        self.reload_file_pushed(trigger)
+            .map(|reloaded| reloaded.map(|(r, _)| r))
+    }
+
+    /// As [`Plane::reload_file`], with what became of the push: in cluster mode the reloaded
+    /// file is the cluster's new version.
+    pub fn reload_file_pushed(
+        &self,
+        trigger: &str,
+    ) -> Result<Option<(Reloaded, Option<Published>)>, ReloadError> {
         let asked = Instant::now();
         let mut inner = lock(&self.inner);
         let Some(path) = self.source.clone() else {
@@ -188,7 +208,11 @@ impl Plane {
             Ok(reloaded)
         });
         self.record(&mut inner, trigger, asked, &result);
-        result.map(Some)
+        let published = match &result {
+            Ok(_) => self.push(&inner),
+            Err(_) => None,
+        };
+        result.map(|r| Some((r, published)))
     }
 
     /// Applies `text` (YAML or JSON, variables substituted from the environment), as
@@ -206,7 +230,7 @@ impl Plane {
                 if !dry_run {
                     self.record(&mut lock(&self.inner), "admin API", asked, &result);
                 }
-                return result.map(Applied::Reloaded);
+                return result.map(|r| Applied::Reloaded(r, None));
             }
         };
         self.apply_config(document, config, dry_run, asked)
@@ -230,7 +254,7 @@ impl Plane {
                 if !dry_run {
                     self.record(&mut lock(&self.inner), "admin API", asked, &result);
                 }
-                return result.map(Applied::Reloaded);
+                return result.map(|r| Applied::Reloaded(r, None));
             }
         };
         self.apply_config(document, config, dry_run, asked)
@@ -244,6 +268,16 @@ impl Plane {
         asked: Instant,
     ) -> Result<Applied, ReloadError> {
         let mut inner = lock(&self.inner);
+        // Cluster mode: a change that would take the node out of its cluster is refused.
+        if let Some(Err(e)) = self.cluster.get().map(|c| c.check_identity(&config)) {
+            let result = Err(ReloadError {
+                errors: vec![format!("admin API: {e}")],
+            });
+            if !dry_run {
+                self.record(&mut inner, "admin API", asked, &result);
+            }
+            return result.map(|r| Applied::Reloaded(r, None));
+        }
         if dry_run {
             return lock(&self.reloader).check(config).map(Applied::Checked);
         }
@@ -257,7 +291,77 @@ impl Plane {
             inner.document = document;
         }
         self.record(&mut inner, "admin API", asked, &result);
-        result.map(Applied::Reloaded)
+        let published = match &result {
+            Ok(_) => self.push(&inner),
+            Err(_) => None,
+        };
+        result.map(|r| Applied::Reloaded(r, published))
+    }
+
+    /// Cluster mode: pushes the document in force (just applied) to the other nodes. Called
+    /// with the plane locked, so that pushes leave in the order the changes were applied.
+    fn push(&self, inner: &Inner) -> Option<Published> {
+        self.cluster.get()?.push(&inner.document)
+    }
+
+    /// Cluster mode: pushes the document in force again (`why`: a change that could not be
+    /// stored before, or a Redis that lost the stored one).
+    pub fn push_current(&self, why: &str) {
+        let inner = lock(&self.inner);
+        if let Some(Ok(version)) = self.push(&inner) {
+            log::info!("cluster: version {version} stored ({why})");
+        }
+    }
+
+    /// Cluster mode: applies `document`, version `version` of the cluster's configuration
+    /// (pushed by node `from`), with the same two-phase reload as any change, and without
+    /// pushing it again. The trigger is `cluster push vN`. A version not above the one served
+    /// is skipped; a document equal to the one in force only takes its version. One that does
+    /// not validate here is refused and reported; the configuration in force keeps serving.
+    pub fn apply_pushed(&self, document: serde_json::Value, version: u64, from: &str) {
+        let Some(sync) = self.cluster.get() else {
+            return;
+        };
+        let asked = Instant::now();
+        let mut inner = lock(&self.inner);
+        if !sync.wants(version) {
+            return;
+        }
+        if document == inner.document {
+            sync.pushed_applied(version, from);
+            log::info!(
+                "cluster: version {version} (from node {from}) is the configuration in force;                  nothing to reload"
+            );
+            return;
+        }
+        let trigger = crate::cluster::sync::push_label(version);
+        let result = serde_yaml_ng::to_string(&document)
+            .map_err(|e| ReloadError {
+                errors: vec![format!("{trigger}: the document cannot be written: {e}")],
+            })
+            .and_then(|text| config::load_literal(&text, &trigger).map_err(ReloadError::from))
+            .and_then(|config| match sync.check_identity(&config) {
+                Ok(()) => Ok(config),
+                Err(e) => Err(ReloadError {
+                    errors: vec![format!("{trigger}: {e}")],
+                }),
+            })
+            .and_then(|config| self.switch(&mut inner, config, asked));
+        match &result {
+            Ok(_) => {
+                if let Some(path) = &self.source {
+                    if let Err(e) = persist(path, &document) {
+                        log::error!(
+                            "{trigger} is applied but cannot be kept for the next start: {e}"
+                        );
+                    }
+                }
+                inner.document = document;
+                sync.pushed_applied(version, from);
+            }
+            Err(e) => sync.pushed_refused(version, from, &e.errors),
+        }
+        self.record(&mut inner, &trigger, asked, &result);
     }
 
     fn switch(

@@ -39,6 +39,9 @@ pub struct Extras {
     /// Cluster mode: Redis answering; leases, failed leases, fallbacks, times it went away
     /// and came back.
     pub cluster: Option<(bool, [u64; 5])>,
+    /// Cluster mode: the shared configuration's version served, pushed versions refused,
+    /// purges published and received.
+    pub cluster_sync: Option<[u64; 4]>,
 }
 
 /// Renders the node's metrics: the workers' latest published counters, merged, and what the
@@ -73,6 +76,14 @@ pub fn render_plane(plane: &super::plane::Plane) -> String {
                 c.recovered.load(Relaxed),
             ],
         ));
+    }
+    if let Some(sync) = plane.cluster.get() {
+        extras.cluster_sync = Some([
+            sync.applied_version(),
+            sync.rejected.load(Relaxed),
+            sync.purges_published.load(Relaxed),
+            sync.purges_received.load(Relaxed),
+        ]);
     }
     {
         let reloader = plane.reloader.lock().unwrap_or_else(|e| e.into_inner());
@@ -443,6 +454,36 @@ pub fn render(m: &MetricsSnapshot, workers: usize, extras: &Extras) -> String {
                 "ringway_cluster_redis_recovered_total",
                 "Times Redis answered again after being unavailable.",
                 back,
+            ),
+        ];
+        for (name, help, value) in counters {
+            header(&mut out, name, "counter", help);
+            let _ = writeln!(out, "{name} {value}");
+        }
+    }
+    if let Some([version, rejected, published, received]) = extras.cluster_sync {
+        header(
+            &mut out,
+            "ringway_cluster_config_version",
+            "gauge",
+            "The version of the cluster's shared configuration this node serves (0: none).",
+        );
+        let _ = writeln!(out, "ringway_cluster_config_version {version}");
+        let counters: [(&str, &str, u64); 3] = [
+            (
+                "ringway_cluster_config_rejected_total",
+                "Configurations pushed by other nodes that did not validate here (the one in force kept serving).",
+                rejected,
+            ),
+            (
+                "ringway_cluster_purges_published_total",
+                "Cache purges made on this node and published to the others.",
+                published,
+            ),
+            (
+                "ringway_cluster_purges_received_total",
+                "Cache purges received from other nodes and applied here.",
+                received,
             ),
         ];
         for (name, help, value) in counters {

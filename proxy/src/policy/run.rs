@@ -517,6 +517,8 @@ pub struct CacheState {
     /// What the lookup found, for metrics (kept after `X-Cache` is written): 0 no lookup,
     /// 1 a hit, 2 a miss.
     pub outcome: u8,
+    /// The cluster's shared cache tier was looked in for this request.
+    pub tier_checked: bool,
     /// The key looked up and missed, for `cache-store`.
     pub key: Vec<u8>,
     pub hash: u64,
@@ -631,6 +633,8 @@ pub enum ClusterWait {
     Lease { table: usize, key: u64, want: u64 },
     /// This core leases for the key of quota table `table`.
     LeaseQuota { table: usize, key: u64, want: u64 },
+    /// A local cache miss looks in the cluster's shared tier.
+    CacheGet,
     /// Another core is leasing for the key: look again shortly.
     Poll,
 }
@@ -708,6 +712,7 @@ impl Exchange {
         }
         self.cache.x_cache = None;
         self.cache.outcome = 0;
+        self.cache.tier_checked = false;
         self.cache.missed = false;
         self.cache.leader = None;
         self.cache.node_leader = None;
@@ -1148,7 +1153,7 @@ impl Exchange {
 
     /// Leases for a cluster-wide rate limit (after `Inbound::WaitCluster`), or waits a moment
     /// for another core's lease.
-    pub async fn cluster_wait(wait: ClusterWait, w: &WorkerPolicies) {
+    pub async fn cluster_wait(&mut self, wait: ClusterWait, w: &WorkerPolicies) {
         match wait {
             ClusterWait::Lease { table, key, want } => {
                 let (Some(core), Some(Some((_, rates, id)))) =
@@ -1166,6 +1171,22 @@ impl Exchange {
                 core.lease_quota(q, key, want).await;
             }
             ClusterWait::Poll => monoio::time::sleep(CLUSTER_POLL).await,
+            ClusterWait::CacheGet => {
+                let Some(core) = &w.cluster else { return };
+                if let Some(entry) = core.cache_get(self.cache.hash, &self.cache.key).await {
+                    let now = Instant::now();
+                    let stored = now.checked_sub(entry.age).unwrap_or(now);
+                    w.cache.borrow_mut().insert(
+                        self.cache.hash,
+                        &self.cache.key,
+                        entry.status,
+                        entry.headers,
+                        entry.body,
+                        entry.ttl,
+                        stored,
+                    );
+                }
+            }
         }
     }
 
@@ -1452,6 +1473,16 @@ impl Exchange {
             // starting a flight of its own.
             return None;
         }
+        // The cluster's shared tier, once, before the backend.
+        if let Some(core) = &w.cluster {
+            if !self.cache.tier_checked
+                && core.node.settings.cache.is_some()
+                && core.node.available()
+            {
+                self.cache.tier_checked = true;
+                return Some(Inbound::WaitCluster(ClusterWait::CacheGet, index));
+            }
+        }
         match w.flights.begin(hash) {
             Role::Leader(l) => {
                 self.cache.leader = Some(l);
@@ -1664,6 +1695,16 @@ impl Exchange {
                 stored_at: now,
                 ttl,
             });
+        }
+        if let Some(core) = &w.cluster {
+            core.cache_put(
+                self.cache.hash,
+                &self.cache.key,
+                status,
+                &headers,
+                &body,
+                ttl,
+            );
         }
         w.cache.borrow_mut().insert(
             self.cache.hash,

@@ -113,11 +113,7 @@ impl Conn {
                 Inbound::WaitCluster(wait, resume) => {
                     // Boxed: the Redis call's state is rare, and would otherwise set the size
                     // of every request's policy state.
-                    Box::pin(crate::policy::run::Exchange::cluster_wait(
-                        wait,
-                        &g.policies,
-                    ))
-                    .await;
+                    Box::pin(ex.cluster_wait(wait, &g.policies)).await;
                     from = resume;
                 }
                 Inbound::WaitKeys(wait, resume) => {
