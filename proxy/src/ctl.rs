@@ -30,6 +30,7 @@ commands:
   reload                               reload the configuration file
   config get                           the running configuration (secrets redacted)
   config apply FILE [--dry-run]        validate FILE and apply it (or only validate it)
+  push FILE                            apply FILE and push it to every node of the cluster
   purge --key KEY | --prefix PREFIX    drop cached entries on every worker
   keys list                            subscriptions: id, scope, state, owner
   keys issue ID --product P | --api A | --all-apis [--owner O] [--display-name TEXT]
@@ -113,6 +114,9 @@ pub fn main(args: &[&str]) -> ExitCode {
     }
     if !options.json {
         command.print(&body);
+    }
+    if command.fell_short(&body) {
+        return ExitCode::from(1);
     }
     ExitCode::SUCCESS
 }
@@ -199,6 +203,9 @@ enum Command {
         file: String,
         dry_run: bool,
     },
+    Push {
+        file: String,
+    },
     Purge {
         key: Option<String>,
         prefix: Option<String>,
@@ -243,6 +250,10 @@ impl Command {
                     _ => return Err(bad("usage: ringway ctl config apply FILE [--dry-run]")),
                 }
             }
+            ["push", file] if !file.starts_with("--") => Command::Push {
+                file: file.to_string(),
+            },
+            ["push", ..] => return Err(bad("usage: ringway ctl push FILE")),
             ["purge", "--key", key] => Command::Purge {
                 key: Some(key.to_string()),
                 prefix: None,
@@ -313,6 +324,16 @@ impl Command {
                 };
                 Request::new("PUT", path.into(), Some((kind, text)))
             }
+            Command::Push { file } => {
+                let text = std::fs::read(file)
+                    .map_err(|e| bad(format!("push: cannot read {file}: {e}")))?;
+                let kind = if file.ends_with(".json") {
+                    "application/json"
+                } else {
+                    "application/yaml"
+                };
+                Request::new("PUT", "/config".into(), Some((kind, text)))
+            }
             Command::Purge { key, prefix } => {
                 let body = match (key, prefix) {
                     (Some(k), _) => json!({ "key": k }),
@@ -365,6 +386,17 @@ impl Command {
         })
     }
 
+    /// Whether a successful answer still did not do all that was asked: a push that was
+    /// applied but not stored for the other nodes.
+    fn fell_short(&self, body: &Value) -> bool {
+        match self {
+            Command::Push { .. } => {
+                body.get("cluster").and_then(Value::as_str) != Some("published")
+            }
+            _ => false,
+        }
+    }
+
     /// Prints a successful answer for people.
     fn print(&self, body: &Value) {
         match self {
@@ -381,6 +413,23 @@ impl Command {
                     println!("{file}: applied{}", reload_summary(body));
                 }
             }
+            Command::Push { file } => match body.get("cluster").and_then(Value::as_str) {
+                Some("published") => println!(
+                    "{file}: applied and pushed as version {} of the cluster's configuration{}",
+                    body.get("cluster_version")
+                        .and_then(Value::as_u64)
+                        .unwrap_or_default(),
+                    reload_summary(body)
+                ),
+                Some(why) => eprintln!(
+                    "ringway ctl: {file}: applied on this node only, {why} (it is pushed when \
+                     Redis answers, unless another node pushes first)"
+                ),
+                None => eprintln!(
+                    "ringway ctl: {file}: applied on this node, which is not in cluster mode: \
+                     nothing was pushed"
+                ),
+            },
             Command::Purge { key, prefix } => {
                 let what = match (key, prefix) {
                     (Some(k), _) => format!("key {k:?}"),
@@ -396,6 +445,9 @@ impl Command {
                     body.get("cores").and_then(Value::as_u64),
                 ) {
                     line.push_str(&format!(", {done} of {all} workers done"));
+                }
+                if let Some(cluster) = body.get("cluster").and_then(Value::as_str) {
+                    line.push_str(&format!("; other nodes: {cluster}"));
                 }
                 println!("{line}");
             }
@@ -528,6 +580,13 @@ mod tests {
         assert!(command(&["keys", "issue", "bob", "--api", "a", "--all-apis"]).is_err());
         assert!(command(&["keys", "regenerate", "bob", "tertiary"]).is_err());
         assert!(command(&["purge"]).is_err());
+        assert!(command(&["push"]).is_err());
+        assert_eq!(
+            command(&["push", "x.yaml"]),
+            Ok(Command::Push {
+                file: "x.yaml".into()
+            })
+        );
         assert!(command(&["drain", "b"]).is_err());
         assert!(command(&["frobnicate"]).is_err());
         let drain = command(&["drain", "b", "[::1]:8080"]).unwrap();

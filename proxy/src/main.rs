@@ -182,7 +182,6 @@ fn serve(
     source: Option<&Path>,
     document: serde_json::Value,
 ) -> ExitCode {
-    let drain = config.timeouts.drain;
     let snapshot = match Snapshot::build(config) {
         Ok(s) => s,
         Err(e) => {
@@ -190,6 +189,9 @@ fn serve(
             return ExitCode::from(1);
         }
     };
+    // Cluster mode: the configuration stored in Redis, if any, wins over the local one.
+    let (snapshot, document, joined) = ringway::cluster::sync::startup(snapshot, document);
+    let drain = snapshot.config.timeouts.drain;
     // Signals are caught before any worker starts, so that none is lost. SIGHUP, SIGUSR1 and
     // SIGUSR2 would otherwise end the process at once, silently.
     let mut signals = match signal_hook::iterator::Signals::new([
@@ -235,6 +237,17 @@ fn serve(
         let _ = plane.spans.set(Arc::clone(spans));
     }
     ringway::control::analytics::start(Arc::clone(&server.control));
+    let cluster_sync = match joined.map(|j| ringway::cluster::sync::start(&plane, j)) {
+        Some(Ok(thread)) => Some(thread),
+        Some(Err(e)) => {
+            eprintln!(
+                "ringway: warning: cannot start the cluster sync thread ({e}); purges and \
+                 configuration changes stay on this node"
+            );
+            None
+        }
+        None => None,
+    };
     if let Err(e) = plane.watch_file() {
         eprintln!(
             "ringway: warning: cannot watch the configuration file for changes ({e}); \
@@ -309,6 +322,9 @@ fn serve(
         std::thread::sleep(Duration::from_millis(20));
     };
     control.drain();
+    if let Some(sync) = cluster_sync {
+        sync.stop(Duration::from_secs(2));
+    }
     if let Some(index) = died {
         let worker = server.workers.remove(index);
         let message = match worker.thread.join() {

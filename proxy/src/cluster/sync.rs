@@ -522,7 +522,9 @@ impl ClusterSync {
             .as_ref()
             .map(|(base, _)| *base);
         match unpublished {
-            Some(base) if head.version == base => {
+            // No other node pushed since (or Redis lost what it held): the change made here
+            // is the newest.
+            Some(base) if head.version <= base => {
                 plane.push_current("a change made while Redis could not be reached");
                 return Ok(());
             }
@@ -613,10 +615,19 @@ impl ClusterSync {
         }
     }
 
+    /// Subscribes to the running configuration's cluster's channel.
+    fn subscribe(&self) -> Option<Subscribed> {
+        let link = self.link()?;
+        Some((
+            Arc::clone(&link.node),
+            link.client.subscribe(&[&link.channel]),
+            0,
+        ))
+    }
+
     /// The thread's loop: follows the running configuration's cluster, keeps the subscription
     /// up, applies what other nodes publish, compares versions now and then.
-    fn run(&self, plane: &Plane) {
-        let mut sub: Option<(Arc<Node>, Subscription, u64)> = None;
+    fn run(&self, plane: &Plane, mut sub: Option<Subscribed>) {
         let mut check_at = Instant::now();
         while !self.stop.load(Relaxed) {
             let Some(link) = self.link() else {
@@ -628,11 +639,7 @@ impl ClusterSync {
                 .as_ref()
                 .is_some_and(|(node, ..)| Arc::ptr_eq(node, &link.node))
             {
-                sub = Some((
-                    Arc::clone(&link.node),
-                    link.client.subscribe(&[&link.channel]),
-                    0,
-                ));
+                sub = self.subscribe();
                 check_at = Instant::now();
             }
             let now = Instant::now();
@@ -667,6 +674,9 @@ impl ClusterSync {
         }
     }
 }
+
+/// A subscription, the cluster it is to, and its reconnections seen so far.
+type Subscribed = (Arc<Node>, Subscription, u64);
 
 /// Whether `config` keeps the cluster of `settings` (the name and the Redis).
 fn same_cluster(settings: &ClusterSettings, config: &Config) -> Result<(), String> {
@@ -805,14 +815,17 @@ impl SyncThread {
 }
 
 /// Starts `ringway-cluster-sync` for `plane` (a node that started in cluster mode: `joined`
-/// from [`startup`]) and hands the plane its end for pushes and purges.
+/// from [`startup`]) and hands the plane its end for pushes and purges. Subscribes before it
+/// returns (within the connect and command timeouts), so that what other nodes publish once
+/// this node is ready is seen.
 pub fn start(plane: &Arc<Plane>, joined: Joined) -> std::io::Result<SyncThread> {
     let sync = Arc::new(ClusterSync::new(Arc::clone(&plane.control), joined));
     let _ = plane.cluster.set(Arc::clone(&sync));
+    let subscribed = sync.subscribe();
     let (plane, run) = (Arc::clone(plane), Arc::clone(&sync));
     let thread = std::thread::Builder::new()
         .name("ringway-cluster-sync".into())
-        .spawn(move || run.run(&plane))?;
+        .spawn(move || run.run(&plane, subscribed))?;
     log::info!(
         "cluster: node id {}; purges and configuration changes are shared through Redis",
         sync.node_id

@@ -495,11 +495,11 @@ async fn read_loop(
 
 /// One read into the reader's spare room.
 async fn read_more<R: AsyncReadRent>(rd: &mut R, replies: &mut ReplyReader) -> io::Result<usize> {
-    let buf = std::mem::take(replies.spare());
+    let buf = replies.take_buffer();
     let (len, capacity) = (buf.len(), buf.capacity());
     // monoio reads into the start of a Vec; a slice of its spare capacity appends instead.
     let (res, slice) = rd.read(buf.slice_mut(len..capacity)).await;
-    *replies.spare() = slice.into_inner();
+    replies.restore(slice.into_inner());
     res
 }
 

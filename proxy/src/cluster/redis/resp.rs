@@ -514,6 +514,18 @@ impl ReplyReader {
         &mut self.buf
     }
 
+    /// Takes the buffer out, with room made, for a read that needs to own it (monoio's);
+    /// the bytes read are to be appended after its length. Give it back with
+    /// [`ReplyReader::restore`].
+    pub fn take_buffer(&mut self) -> Vec<u8> {
+        self.spare();
+        std::mem::take(&mut self.buf)
+    }
+
+    pub fn restore(&mut self, buf: Vec<u8>) {
+        self.buf = buf;
+    }
+
     /// Reads once from `src` (blocking I/O). Returns the bytes read, 0 at end of stream.
     pub fn read_from<R: std::io::Read>(&mut self, src: &mut R) -> std::io::Result<usize> {
         let buf = self.spare();
