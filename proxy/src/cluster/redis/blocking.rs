@@ -440,8 +440,15 @@ impl Conn {
     fn open(node: &Endpoint, setup: &Setup, role: Role) -> Result<Conn, RedisError> {
         let settings = &setup.settings;
         let deadline = Instant::now() + settings.connect_timeout;
-        let addr = node.resolve()?;
-        let tcp = TcpStream::connect_timeout(&addr, settings.connect_timeout)?;
+        let mut tcp = Err(io::Error::other("no address"));
+        for addr in node.resolve()? {
+            let left = deadline.saturating_duration_since(Instant::now());
+            tcp = TcpStream::connect_timeout(&addr, left.max(Duration::from_millis(1)));
+            if tcp.is_ok() {
+                break;
+            }
+        }
+        let tcp = tcp?;
         tcp.set_nodelay(true)?;
         let stream = match setup.tls_for(&node.host)? {
             None => Stream::Plain(tcp),

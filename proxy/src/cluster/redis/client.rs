@@ -36,7 +36,8 @@ use super::topology::{is_master, sentinel_master, Endpoint, RedisSettings, Role,
 const REFRESH_EVERY: Duration = Duration::from_millis(100);
 
 /// A Redis client for one worker. Cheap to clone (the clones share connections); not `Send`:
-/// make one per core from the same settings.
+/// make one per core from the same settings. A client belongs to the runtime it is first used
+/// on, where its connections' tasks run.
 #[derive(Clone)]
 pub struct RedisClient {
     inner: Rc<Inner>,
@@ -125,7 +126,10 @@ impl RedisClient {
                 m.lookup.is_available()
                     && m.master.borrow().as_ref().is_none_or(|p| p.is_available())
             }
-            Mode::Cluster(c) => c.lookup.is_available(),
+            Mode::Cluster(c) => match &*c.routes.borrow() {
+                Some(routes) => routes.pools.iter().any(|p| p.is_available()),
+                None => c.lookup.is_available(),
+            },
         }
     }
 
@@ -296,20 +300,19 @@ impl SentinelMode {
         }
     }
 
-    /// The current master's pool, looking it up first when it is unknown or stale.
+    /// The current master's pool, looking it up first when it is unknown or stale. While the
+    /// Sentinels cannot say (they are down, or the lookup backs off), the master known last
+    /// is kept: losing the Sentinels alone must not cut a working master off.
     async fn master(&self, inner: &Rc<Inner>) -> Result<Rc<NodePool>, RedisError> {
-        if !self.stale.get() {
-            if let Some(pool) = &*self.master.borrow() {
-                return Ok(Rc::clone(pool));
+        if self.stale.get() || self.master.borrow().is_none() {
+            if self.lookup.begin() {
+                monoio::spawn(find_master(Rc::clone(inner)));
             }
+            self.lookup.wait().await;
         }
-        if self.lookup.begin() {
-            monoio::spawn(find_master(Rc::clone(inner)));
-        }
-        self.lookup.wait().await;
         match &*self.master.borrow() {
-            Some(pool) if !self.stale.get() => Ok(Rc::clone(pool)),
-            _ => Err(RedisError::Unavailable(
+            Some(pool) => Ok(Rc::clone(pool)),
+            None => Err(RedisError::Unavailable(
                 "no master known: the Sentinels named none that answers as master",
             )),
         }

@@ -128,6 +128,60 @@ fn many_tasks_pipeline_on_one_connection() {
     assert_eq!(got, (1..=2000).collect::<Vec<i64>>());
 }
 
+#[test]
+fn a_pool_spreads_calls_over_its_connections() {
+    let server = RedisServer::start();
+    let mut s = settings(&server.url());
+    s.pool_size = 3;
+    let client = RedisClient::new(&s);
+    run(async {
+        let calls: Vec<_> = (0..30)
+            .map(|_| {
+                let client = client.clone();
+                monoio::spawn(async move { client.call(&[b"INCR", b"n"]).await })
+            })
+            .collect();
+        for c in calls {
+            assert!(c.await.is_ok());
+        }
+        let clients = client.call(&[b"CLIENT", b"LIST"]).await.unwrap();
+        assert_eq!(clients.as_str().unwrap().lines().count(), 3, "{clients:?}");
+    });
+    assert_eq!(server.cli(&["GET", "n"]), "30");
+}
+
+#[test]
+fn unreachable_topologies_fail_fast() {
+    let (a, b) = (super::testing::free_port(), super::testing::free_port());
+    run(async {
+        let sentinel = RedisClient::new(&settings(&format!(
+            "redis+sentinel://127.0.0.1:{a},127.0.0.1:{b}/mymaster"
+        )));
+        let e = sentinel.call(&[b"PING"]).await.unwrap_err();
+        assert!(
+            matches!(e, RedisError::Unavailable(m) if m.contains("no master known")),
+            "{e:?}"
+        );
+        assert!(!sentinel.is_available());
+        let started = Instant::now();
+        assert!(matches!(
+            sentinel.call(&[b"PING"]).await,
+            Err(RedisError::Unavailable(_))
+        ));
+        assert!(started.elapsed() < Duration::from_millis(20));
+
+        let cluster = RedisClient::new(&settings(&format!(
+            "redis+cluster://127.0.0.1:{a},127.0.0.1:{b}"
+        )));
+        let e = cluster.call(&[b"GET", b"k"]).await.unwrap_err();
+        assert!(
+            matches!(e, RedisError::Unavailable(m) if m.contains("slot map is unknown")),
+            "{e:?}"
+        );
+        assert!(!cluster.is_available());
+    });
+}
+
 /// A server that accepts connections and reads, but never answers. Counts its connections.
 fn silent_server() -> (u16, Arc<AtomicUsize>, Arc<AtomicBool>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -409,6 +463,13 @@ fn tls_with_a_ca_file() {
     });
     let blocking = BlockingClient::new(&trusted);
     assert_eq!(blocking.call(&[b"GET", b"secure"]).unwrap(), bulk("yes"));
+    // By name: looked up off the worker's thread, verified as a DNS name.
+    let by_name = format!("rediss://localhost:{}", server.port);
+    let by_name = RedisSettings::parse(&by_name, Some(std::path::Path::new(&ca))).unwrap();
+    let got = run(RedisClient::new(&by_name).call(&[b"GET", b"secure"]));
+    assert_eq!(got.unwrap(), bulk("yes"));
+    let got = BlockingClient::new(&by_name).call(&[b"GET", b"secure"]);
+    assert_eq!(got.unwrap(), bulk("yes"));
 
     // Another CA's certificate is not trusted.
     let other = TempDir::new("redis-tls-other");

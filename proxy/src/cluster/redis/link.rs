@@ -41,6 +41,10 @@ use crate::tls::io::{ReadHalf, WriteHalf};
 use crate::tls::stream::TlsStream;
 use crate::tls::OriginIo;
 
+/// Why commands fail on a link that was dropped.
+const CLOSED: &str =
+    "the connection was closed: its node left the topology, or the client was dropped";
+
 const BACKOFF_FIRST: Duration = Duration::from_millis(50);
 const BACKOFF_MAX: Duration = Duration::from_secs(2);
 
@@ -205,8 +209,7 @@ impl Drop for Link {
         // The link's own tasks fail what is queued, once the runtime runs them: a destructor
         // may run outside the runtime, where no task may be woken.
         self.0.closed.set(true);
-        self.0
-            .interrupt(RedisError::Unavailable("the client was dropped"));
+        self.0.interrupt(RedisError::Unavailable(CLOSED));
     }
 }
 
@@ -411,7 +414,7 @@ async fn drive(s: Rc<Shared>, epoch: u64) {
         Err(_) => return s.fail(epoch, RedisError::Timeout),
     };
     if s.closed.get() {
-        return s.fail(epoch, RedisError::Unavailable("the client was dropped"));
+        return s.fail(epoch, RedisError::Unavailable(CLOSED));
     }
     s.fd.set(Some(io.as_raw_fd()));
     s.state.set(State::Ready);
@@ -505,9 +508,9 @@ async fn read_more<R: AsyncReadRent>(rd: &mut R, replies: &mut ReplyReader) -> i
 
 /// The address of `endpoint`. A name is looked up on a thread of its own, polled from here,
 /// so that a slow resolver never stalls the worker's other connections.
-async fn resolve(endpoint: &Endpoint) -> io::Result<SocketAddr> {
+async fn resolve(endpoint: &Endpoint) -> io::Result<Vec<SocketAddr>> {
     if let Some(addr) = endpoint.ip_addr() {
-        return Ok(addr);
+        return Ok(vec![addr]);
     }
     let target = endpoint.clone();
     let lookup = std::thread::Builder::new()
@@ -528,8 +531,14 @@ pub(crate) async fn open(
     setup: &Setup,
     role: Role,
 ) -> Result<(OriginIo, ReplyReader), RedisError> {
-    let addr = resolve(endpoint).await?;
-    let tcp = TcpStream::connect_addr(addr).await?;
+    let mut tcp = Err(io::Error::other("no address"));
+    for addr in resolve(endpoint).await? {
+        tcp = TcpStream::connect_addr(addr).await;
+        if tcp.is_ok() {
+            break;
+        }
+    }
+    let tcp = tcp?;
     tcp.set_nodelay(true)?;
     let mut io = match setup.tls_for(&endpoint.host)? {
         None => OriginIo::Plain(tcp),

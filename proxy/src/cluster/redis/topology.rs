@@ -101,21 +101,20 @@ impl Endpoint {
             .map(|ip| SocketAddr::new(ip, self.port))
     }
 
-    /// The address, looking the name up if it is one (this blocks; see the async client for
-    /// how a worker avoids that).
-    pub fn resolve(&self) -> std::io::Result<SocketAddr> {
+    /// The addresses, looking the name up if it is one (this blocks; see the async client for
+    /// how a worker avoids that). A connection tries them in order.
+    pub fn resolve(&self) -> std::io::Result<Vec<SocketAddr>> {
         if let Some(addr) = self.ip_addr() {
-            return Ok(addr);
+            return Ok(vec![addr]);
         }
-        (self.host.as_str(), self.port)
-            .to_socket_addrs()?
-            .next()
-            .ok_or_else(|| {
-                std::io::Error::new(
-                    std::io::ErrorKind::NotFound,
-                    format!("{} resolved to no address", self.host),
-                )
-            })
+        let addrs: Vec<SocketAddr> = (self.host.as_str(), self.port).to_socket_addrs()?.collect();
+        if addrs.is_empty() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                format!("{} resolved to no address", self.host),
+            ));
+        }
+        Ok(addrs)
     }
 }
 
