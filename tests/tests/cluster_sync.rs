@@ -77,7 +77,10 @@ impl Node {
         Client::connect(self.admin).request(
             method,
             path,
-            &[("Authorization", &auth), ("Content-Type", "application/yaml")],
+            &[
+                ("Authorization", &auth),
+                ("Content-Type", "application/yaml"),
+            ],
             body.as_bytes(),
         )
     }
@@ -144,7 +147,10 @@ fn sample(metrics: &str, name: &str) -> Option<f64> {
 }
 
 fn stored_version(redis: &RedisServer) -> String {
-    redis.cli(&["HGET", "sync:config", "version"]).trim().to_string()
+    redis
+        .cli(&["HGET", "sync:config", "version"])
+        .trim()
+        .to_string()
 }
 
 fn wait_until(within: Duration, what: &str, mut done: impl FnMut() -> bool) {
@@ -261,7 +267,11 @@ fn a_purge_on_one_node_empties_the_others_cache_within_the_stated_delay() {
 
 #[test]
 fn a_change_on_one_node_is_served_by_every_node_and_by_one_started_later() {
-    let (o1, o2, o3) = (Origin::start("o1"), Origin::start("o2"), Origin::start("o3"));
+    let (o1, o2, o3) = (
+        Origin::start("o1"),
+        Origin::start("o2"),
+        Origin::start("o3"),
+    );
     let redis = RedisServer::start();
     let a = Node::start(&config(&o1.url(), &redis, ""));
     let b = Node::start(&config(&o1.url(), &redis, ""));
@@ -287,7 +297,10 @@ fn a_change_on_one_node_is_served_by_every_node_and_by_one_started_later() {
         status["cluster"]["last_push"]["node"],
         a.status()["cluster"]["node"]
     );
-    assert_eq!(status["last_reload"]["trigger"], "cluster push v1", "{status}");
+    assert_eq!(
+        status["last_reload"]["trigger"], "cluster push v1",
+        "{status}"
+    );
     assert_eq!(status["config"]["source"], "cluster push v1", "{status}");
     assert_eq!(
         sample(&b.metrics(), "ringway_cluster_config_version"),
@@ -306,8 +319,7 @@ fn a_change_on_one_node_is_served_by_every_node_and_by_one_started_later() {
     assert_eq!(c.served_by(), "o3", "{}", c.rw.stderr_text());
     assert_eq!(c.status()["cluster"]["config_version"], 2);
     assert!(
-        c.rw
-            .stderr_text()
+        c.rw.stderr_text()
             .contains("serving version 2 of the shared configuration"),
         "{}",
         c.rw.stderr_text()
@@ -362,7 +374,10 @@ fn an_invalid_change_is_refused_and_changes_nothing_on_any_node() {
     let (status, body) = a.json("PUT", "/config", &broken);
     assert_eq!(status, 422, "{body}");
     assert_eq!(body["error"], "invalid_config");
-    assert!(body["message"].as_str().unwrap().contains("nowhere"), "{body}");
+    assert!(
+        body["message"].as_str().unwrap().contains("nowhere"),
+        "{body}"
+    );
 
     // A document without `cluster:` would cut the node off: refused, with the reason.
     let alone = config(&o1.url(), &redis, "");
@@ -387,11 +402,7 @@ fn an_invalid_change_is_refused_and_changes_nothing_on_any_node() {
         assert_eq!(node.served_by(), "o2");
         assert_eq!(node.status()["cluster"]["config_version"], 1);
     }
-    assert_eq!(
-        b.status()["reloads"]["failure"],
-        0,
-        "node B saw none of it"
-    );
+    assert_eq!(b.status()["reloads"]["failure"], 0, "node B saw none of it");
 }
 
 #[test]
@@ -504,7 +515,10 @@ fn without_redis_a_node_purges_and_changes_locally_and_pushes_when_redis_returns
             .starts_with("unreachable"),
         "{status}"
     );
-    let warnings = a.rw.stderr_text().matches("Redis cannot be reached").count();
+    let warnings =
+        a.rw.stderr_text()
+            .matches("Redis cannot be reached")
+            .count();
     assert_eq!(warnings, 1, "logged once: {}", a.rw.stderr_text());
 
     // Redis returns (empty): A stores its change, B applies it.

@@ -475,6 +475,8 @@ impl ClusterSync {
         self.rejected.fetch_add(1, Relaxed);
         let mut state = lock(&self.state);
         state.refused = version;
+        // A change made here that could not be stored is superseded all the same.
+        state.unpublished = None;
         state.last_push = Some(LastPush {
             version,
             node: node.to_string(),
@@ -763,6 +765,12 @@ pub fn startup(snapshot: Snapshot, document: Value) -> (Snapshot, Value, Option<
                 stored.version,
                 stored.node
             );
+            if value != document {
+                log::warn!(
+                    "cluster {name}: the local configuration differs from the shared one and is \
+                     not served; to make it the cluster's, push it (ringway ctl push FILE)"
+                );
+            }
             let joined = Joined {
                 version: stored.version,
                 refused: None,

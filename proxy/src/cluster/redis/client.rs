@@ -1,19 +1,20 @@
 //! [`RedisClient`]: the async client a worker uses, one per core, on the request path.
 //!
-//! A client holds a pool of pipelined [`Link`]s per node (`pool_size`, default one) and sends
-//! each command to the node it belongs to: the one server; the master that the Sentinels name
-//! (checked with `ROLE`); or, in a cluster, the master of the command's key slot, following
-//! `MOVED` (and correcting its slot map) and `ASK` (`ASKING` then the command), and retrying
-//! `TRYAGAIN`/`CLUSTERDOWN` a few times. Every call is bounded by the command timeout, whatever
-//! it waits on (a connect, a redirect, a discovery).
+//! A client holds a pool of pipelined connections per node (`link`; `pool_size` of them,
+//! default one) and sends each command to the node it belongs to: the one server; the master
+//! that the Sentinels name (checked with `ROLE`); or, in a cluster, the master of the
+//! command's key slot, following `MOVED` (and correcting its slot map) and `ASK` (`ASKING`
+//! then the command), and retrying `TRYAGAIN`/`CLUSTERDOWN` a few times. Every call is bounded
+//! by the command timeout, whatever it waits on (a connect, a redirect, a lookup).
 //!
 //! Topology lookups (asking the Sentinels, `CLUSTER SLOTS`) run as tasks of their own on short
-//! connections, one at a time per client; calls that need the result wait for it, and a lookup
-//! that fails is not retried for a back-off (calls meanwhile fail at once as `Unavailable`).
-//! A Sentinel client looks its master up again after a connection failure or a `READONLY`
-//! reply (a fail-over: the command is sent again once, to the new master, since a refused
-//! write did not run). A cluster client refreshes its slot map in the background after a
-//! `MOVED`, a connection failure or a `CLUSTERDOWN`, at most every 100 ms.
+//! connections, one at a time per client; calls that need the result wait for it (within their
+//! timeout), and a lookup that fails is not tried again for a back-off. A Sentinel client looks
+//! its master up again after a connection failure or a `READONLY` reply (a fail-over: the
+//! command is sent again once, to the new master, since a refused write did not run); while
+//! the Sentinels cannot say, it keeps the master it knew. A cluster client refreshes its slot
+//! map in the background after a `MOVED`, a connection failure or a `CLUSTERDOWN`, at most
+//! every 100 ms, and keeps routing by the map it has meanwhile.
 //!
 //! What this client does not do: transactions and blocking commands (they would hold up the
 //! pipeline every other caller shares), pub/sub (see the blocking client), reads from

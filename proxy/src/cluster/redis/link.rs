@@ -51,17 +51,11 @@ const BACKOFF_MAX: Duration = Duration::from_secs(2);
 /// Back-off after `failures` connect failures in a row: doubling, capped, with ±20 % jitter so
 /// that the cores of many nodes do not retry in step.
 pub(crate) fn backoff(failures: u32) -> Duration {
+    use std::hash::BuildHasher;
     let doubled = BACKOFF_FIRST.saturating_mul(1 << failures.clamp(1, 16).saturating_sub(1));
     let base = doubled.min(BACKOFF_MAX);
-    thread_local!(static SEED: Cell<u64> = const { Cell::new(0x9E37_79B9_7F4A_7C15) });
-    let r = SEED.with(|s| {
-        let mut x = s.get();
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        s.set(x);
-        x
-    });
+    // Random per call and per thread (the standard hasher's keys), allocation-free.
+    let r = std::collections::hash_map::RandomState::new().hash_one(failures);
     // A factor in [0.8, 1.2).
     let factor = 0.8 + (r % 4096) as f64 / 4096.0 * 0.4;
     base.mul_f64(factor)

@@ -25,17 +25,25 @@
 //! call, after a back-off if connecting failed; while a node backs off, calls to it fail at
 //! once with [`RedisError::Unavailable`], so a worker whose Redis is gone pays nothing per
 //! request and can fall back to its local limits. [`RedisClient::is_available`] says so
-//! without I/O.
+//! without I/O. A connection whose oldest command got no byte back for a whole command
+//! timeout is replaced, so one stuck server cannot hold a worker's queue. Which errors leave
+//! a command possibly run is said on each [`RedisError`] variant.
 //!
 //! Making a client on a worker:
 //!
 //! ```ignore
 //! // Control side, once: parse and validate (reads the TLS CA file, if any).
 //! let settings = RedisSettings::parse("redis+cluster://10.0.0.1:7000,10.0.0.2:7000", None)?;
-//! // Each worker, inside its runtime (settings are Clone + Send):
+//! // Each worker, inside its runtime (which has monoio's timer enabled); settings are
+//! // Clone + Send, the client is neither and stays on the runtime it first ran on:
 //! let redis = RedisClient::new(&settings);
 //! let n = redis.call(&[b"INCRBY", b"quota:alice", b"10"]).await?.as_int();
 //! ```
+//!
+//! Not here: RESP3 as the spoken protocol (its replies are read, but the clients ask for
+//! RESP2), transactions and blocking commands on the shared pipeline, reads from replicas,
+//! client certificates for TLS. The tests start real `redis-server`, `redis-sentinel` and
+//! Redis Cluster processes on loopback (`testing`), as other tests of the crate may too.
 
 pub mod blocking;
 pub mod client;
