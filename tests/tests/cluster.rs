@@ -341,3 +341,45 @@ fn the_shared_cache_tier_answers_another_nodes_miss() {
     assert_eq!(Client::connect(b.addr()).get("/bytes/4096").status, 200);
     assert_eq!(origin.requests(), before + 1, "over max_body: not shared");
 }
+
+#[test]
+fn a_node_gives_back_what_a_quiet_key_did_not_use() {
+    let origin = Origin::start("app");
+    let redis = RedisServer::start();
+    let rw = Ringway::start(&format!(
+        "workers: 1\nlisteners: [{{address: 127.0.0.1:0}}]\nbackends: [{{name: b, targets: [{{url: {}}}]}}]\nroutes:\n  - name: all\n    backend: b\n    policies:\n      inbound:\n        - rate-limit-by-key: {{calls: 1000, renewal_period: 8s, counter_key: everyone}}\ncluster:\n  name: giveback\n  redis: {}\n",
+        origin.url(),
+        redis.url()
+    ));
+    let mut c = Client::connect(rw.addr());
+    for _ in 0..30 {
+        assert_eq!(c.get("/hello").status, 200);
+    }
+    let counted = || -> u64 {
+        let key = redis.cli(&["KEYS", "giveback:rl:*"]);
+        let fields = redis.cli(&["HVALS", key.trim()]);
+        fields
+            .lines()
+            .filter_map(|l| l.trim().parse::<u64>().ok())
+            .sum()
+    };
+    let leased = counted();
+    assert!(leased >= 30, "Redis counted {leased} for 30 admitted");
+    // Quiet for two sub-windows (1 s) and the once-a-second sweep: the node's unspent credit
+    // goes back; what this core took for itself (one batch at most) stays out.
+    let deadline = Instant::now() + Duration::from_secs(6);
+    loop {
+        let now = counted();
+        if now < leased || now <= 32 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "nothing given back: Redis still counts {now} for 30 admitted"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let after = counted();
+    println!("Redis counted {leased} for 30 admitted; {after} after the key went quiet");
+    assert!(after >= 30, "never below what was admitted");
+}

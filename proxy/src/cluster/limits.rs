@@ -74,7 +74,7 @@ end
 redis.call('PEXPIRE', KEYS[1], period + sub)
 local spend_within = (cur + 15) * sub - now
 local frees_in = (oldest + 16) * sub - now
-return {grant, used, spend_within, frees_in}
+return {grant, used, spend_within, frees_in, cur}
 "#;
 
 /// Leases calls of a cluster-wide quota's current period (fixed periods, numbered by the
@@ -119,17 +119,13 @@ redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[3]))
 return bytes
 "#;
 
-/// Gives back tokens granted in a sub-window that still counts.
+/// Gives back tokens granted in a sub-window (while it still counts).
 ///
-/// KEYS[1]: the key's hash. ARGV: period (ms), tokens, the Redis time (ms) they were granted
-/// at. Returns the tokens given back.
+/// KEYS[1]: the key's hash. ARGV: the sub-window they were granted in, tokens.
+/// Returns the tokens given back.
 pub const RETURN_SCRIPT: &str = r#"
-local period = tonumber(ARGV[1])
+local w = ARGV[1]
 local n = tonumber(ARGV[2])
-local at = tonumber(ARGV[3])
-local sub = math.floor(period / 16)
-if sub < 1 then sub = 1 end
-local w = math.floor(at / sub)
 local have = tonumber(redis.call('HGET', KEYS[1], w) or '0')
 if n > have then n = have end
 if n > 0 then redis.call('HINCRBY', KEYS[1], w, -n) end
@@ -152,6 +148,8 @@ pub struct Line {
     grant: AtomicU64,
     /// Node clock (ms) of the last grant.
     since_ms: AtomicU64,
+    /// The Redis sub-window the grant was counted in.
+    window: AtomicU64,
 }
 
 /// What a core may do for a key, after looking at its node line.
@@ -271,8 +269,10 @@ impl NodeRates {
         until_ms: u64,
         refused_until_ms: u64,
         now_ms: u64,
+        window: u64,
     ) {
         let line = self.line(key);
+        line.window.store(window, Relaxed);
         let tag = key.wrapping_add(1).max(1);
         let was_ours = line.key.swap(tag, Relaxed) == tag;
         let since = line.since_ms.swap(now_ms, Relaxed);
@@ -301,6 +301,32 @@ impl NodeRates {
             Relaxed,
         );
         line.leasing.store(0, Relaxed);
+    }
+
+    /// Takes back the credit of keys whose grant has sat unspent for `idle_ms` (the key went
+    /// quiet): what to give back to Redis, as (key, tokens, sub-window). Another node may then
+    /// lease them.
+    pub fn reclaim(&self, now_ms: u64, idle_ms: u64, out: &mut Vec<(u64, u64, u64)>) {
+        for line in self.lines.iter() {
+            let credit = line.credit.load(Relaxed);
+            if credit == 0
+                || line.leasing.load(Relaxed) != 0
+                || now_ms >= line.until_ms.load(Relaxed)
+                || now_ms.saturating_sub(line.since_ms.load(Relaxed)) < idle_ms
+            {
+                continue;
+            }
+            if line
+                .credit
+                .compare_exchange(credit, 0, Relaxed, Relaxed)
+                .is_ok()
+            {
+                let key = line.key.load(Relaxed).wrapping_sub(1);
+                out.push((key, credit, line.window.load(Relaxed)));
+                // The next lease for it starts small again.
+                line.grant.store(self.first_grant(), Relaxed);
+            }
+        }
     }
 
     /// Gives up a claimed lease that failed (Redis unavailable).
@@ -370,6 +396,23 @@ mod tests {
     use super::*;
 
     #[test]
+    fn idle_credit_is_reclaimed_once() {
+        let node = NodeRates::new(1_000, 10_000, 1, 100);
+        let Take::Lease { want } = node.take(9, 1, 0) else {
+            panic!("a lease")
+        };
+        node.granted(9, want, 9_000, 0, 0, 42);
+        let mut out = Vec::new();
+        node.reclaim(500, 1_250, &mut out);
+        assert!(out.is_empty(), "not idle long enough");
+        node.reclaim(2_000, 1_250, &mut out);
+        assert_eq!(out, [(9, want, 42)]);
+        out.clear();
+        node.reclaim(3_000, 1_250, &mut out);
+        assert!(out.is_empty(), "given back once");
+    }
+
+    #[test]
     fn a_core_leases_then_spends_locally_and_the_node_refuses_when_redis_does() {
         let node = NodeRates::new(200, 10_000, 2, 100);
         // Nothing yet: this core claims the lease; another core waits.
@@ -379,7 +422,7 @@ mod tests {
         };
         assert_eq!(want, 2, "the first grant is limit / 100");
         assert_eq!(node.take(7, 1, 1_001), Take::Wait);
-        node.granted(7, want, 10_000, 0, 1_002);
+        node.granted(7, want, 10_000, 0, 1_002, 0);
         // Cores take from the node credit.
         match node.take(7, 1, 1_003) {
             Take::Tokens { tokens, until_ms } => {
@@ -390,7 +433,7 @@ mod tests {
         }
         // Redis refused: every core refuses until then, without asking Redis.
         let _ = node.take(7, 2, 1_004);
-        node.granted(7, 0, 0, 5_000, 1_005);
+        node.granted(7, 0, 0, 5_000, 1_005, 0);
         assert_eq!(node.take(7, 1, 1_006), Take::Refused { until_ms: 5_000 });
         assert!(matches!(node.take(7, 1, 5_001), Take::Lease { .. }));
     }
@@ -407,7 +450,7 @@ mod tests {
             };
             assert!(want <= node.max_grant());
             last = want;
-            node.granted(1, want, now + 9_000, 0, now);
+            node.granted(1, want, now + 9_000, 0, now, 0);
             now += 10;
             // Spend it all at once: the take after the last token claims the next lease.
             next = node.take(1, 1, now);

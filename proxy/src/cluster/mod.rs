@@ -151,6 +151,8 @@ pub struct Core {
     /// When this core last probed an unavailable Redis, and whether a probe is out.
     probed: Cell<Option<Instant>>,
     probing: Rc<Cell<bool>>,
+    /// When this core last gave back idle grants.
+    swept: Cell<Option<Instant>>,
 }
 
 impl Core {
@@ -162,6 +164,7 @@ impl Core {
             skew_ms: Cell::new(0),
             probed: Cell::new(None),
             probing: Rc::default(),
+            swept: Cell::new(None),
         })
     }
 
@@ -215,10 +218,11 @@ impl Core {
                 a.first()?.as_int()?,
                 a.get(2)?.as_int()?,
                 a.get(3)?.as_int()?,
+                a.get(4).and_then(redis::Value::as_int).unwrap_or(0),
             ))
         });
         match parsed {
-            Some((granted, spend_within, frees_in)) => {
+            Some((granted, spend_within, frees_in, window)) => {
                 self.node.came_back();
                 let granted = granted.max(0) as u64;
                 rates.granted(
@@ -227,6 +231,7 @@ impl Core {
                     now + spend_within.max(0) as u64,
                     now + frees_in.max(1) as u64,
                     now,
+                    window.max(0) as u64,
                 );
                 true
             }
@@ -265,7 +270,7 @@ impl Core {
                 self.node.came_back();
                 let until = now + ends_in;
                 q.rates
-                    .granted(key, granted.max(0) as u64, until, until, now);
+                    .granted(key, granted.max(0) as u64, until, until, now, 0);
                 true
             }
             None => {
@@ -363,6 +368,51 @@ impl Core {
         });
     }
 
+    /// Gives back to Redis the credit of keys that went quiet (see
+    /// [`limits::NodeRates::reclaim`]), so that other nodes may lease it.
+    pub fn give_back_idle(
+        self: &Rc<Core>,
+        rates: &Arc<limits::NodeRates>,
+        table: u64,
+        now_ms: u64,
+    ) {
+        let mut idle = Vec::new();
+        // Two sub-windows without a lease.
+        rates.reclaim(now_ms, (rates.period_ms / 8).max(1), &mut idle);
+        if idle.is_empty() || !self.node.available() {
+            return;
+        }
+        let core = Rc::clone(self);
+        monoio::spawn(async move {
+            let mut name = Vec::new();
+            for (key, tokens, window) in idle {
+                core.node.rate_key(table, key, &mut name);
+                let (w, n) = (window.to_string(), tokens.to_string());
+                if core
+                    .client
+                    .eval_sha(&RETURN, &[&name[..]], &[w.as_bytes(), n.as_bytes()])
+                    .await
+                    .is_err()
+                {
+                    break;
+                }
+            }
+        });
+    }
+
+    /// Whether this core's once-a-second sweep of idle grants is due.
+    pub fn sweep_due(&self, now: Instant) -> bool {
+        if self
+            .swept
+            .get()
+            .is_some_and(|t| now.saturating_duration_since(t) < PROBE_EVERY)
+        {
+            return false;
+        }
+        self.swept.set(Some(now));
+        true
+    }
+
     /// Checks whether Redis answers (the worker's probe while it is unavailable).
     pub async fn probe(&self) {
         match self.client.call(&[b"PING"]).await {
@@ -380,6 +430,8 @@ const PROBE_EVERY: Duration = Duration::from_secs(1);
 
 static LEASE: std::sync::LazyLock<redis::Script> =
     std::sync::LazyLock::new(|| redis::Script::new(limits::LEASE_SCRIPT));
+static RETURN: std::sync::LazyLock<redis::Script> =
+    std::sync::LazyLock::new(|| redis::Script::new(limits::RETURN_SCRIPT));
 static QUOTA: std::sync::LazyLock<redis::Script> =
     std::sync::LazyLock::new(|| redis::Script::new(limits::QUOTA_SCRIPT));
 static QUOTA_BYTES: std::sync::LazyLock<redis::Script> =

@@ -444,6 +444,12 @@ impl WorkerPolicies {
         }
         if let Some(core) = &self.cluster {
             core.tick(now);
+            if core.sweep_due(now) {
+                let ms = mono_ms(now);
+                for (_, rates, id) in self.cluster_tokens.iter().flatten() {
+                    core.give_back_idle(rates, *id, ms);
+                }
+            }
             let pending = std::mem::take(&mut *self.cluster_bytes.borrow_mut());
             if !pending.is_empty() {
                 let sends: Vec<_> = pending

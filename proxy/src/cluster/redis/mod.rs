@@ -31,7 +31,7 @@
 //!
 //! Making a client on a worker:
 //!
-//! ```ignore
+//! ```text
 //! // Control side, once: parse and validate (reads the TLS CA file, if any).
 //! let settings = RedisSettings::parse("redis+cluster://10.0.0.1:7000,10.0.0.2:7000", None)?;
 //! // Each worker, inside its runtime (which has monoio's timer enabled); settings are
