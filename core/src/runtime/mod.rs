@@ -46,6 +46,10 @@ pub enum RingFlags {
     /// proxied request than COOP_TASKRUN here.
     #[default]
     DeferTaskrun,
+    /// IORING_SETUP_SQPOLL: a kernel thread per ring polls the submission queue (idle after
+    /// [`SQPOLL_IDLE_MS`]), so submitting needs no system call while it runs; it costs that
+    /// thread's CPU.
+    Sqpoll,
 }
 
 /// How each worker's runtime is built.
@@ -81,10 +85,14 @@ impl std::fmt::Display for DriverKind {
             DriverKind::IoUring(RingFlags::DeferTaskrun) => {
                 f.write_str("io_uring (defer_taskrun, single_issuer)")
             }
+            DriverKind::IoUring(RingFlags::Sqpoll) => f.write_str("io_uring (sqpoll)"),
             DriverKind::Epoll => f.write_str("epoll"),
         }
     }
 }
+
+/// How long an SQPOLL ring's kernel thread spins without work before it sleeps.
+pub const SQPOLL_IDLE_MS: u32 = 50;
 
 /// What a worker knows about itself.
 #[derive(Clone, Copy, Debug)]
@@ -155,6 +163,7 @@ impl WorkerRuntime {
                     RingFlags::None,
                 ],
                 RingFlags::CoopTaskrun => &[RingFlags::CoopTaskrun, RingFlags::None],
+                RingFlags::Sqpoll => &[RingFlags::Sqpoll, RingFlags::CoopTaskrun, RingFlags::None],
                 RingFlags::None => &[RingFlags::None],
             };
             let mut last_error = None;
@@ -200,6 +209,9 @@ impl WorkerRuntime {
             RingFlags::DeferTaskrun => {
                 urb.setup_defer_taskrun();
                 urb.setup_single_issuer();
+            }
+            RingFlags::Sqpoll => {
+                urb.setup_sqpoll(SQPOLL_IDLE_MS);
             }
         }
         let rt = RuntimeBuilder::<IoUringDriver>::new()

@@ -68,6 +68,10 @@ pub struct Config {
     pub admin: Option<AdminSettings>,
     /// Cluster mode: the Redis the nodes share, when configured.
     pub cluster: Option<cluster::ClusterSettings>,
+    /// The size of the buffers each worker lends its connections (`runtime.buffer_size`).
+    pub buffer_size: usize,
+    /// The listen(2) backlog of every listener (`limits.accept_backlog`).
+    pub accept_backlog: u32,
     /// The JSON access log, when configured.
     pub access_log: Option<AccessLogSettings>,
     /// Span export over OTLP/HTTP, when configured.

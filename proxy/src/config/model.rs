@@ -106,7 +106,7 @@ pub struct Tracing {
 #[derive(Debug, Default, Deserialize)]
 #[serde(
     deny_unknown_fields,
-    expecting = "a mapping with driver, ring_entries, ring_flags"
+    expecting = "a mapping with driver, ring_entries, ring_flags, buffer_size"
 )]
 pub struct Runtime {
     #[serde(default)]
@@ -114,6 +114,8 @@ pub struct Runtime {
     pub ring_entries: Option<u32>,
     #[serde(default)]
     pub ring_flags: RingFlags,
+    /// The buffers a worker lends connections while a request is in flight.
+    pub buffer_size: Option<Size>,
 }
 
 #[derive(Debug, Default, Clone, Copy, Deserialize)]
@@ -132,6 +134,7 @@ pub enum RingFlags {
     CoopTaskrun,
     #[default]
     DeferTaskrun,
+    Sqpoll,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -142,6 +145,8 @@ pub struct Limits {
     pub max_uri_bytes: Option<Size>,
     pub max_body_bytes: Option<Size>,
     pub max_connections_per_worker: Option<usize>,
+    /// The listen(2) backlog of every listener.
+    pub accept_backlog: Option<u32>,
 }
 
 #[derive(Debug, Default, Deserialize)]

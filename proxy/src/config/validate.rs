@@ -74,7 +74,14 @@ pub(super) fn validate(doc: Document, source: &str) -> Result<Config, Vec<String
     if !errors.0.is_empty() {
         return Err(errors.0);
     }
+    let buffer_size = buffer_size(&doc.runtime, &mut errors);
+    let accept_backlog = accept_backlog(&doc.limits, &mut errors);
+    if !errors.0.is_empty() {
+        return Err(errors.0);
+    }
     Ok(Config {
+        buffer_size,
+        accept_backlog,
         cluster,
         source: source.to_owned(),
         workers: doc.workers.0,
@@ -421,8 +428,34 @@ fn runtime(r: &model::Runtime, errors: &mut Errors) -> RuntimeSettings {
             model::RingFlags::None => RingFlags::None,
             model::RingFlags::CoopTaskrun => RingFlags::CoopTaskrun,
             model::RingFlags::DeferTaskrun => RingFlags::DeferTaskrun,
+            model::RingFlags::Sqpoll => RingFlags::Sqpoll,
         },
     }
+}
+
+/// `runtime.buffer_size`: 4 KiB to 1 MiB, default 16 KiB.
+fn buffer_size(r: &model::Runtime, errors: &mut Errors) -> usize {
+    let size = r.buffer_size.map_or(16 * 1024, |s| s.0);
+    if !(4 * 1024..=1024 * 1024).contains(&size) {
+        errors.push(
+            "runtime.buffer_size",
+            format!("must be from 4KiB to 1MiB, not {size} bytes"),
+        );
+    }
+    size as usize
+}
+
+/// `limits.accept_backlog`: 1 to 65535, default 4096 (the kernel caps it at
+/// `net.core.somaxconn`).
+fn accept_backlog(l: &model::Limits, errors: &mut Errors) -> u32 {
+    let backlog = l.accept_backlog.unwrap_or(4096);
+    if !(1..=65535).contains(&backlog) {
+        errors.push(
+            "limits.accept_backlog",
+            format!("must be from 1 to 65535, not {backlog}"),
+        );
+    }
+    backlog
 }
 
 /// The largest request head a worker will buffer (every connection may hold one).

@@ -45,8 +45,6 @@ const TICK: Duration = Duration::from_millis(10);
 const POOL_SWEEP_TICKS: u64 = 10;
 /// Unused lent buffers are freed every this many ticks (1 s).
 const BUF_TRIM_TICKS: u64 = 100;
-/// The size of the buffers a worker lends its connections (read and write).
-const LENT_BUFFER: usize = 16 * 1024;
 
 /// One worker's state, shared by its connection tasks (`Rc`: never leaves its thread).
 pub(crate) struct Worker {
@@ -376,7 +374,7 @@ impl Server {
         for _ in 0..placement.workers {
             let mut mine = Vec::new();
             for addr in &addrs {
-                let l = bind_std(*addr).map_err(|e| {
+                let l = bind_std(*addr, snapshot.config.accept_backlog).map_err(|e| {
                     std::io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}"))
                 })?;
                 mine.push(l);
@@ -637,6 +635,7 @@ fn nofile_limit() -> u64 {
 fn bind_for_workers(
     addr: SocketAddr,
     workers: usize,
+    backlog: u32,
 ) -> std::io::Result<(SocketAddr, Vec<std::net::TcpListener>)> {
     let (bound, holder) = resolve_port(addr)?;
     if addr.port() != 0 {
@@ -644,7 +643,7 @@ fn bind_for_workers(
     }
     let sockets = (0..workers)
         .map(|_| {
-            bind_std(bound).map_err(|e| {
+            bind_std(bound, backlog).map_err(|e| {
                 std::io::Error::new(e.kind(), format!("cannot listen on {bound}: {e}"))
             })
         })
@@ -664,10 +663,10 @@ fn probe_bind(addr: SocketAddr) -> std::io::Result<()> {
         .map_err(|e| std::io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))
 }
 
-fn bind_std(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+fn bind_std(addr: SocketAddr, backlog: u32) -> std::io::Result<std::net::TcpListener> {
     let socket = reuse_port_socket(addr)?;
     socket.set_nodelay(true)?;
-    socket.listen(4096)?;
+    socket.listen(backlog.min(i32::MAX as u32) as i32)?;
     // monoio's epoll driver expects non-blocking sockets (io_uring does not mind).
     socket.set_nonblocking(true)?;
     Ok(socket.into())
@@ -698,7 +697,7 @@ async fn worker_main(
         listeners: RefCell::new(Vec::new()),
         wheel: TimerWheel::new(TICK),
         metrics: WorkerMetrics::default(),
-        bufs: BufPool::new(LENT_BUFFER),
+        bufs: BufPool::new(gen.snapshot.config.buffer_size),
         draining: Cell::new(false),
         connections: Cell::new(0),
         max_connections: limits.per_worker,

@@ -385,7 +385,8 @@ impl Reloader {
                 continue;
             }
             let (addr, sockets) =
-                super::bind_for_workers(l.address, self.workers).map_err(|e| ReloadError {
+                super::bind_for_workers(l.address, self.workers, snapshot.config.accept_backlog)
+                    .map_err(|e| ReloadError {
                     errors: vec![format!("listener {}: {e}", l.name)],
                 })?;
             bound.push((l.address, addr));
@@ -468,6 +469,12 @@ impl Reloader {
         }
         if old.state.path != new.state.path {
             changed.push("state.path");
+        }
+        if old.buffer_size != new.buffer_size {
+            changed.push("runtime.buffer_size");
+        }
+        if old.accept_backlog != new.accept_backlog {
+            changed.push("limits.accept_backlog (for the listeners kept)");
         }
         if format!("{:?}", old.access_log) != format!("{:?}", new.access_log) {
             changed.push("access_log");
