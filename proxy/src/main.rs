@@ -20,12 +20,26 @@ usage:
   ringway check FILE           validate FILE and print every error
   ringway key new              make a subscription key and print it with its sha256: hash
   ringway key hash KEY|-       print the sha256: hash of KEY (or of stdin, with -)
+  ringway upgrade --pid PID    upgrade the running process PID to the binary now at its path (as SIGUSR2 does)
   ringway ctl COMMAND          drive a running gateway through its admin API (ringway ctl help)
   ringway --version
 
 environment: RINGWAY_LOG=error|warn|info|debug (default info)";
 
+/// The binary's path as started, and its arguments: an upgrade starts whatever is at that path
+/// now, with the same arguments.
+static STARTED_AS: std::sync::OnceLock<(std::path::PathBuf, Vec<String>)> =
+    std::sync::OnceLock::new();
+
 fn main() -> ExitCode {
+    let exe = std::env::args_os()
+        .next()
+        .map(std::path::PathBuf::from)
+        .filter(|p| p.components().count() > 1)
+        .and_then(|p| std::fs::canonicalize(p).ok())
+        .or_else(|| std::env::current_exe().ok())
+        .unwrap_or_default();
+    let _ = STARTED_AS.set((exe, std::env::args().skip(1).collect()));
     ringway::logging::init();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -35,6 +49,7 @@ fn main() -> ExitCode {
         ["check", file] => check(file),
         ["key", rest @ ..] => key(rest),
         ["ctl", rest @ ..] => ringway::ctl::main(rest),
+        ["upgrade", "--pid", pid] => upgrade(pid),
         ["--version" | "-V"] => {
             println!("ringway {}", env!("CARGO_PKG_VERSION"));
             ExitCode::SUCCESS
@@ -214,7 +229,15 @@ fn serve(
         .iter()
         .map(|l| if l.tls.is_some() { "https" } else { "http" })
         .collect();
-    let mut server = match Server::start(snapshot, None) {
+    // Started by an upgrade: the old process's sockets.
+    let inherited = match ringway::server::upgrade::receive() {
+        Ok(i) => i,
+        Err(e) => {
+            eprintln!("ringway: error: cannot take the sockets of the process being upgraded: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let mut server = match Server::start_with(snapshot, None, inherited) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("ringway: {e}");
@@ -269,6 +292,11 @@ fn serve(
         }
     }
     eprintln!("ringway: ready ({} workers)", server.workers.len());
+    if let Some(inherited) = server.inherited.take() {
+        inherited.ready();
+    }
+    let (upgrade_tx, upgrade_rx) = std::sync::mpsc::channel::<Result<u32, String>>();
+    let mut upgrading = false;
     if let Some(origin) = demo_origin {
         let (_, addr) = &server.listeners[0];
         println!("Ringway demo: a gateway on http://{addr} in front of a demo origin on http://{origin}\nTry:");
@@ -303,6 +331,24 @@ fn serve(
                 }
                 None
             }
+            signal_hook::consts::SIGUSR2 if !upgrading => {
+                upgrading = true;
+                let handoff = server
+                    .reloader
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .handoff();
+                let (exe, args) = STARTED_AS.get().cloned().unwrap_or_default();
+                eprintln!(
+                    "ringway: signal SIGUSR2: upgrading: starting {} and handing it the listeners",
+                    exe.display()
+                );
+                let tx = upgrade_tx.clone();
+                std::thread::spawn(move || {
+                    let _ = tx.send(ringway::server::upgrade::hand_over(&exe, &args, &handoff));
+                });
+                None
+            }
             signal_hook::consts::SIGUSR1 | signal_hook::consts::SIGUSR2 => {
                 eprintln!("ringway: signal {}: ignored", signal_name(signal));
                 None
@@ -317,6 +363,27 @@ fn serve(
         }
         if let Some(index) = server.workers.iter().position(|w| w.thread.is_finished()) {
             break Some(index);
+        }
+        if let Ok(result) = upgrade_rx.try_recv() {
+            upgrading = false;
+            let status = ringway::server::upgrade::status_path(std::process::id());
+            match result {
+                Ok(pid) => {
+                    eprintln!(
+                        "ringway: upgraded: process {pid} serves the listeners; this one stops \
+                         accepting and drains (up to {drain:?})"
+                    );
+                    let _ = std::fs::write(&status, format!("ok {pid}\n"));
+                    control
+                        .handoff
+                        .store(true, std::sync::atomic::Ordering::Relaxed);
+                    break None;
+                }
+                Err(why) => {
+                    eprintln!("ringway: error: upgrade failed, this process keeps serving: {why}");
+                    let _ = std::fs::write(&status, format!("failed: {why}\n"));
+                }
+            }
         }
         plane.poll_certs(std::time::Instant::now());
         std::thread::sleep(Duration::from_millis(20));
@@ -367,6 +434,51 @@ fn flush_observers(plane: &ringway::control::plane::Plane) {
     }
     if let Some(spans) = plane.spans.get() {
         spans.drain(Duration::from_secs(2));
+    }
+}
+
+/// `ringway upgrade --pid PID`: asks the process to upgrade (SIGUSR2) and waits for the
+/// result.
+fn upgrade(pid: &str) -> ExitCode {
+    let Ok(pid) = pid.parse::<u32>() else {
+        eprintln!("ringway upgrade: --pid takes a process id, not {pid:?}");
+        return ExitCode::from(2);
+    };
+    let status = ringway::server::upgrade::status_path(pid);
+    let _ = std::fs::remove_file(&status);
+    // SAFETY: kill(2) with a signal number has no memory effects.
+    if unsafe { libc::kill(pid as libc::pid_t, libc::SIGUSR2) } != 0 {
+        eprintln!(
+            "ringway upgrade: cannot signal process {pid}: {}",
+            std::io::Error::last_os_error()
+        );
+        return ExitCode::from(1);
+    }
+    let deadline = std::time::Instant::now()
+        + ringway::server::upgrade::READY_TIMEOUT
+        + Duration::from_secs(5);
+    loop {
+        if let Ok(text) = std::fs::read_to_string(&status) {
+            let text = text.trim();
+            let _ = std::fs::remove_file(&status);
+            return match text.strip_prefix("ok ") {
+                Some(new) => {
+                    println!(
+                        "ringway upgrade: process {new} serves; process {pid} drains and exits"
+                    );
+                    ExitCode::SUCCESS
+                }
+                None => {
+                    eprintln!("ringway upgrade: {text}; process {pid} keeps serving");
+                    ExitCode::from(1)
+                }
+            };
+        }
+        if std::time::Instant::now() >= deadline {
+            eprintln!("ringway upgrade: no answer from process {pid}");
+            return ExitCode::from(1);
+        }
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
 

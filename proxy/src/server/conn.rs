@@ -96,6 +96,8 @@ pub(super) struct Conn {
     pub exchange: Option<Box<crate::policy::run::Exchange>>,
     /// What the request in flight is counted under.
     pub req: RequestMeta,
+    /// Whether the connection has answered a request.
+    pub served: bool,
     /// The request's access-log line and span, gathered as it is served (only when the
     /// worker logs or exports spans).
     pub log: Option<Box<super::access::LogScratch>>,
@@ -153,6 +155,7 @@ impl Conn {
             client_ip_len,
             exchange: None,
             req: RequestMeta::default(),
+            served: false,
             log: None,
             _counted: counted,
         }
@@ -257,6 +260,7 @@ impl Conn {
             };
             self.begin_log();
             let (next, status) = self.handle(head_len).await;
+            self.served = true;
             let elapsed = started.elapsed();
             self.w.metrics.record_request(status, elapsed);
             self.record_series(status, elapsed);
@@ -341,12 +345,25 @@ impl Conn {
                     header_clock_started = true;
                     self.deadline.arm(self.fd, timeouts.header);
                 }
-            } else {
-                if self.w.is_draining() {
-                    return HeadRead::Closed;
-                }
+            } else if !self.w.is_draining() {
                 self.go_idle();
                 self.deadline.arm_idle(self.fd, timeouts.idle);
+            } else if self.served && !self.w.handing_off() {
+                return HeadRead::Closed;
+            } else if self.served {
+                // After an upgrade's hand-over, a kept-alive connection is not closed while
+                // idle (a request crossing the close would fail): its next request is answered
+                // with `Connection: close`, and the client goes on with the new process.
+                if !header_clock_started {
+                    header_clock_started = true;
+                    self.deadline.arm(self.fd, timeouts.idle);
+                }
+            } else if !header_clock_started {
+                // A connection accepted as the drain began (an upgrade's hand-over takes
+                // the last accepts) still gets its first request answered, within the header
+                // timeout (not as an idle one, which the drain closes).
+                header_clock_started = true;
+                self.deadline.arm(self.fd, timeouts.header);
             }
             match self
                 .rbuf

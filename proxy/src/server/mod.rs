@@ -15,6 +15,7 @@ mod policies;
 mod reload;
 mod state;
 mod trace;
+pub mod upgrade;
 
 pub use io::RecvBuf;
 pub use local::reason;
@@ -83,6 +84,11 @@ pub(crate) struct Worker {
 }
 
 impl Worker {
+    /// Whether the drain under way follows an upgrade's hand-over.
+    pub fn handing_off(&self) -> bool {
+        self.control.handoff.load(Ordering::Relaxed)
+    }
+
     /// The configuration new requests are served on.
     #[inline]
     pub fn current(&self) -> Rc<Generation> {
@@ -154,6 +160,8 @@ impl RequestIds {
 /// What the control thread shares with the workers.
 pub struct Control {
     drain: AtomicBool,
+    /// Set before a drain that follows an upgrade's hand-over of the listening sockets.
+    pub handoff: AtomicBool,
     /// Each worker's inbox of reload messages, and the channel of their answers.
     inboxes: Vec<crossbeam_channel::Sender<ToWorker>>,
     replies: (
@@ -192,6 +200,7 @@ impl Control {
             .unzip::<_, _, Vec<_>, Vec<_>>();
         let control = Control {
             drain: AtomicBool::new(false),
+            handoff: AtomicBool::new(false),
             inboxes,
             replies: crossbeam_channel::unbounded(),
             generation: AtomicU64::new(1),
@@ -280,6 +289,9 @@ pub struct Server {
     pub workers: Vec<runtime::Worker>,
     /// Switches the workers to a new configuration.
     pub reloader: Arc<Mutex<Reloader>>,
+    /// What an upgrade handed over and this configuration did not take, and the stream to
+    /// say `ready` on (call [`upgrade::Inherited::ready`] once serving).
+    pub inherited: Option<upgrade::Inherited>,
     /// The access log's writer and the span exporter, when configured.
     pub access_log: Option<Arc<crate::control::access_log::AccessLog>>,
     pub spans: Option<Arc<crate::control::otlp::SpanExport>>,
@@ -295,10 +307,27 @@ impl Server {
         snapshot: Snapshot,
         on_thread_start: Option<ThreadHook>,
     ) -> std::io::Result<Server> {
+        Self::start_with(snapshot, on_thread_start, None)
+    }
+
+    /// Starts the workers on the sockets an upgrade handed over (`inherited`) where the
+    /// configuration names their addresses, binding the rest.
+    pub fn start_with(
+        snapshot: Snapshot,
+        on_thread_start: Option<ThreadHook>,
+        mut inherited: Option<upgrade::Inherited>,
+    ) -> std::io::Result<Server> {
         let config = &snapshot.config;
         let mut listeners = Vec::new();
         let mut holders = Vec::new();
+        let mut handed: Vec<Option<Vec<std::net::TcpListener>>> = Vec::new();
         for l in &config.listeners {
+            if let Some(h) = inherited.as_mut().and_then(|i| i.take(l.address)) {
+                listeners.push((l.name.clone(), h.bound));
+                handed.push(Some(h.sockets));
+                continue;
+            }
+            handed.push(None);
             // Two port-0 listeners must not be given the same port.
             let (addr, holder) = loop {
                 let (addr, holder) = resolve_port(l.address)?;
@@ -363,24 +392,50 @@ impl Server {
         // SO_REUSEPORT would let this process share a port with another one that already
         // serves it (a second instance started by mistake would take part of the traffic):
         // probe each configured port with a socket that does not share it.
-        for (l, (_, addr)) in snapshot.config.listeners.iter().zip(&listeners) {
-            if l.address.port() != 0 {
+        for ((l, (_, addr)), handed) in snapshot
+            .config
+            .listeners
+            .iter()
+            .zip(&listeners)
+            .zip(&handed)
+        {
+            if l.address.port() != 0 && handed.is_none() {
                 ensure_unused(*addr)?;
             }
         }
         // Bind every worker's listeners on this thread first, so that a bad address fails the
-        // start with a clear error instead of a worker dying quietly.
-        let mut std_listeners = Vec::new();
-        for _ in 0..placement.workers {
-            let mut mine = Vec::new();
-            for addr in &addrs {
-                let l = bind_std(*addr, snapshot.config.accept_backlog).map_err(|e| {
-                    std::io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}"))
-                })?;
-                mine.push(l);
+        // start with a clear error instead of a worker dying quietly. Sockets handed over by
+        // an upgrade go to the workers first (more of them than workers: some workers take
+        // two, so that none is left with connections queued and nobody accepting).
+        let mut per_worker: Vec<Vec<(usize, std::net::TcpListener)>> =
+            (0..placement.workers).map(|_| Vec::new()).collect();
+        let mut fds: Vec<Vec<std::os::fd::RawFd>> = Vec::new();
+        for (i, (addr, handed)) in addrs.iter().zip(handed).enumerate() {
+            let mut sockets = handed.unwrap_or_default();
+            while sockets.len() < placement.workers {
+                sockets.push(
+                    bind_std(*addr, snapshot.config.accept_backlog).map_err(|e| {
+                        std::io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}"))
+                    })?,
+                );
             }
-            std_listeners.push(Mutex::new(Some(mine)));
+            for socket in &sockets {
+                socket.set_nonblocking(true)?;
+            }
+            fds.push(
+                sockets
+                    .iter()
+                    .map(std::os::fd::AsRawFd::as_raw_fd)
+                    .collect(),
+            );
+            for (k, socket) in sockets.into_iter().enumerate() {
+                per_worker[k % placement.workers].push((i, socket));
+            }
         }
+        let std_listeners: Vec<_> = per_worker
+            .into_iter()
+            .map(|m| Mutex::new(Some(m)))
+            .collect();
         drop(holders);
         let std_listeners = Arc::new(std_listeners);
 
@@ -474,6 +529,7 @@ impl Server {
                 .collect(),
             workers: placement.workers,
             generation: 1,
+            fds,
         };
         Ok(Server {
             control,
@@ -484,6 +540,7 @@ impl Server {
             reloader: Arc::new(Mutex::new(reloader)),
             access_log,
             spans,
+            inherited,
         })
     }
 
@@ -679,7 +736,7 @@ async fn worker_main(
     gen: Generation,
     control: Arc<Control>,
     inbox: crossbeam_channel::Receiver<ToWorker>,
-    listeners: Vec<std::net::TcpListener>,
+    listeners: Vec<(usize, std::net::TcpListener)>,
     limits: ConnectionLimits,
     panic_path: Option<Box<[u8]>>,
     (access, spans): (
@@ -713,7 +770,8 @@ async fn worker_main(
         // Worker 0 alone checks health, and tells every worker (itself included).
         crate::upstream::health::spawn_checks(&gen.snapshot, &gen.shared, |_| true);
     }
-    for (i, (std_listener, &share)) in listeners.into_iter().zip(&limits.per_listener).enumerate() {
+    for (i, std_listener) in listeners {
+        let share = limits.per_listener[i];
         let l = &gen.snapshot.config.listeners[i];
         let tls = l.tls.as_ref().map(|t| Arc::clone(&t.config));
         let addr = std_listener.local_addr().unwrap_or(l.address);
@@ -777,16 +835,28 @@ async fn worker_main(
         if drain_deadline.is_none() && control.draining() {
             worker.draining.set(true);
             for slot in worker.listeners.borrow().iter() {
-                slot.shut();
+                if control.handoff.load(Ordering::Relaxed) {
+                    // The sockets now serve the new process too: stop this one's accepts
+                    // without touching them.
+                    slot.stop_accepting();
+                } else {
+                    slot.shut();
+                }
             }
-            worker.wheel.fire_idle();
+            // After an upgrade's hand-over, idle connections are left to their next request
+            // (answered with `Connection: close`): closing them could cross a request.
+            if !worker.handing_off() {
+                worker.wheel.fire_idle();
+            }
             gen.upstreams.pool.clear();
             drain_deadline = Some(Instant::now() + gen.snapshot.config.timeouts.drain);
         }
         if let Some(deadline) = drain_deadline {
             // Connections that became idle since are closed by their own loop (they check
             // `draining` before waiting); this catches any that were mid-arm.
-            worker.wheel.fire_idle();
+            if !worker.handing_off() {
+                worker.wheel.fire_idle();
+            }
             if worker.connections.get() == 0 || Instant::now() >= deadline {
                 break;
             }
@@ -841,8 +911,13 @@ async fn accept_loop(worker: Rc<Worker>, listener: TcpListener, slot: Rc<Listene
             pause = (pause * 2).min(ACCEPT_PAUSE_MAX);
             continue;
         }
-        let accepted = listener.accept().await;
-        if slot.closed.get() || worker.draining.get() {
+        let Some(handle) = slot.canceller.borrow().as_ref().map(|c| c.handle()) else {
+            return;
+        };
+        let accepted = listener.cancelable_accept(handle).await;
+        // Stopping: a connection the accept took before it was cancelled is still served.
+        let stopping = slot.closed.get() || worker.draining.get();
+        if stopping && accepted.is_err() {
             return;
         }
         match accepted {
@@ -867,6 +942,9 @@ async fn accept_loop(worker: Rc<Worker>, listener: TcpListener, slot: Rc<Listene
                 // which keeps it within one allocation size class. A TLS connection's handshake
                 // is the first thing it runs, on this core.
                 monoio::spawn(conn::Conn::new(Rc::clone(&worker), stream, peer, counted).run());
+                if stopping {
+                    return;
+                }
             }
             Err(e) => {
                 worker.accept_log.warn(

@@ -86,6 +86,8 @@ pub(crate) struct ListenerSlot {
     pub share: Cell<usize>,
     /// Set when a reload removed the listener: its loop returns.
     pub closed: Cell<bool>,
+    /// Cancels the pending accept (an upgrade's drain, which must not touch the socket).
+    pub canceller: RefCell<Option<monoio::io::Canceller>>,
     /// Connections open on this listener on this worker.
     pub open: Rc<Cell<usize>>,
 }
@@ -103,8 +105,18 @@ impl ListenerSlot {
             tls: RefCell::new(tls),
             share: Cell::new(share),
             closed: Cell::new(false),
+            canceller: RefCell::new(Some(monoio::io::Canceller::new())),
             open: Rc::new(Cell::new(0)),
         })
+    }
+
+    /// Stops accepting without touching the socket (which another process may share): the
+    /// pending accept is cancelled (a connection it already took is still served).
+    pub fn stop_accepting(&self) {
+        self.closed.set(true);
+        if let Some(c) = self.canceller.borrow_mut().take() {
+            let _ = c.cancel();
+        }
     }
 
     /// Wakes the pending accept, after which the loop sees `closed` or the drain and drops
@@ -280,6 +292,8 @@ pub struct Reloader {
     pub(super) listeners: Vec<(SocketAddr, SocketAddr)>,
     pub(super) workers: usize,
     pub(super) generation: u64,
+    /// Each listener's sockets (every worker's), for an upgrade's hand-over.
+    pub(super) fds: Vec<Vec<RawFd>>,
 }
 
 impl Reloader {
@@ -299,6 +313,15 @@ impl Reloader {
 
     pub fn generation(&self) -> u64 {
         self.generation
+    }
+
+    /// Every listener's addresses (configured, bound) and sockets, for an upgrade.
+    pub fn handoff(&self) -> Vec<(SocketAddr, SocketAddr, Vec<RawFd>)> {
+        self.listeners
+            .iter()
+            .zip(&self.fds)
+            .map(|(&(configured, bound), fds)| (configured, bound, fds.clone()))
+            .collect()
     }
 
     /// The addresses every listener is bound to, by name.
@@ -370,11 +393,14 @@ impl Reloader {
         // here, for every worker, so that an address that cannot be had refuses the reload.
         let limits = super::ConnectionLimits::new(&snapshot.config, self.workers);
         let mut bound = Vec::new();
+        let mut fds = Vec::new();
         let mut plans = Vec::new();
         for (i, l) in snapshot.config.listeners.iter().enumerate() {
             let tls = l.tls.as_ref().map(|t| Arc::clone(&t.config));
             let share = limits.per_listener[i];
-            if let Some(&(_, addr)) = self.listeners.iter().find(|(c, _)| *c == l.address) {
+            if let Some(k) = self.listeners.iter().position(|(c, _)| *c == l.address) {
+                let addr = self.listeners[k].1;
+                fds.push(self.fds[k].clone());
                 bound.push((l.address, addr));
                 plans.push(ListenerPlan {
                     addr,
@@ -387,9 +413,10 @@ impl Reloader {
             let (addr, sockets) =
                 super::bind_for_workers(l.address, self.workers, snapshot.config.accept_backlog)
                     .map_err(|e| ReloadError {
-                    errors: vec![format!("listener {}: {e}", l.name)],
-                })?;
+                        errors: vec![format!("listener {}: {e}", l.name)],
+                    })?;
             bound.push((l.address, addr));
+            fds.push(sockets.iter().map(AsRawFd::as_raw_fd).collect());
             plans.push(ListenerPlan {
                 addr,
                 tls,
@@ -435,6 +462,7 @@ impl Reloader {
         self.node = Arc::clone(&node);
         *control.node.lock().unwrap_or_else(|e| e.into_inner()) = node;
         self.listeners = bound;
+        self.fds = fds;
         self.generation = id;
         control
             .generation
