@@ -295,6 +295,9 @@ fn serve(
     if let Some(inherited) = server.inherited.take() {
         inherited.ready();
     }
+    // systemd (Type=notify): ready, and this is the main process (after an upgrade, the new
+    // one says so).
+    notify_systemd(&format!("READY=1\nMAINPID={}", std::process::id()));
     let (upgrade_tx, upgrade_rx) = std::sync::mpsc::channel::<Result<u32, String>>();
     let mut upgrading = false;
     if let Some(origin) = demo_origin {
@@ -479,6 +482,29 @@ fn upgrade(pid: &str) -> ExitCode {
             return ExitCode::from(1);
         }
         std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Sends `state` to systemd's notification socket, when the service has one.
+fn notify_systemd(state: &str) {
+    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
+        return;
+    };
+    let Ok(socket) = std::os::unix::net::UnixDatagram::unbound() else {
+        return;
+    };
+    let path = path.to_string_lossy().into_owned();
+    let sent = match path.strip_prefix('@') {
+        // An abstract socket address.
+        Some(name) => {
+            use std::os::linux::net::SocketAddrExt;
+            std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes())
+                .and_then(|addr| socket.send_to_addr(state.as_bytes(), &addr))
+        }
+        None => socket.send_to(state.as_bytes(), &path),
+    };
+    if let Err(e) = sent {
+        log::warn!("cannot notify systemd at {path}: {e}");
     }
 }
 

@@ -8,10 +8,11 @@ use std::process::ExitCode;
 
 const USAGE: &str = "\
 usage:
-  ringway-tune doctor [--config FILE] [--json] [--root DIR] [--write-sysctl FILE]
+  ringway-tune doctor [--config FILE] [--json] [--quick] [--root DIR] [--write-sysctl FILE]
   ringway-tune sweep --config FILE --param NAME=V1,V2,... [--param ...]
                      [--objective cpu-per-request|rps|p99] [--rate R] [--rounds N]
-                     [--duration D] [--out DIR] [-- RINGLOAD ARGS]
+                     [--duration D] [--warmup D] [--path P] [--origin builtin|URL]
+                     [--out DIR] [--ringway BIN] [--ringload BIN] [-- RINGLOAD ARGS]
   ringway-tune --help";
 
 fn main() -> ExitCode {

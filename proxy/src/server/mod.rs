@@ -352,6 +352,7 @@ impl Server {
                 None => String::new(),
             }
         );
+        host_warnings(config, placement.workers, &limits);
         // The access log opens its file here, so that a path it cannot write fails the start.
         let access_log = match &snapshot.config.access_log {
             Some(settings) => Some(crate::control::access_log::AccessLog::start(
@@ -658,6 +659,40 @@ impl ConnectionLimits {
             per_worker,
             per_listener,
             derived_from,
+        }
+    }
+}
+
+/// The quick host checks (`ringway-tune doctor` has them all): the kernel's accept backlog
+/// cap, and descriptors for the connections the configuration allows.
+fn host_warnings(config: &crate::config::Config, workers: usize, limits: &ConnectionLimits) {
+    let read = |path: &str| {
+        std::fs::read_to_string(path)
+            .ok()
+            .and_then(|t| t.trim().parse::<u64>().ok())
+    };
+    if let Some(max) = read("/proc/sys/net/core/somaxconn") {
+        if max < u64::from(config.accept_backlog) {
+            log::warn!(
+                "net.core.somaxconn is {max}, below limits.accept_backlog {}: the kernel queues \
+                 at most {max} connections per listener; raise it with `sysctl -w \
+                 net.core.somaxconn={}` (ringway-tune doctor checks the host in full)",
+                config.accept_backlog,
+                config.accept_backlog
+            );
+        }
+    }
+    if limits.derived_from.is_none() {
+        let need = (workers * limits.per_worker * 2 + 64) as u64;
+        let have = nofile_limit();
+        if have < need {
+            log::warn!(
+                "RLIMIT_NOFILE is {have}, below the {need} descriptors that \
+                 limits.max_connections_per_worker {} on {workers} workers can use (a client and \
+                 an upstream connection each): raise it (`ulimit -n {need}`, or LimitNOFILE={need} \
+                 in the systemd unit)",
+                limits.per_worker
+            );
         }
     }
 }
