@@ -7,7 +7,8 @@
 //!   never `h2c`;
 //! - a worker that panics ends the process with status 70 and a message naming it, and no
 //!   client hangs meanwhile;
-//! - SIGHUP reloads the file (an unchanged one: nothing), SIGUSR1 without an access log is logged and ignored (SIGUSR2 upgrades: upgrade.rs); SIGTERM still drains;
+//! - SIGHUP reloads the file (an unchanged one: nothing), SIGUSR1 without an access log is
+//!   logged and ignored (SIGUSR2 upgrades: upgrade.rs); SIGTERM still drains;
 //! - a second instance on an address already in use refuses to start;
 //! - local answers send `100 Continue` to a client that waits for it;
 //! - 413, 414 and 431 carry their JSON error codes;
