@@ -20,7 +20,9 @@ pub mod wire;
 
 pub use client::{expect_closed, Client, Response};
 pub use origin::{Origin, RequestHead, HELLO};
-pub use process::{parse_worker_counts, run_ringway, workspace_dir, Ringway, TempDir};
+pub use process::{
+    parse_worker_counts, ringload_bin, run_ringway, workspace_dir, Ringway, TempDir,
+};
 
 use std::net::{SocketAddr, TcpListener};
 use std::time::Duration;

@@ -43,6 +43,24 @@ pub fn ringway_bin() -> PathBuf {
     bin
 }
 
+/// The `ringload` binary: `$RINGLOAD_BIN`, else `<workspace>/target/debug/ringload`.
+pub fn ringload_bin() -> PathBuf {
+    if let Some(bin) = std::env::var_os("RINGLOAD_BIN") {
+        return PathBuf::from(bin);
+    }
+    let target = match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(dir) => PathBuf::from(dir),
+        None => workspace_dir().join("target"),
+    };
+    let bin = target.join("debug").join("ringload");
+    assert!(
+        bin.is_file(),
+        "{} not found: run scripts/test (it builds ringload) or set RINGLOAD_BIN",
+        bin.display()
+    );
+    bin
+}
+
 /// The workspace root (the tests crate's parent folder).
 pub fn workspace_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -272,6 +290,19 @@ impl Ringway {
 
     pub fn listeners(&self) -> &[(String, SocketAddr)] {
         &self.listeners
+    }
+
+    /// The admin listener's address, from its `ringway: admin listening on` line.
+    pub fn admin_addr(&mut self) -> SocketAddr {
+        const LINE: &str = "ringway: admin listening on http://";
+        self.wait_for_output(Duration::from_secs(10), "the admin line", |s| {
+            s.contains(LINE)
+        });
+        self.stderr_text()
+            .lines()
+            .find_map(|l| l.strip_prefix(LINE))
+            .and_then(|addr| addr.trim().parse().ok())
+            .expect("the admin line names an address")
     }
 
     pub fn pid(&self) -> u32 {

@@ -9,18 +9,6 @@ use ringway_tests::{Client, Origin, Ringway, TempDir};
 
 const TOKEN: &str = "admin-token-0123456789abcdef";
 
-fn admin_addr(rw: &mut Ringway) -> std::net::SocketAddr {
-    rw.wait_for_output(Duration::from_secs(10), "the admin line", |s| {
-        s.contains("ringway: admin listening on http://")
-    });
-    let text = rw.stderr_text();
-    let line = text
-        .lines()
-        .find_map(|l| l.strip_prefix("ringway: admin listening on http://"))
-        .unwrap();
-    line.trim().parse().unwrap()
-}
-
 fn metrics(addr: std::net::SocketAddr, token: Option<&str>) -> ringway_tests::Response {
     let mut c = Client::connect(addr);
     let auth = token.map(|t| format!("Bearer {t}"));
@@ -38,7 +26,7 @@ fn health_readiness_and_metrics_follow_the_traffic() {
         "workers: 2\nadmin:\n  address: 127.0.0.1:0\n  token: {TOKEN}\nlisteners:\n  - address: 127.0.0.1:0\nbackends:\n  - name: o\n    targets: [{{url: {}}}]\nroutes:\n  - name: all\n    backend: o\n",
         origin.url()
     ));
-    let admin = admin_addr(&mut rw);
+    let admin = rw.admin_addr();
     assert_eq!(get(admin, "/healthz").status, 200);
     let ready = get(admin, "/readyz");
     assert_eq!(ready.status, 200);
@@ -138,7 +126,7 @@ fn the_admin_listener_speaks_tls_when_configured() {
         cert.display(),
         key.display()
     ));
-    let admin = admin_addr(&mut rw);
+    let admin = rw.admin_addr();
     let config = ClientSetup::new(&ca).config();
     let ready = TlsClient::connect(admin, "localhost", config.clone())
         .unwrap()

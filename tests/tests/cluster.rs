@@ -17,19 +17,6 @@ fn node(origin: &Origin, redis: &RedisServer, cluster: &str, calls: u64, extra: 
     ))
 }
 
-fn admin_addr(rw: &mut Ringway) -> SocketAddr {
-    rw.wait_for_output(Duration::from_secs(10), "the admin line", |s| {
-        s.contains("ringway: admin listening on http://")
-    });
-    rw.stderr_text()
-        .lines()
-        .find_map(|l| l.strip_prefix("ringway: admin listening on http://"))
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap()
-}
-
 fn metrics(addr: SocketAddr) -> String {
     let auth = format!("Bearer {TOKEN}");
     Client::connect(addr)
@@ -97,7 +84,7 @@ fn a_node_falls_back_while_redis_is_away_and_resumes_when_it_returns() {
         1_000,
         "  command_timeout: 200ms\n",
     );
-    let admin = admin_addr(&mut rw);
+    let admin = rw.admin_addr();
     let mut c = Client::connect(rw.addr());
     for _ in 0..20 {
         assert_eq!(c.get("/hello").status, 200);

@@ -46,7 +46,7 @@ struct Node {
 impl Node {
     fn start(yaml: &str) -> Node {
         let mut rw = Ringway::start(yaml);
-        let admin = admin_addr(&mut rw);
+        let admin = rw.admin_addr();
         Node {
             rw,
             admin,
@@ -64,7 +64,7 @@ impl Node {
             Some(cwd),
         );
         rw.wait_ready(Duration::from_secs(10));
-        let admin = admin_addr(&mut rw);
+        let admin = rw.admin_addr();
         Node {
             rw,
             admin,
@@ -123,19 +123,6 @@ impl Node {
             std::thread::sleep(Duration::from_millis(5));
         }
     }
-}
-
-fn admin_addr(rw: &mut Ringway) -> SocketAddr {
-    rw.wait_for_output(Duration::from_secs(10), "the admin line", |s| {
-        s.contains("ringway: admin listening on http://")
-    });
-    rw.stderr_text()
-        .lines()
-        .find_map(|l| l.strip_prefix("ringway: admin listening on http://"))
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap()
 }
 
 /// The value of an unlabelled sample.

@@ -8,19 +8,6 @@ use ringway_tests::{run_ringway, workspace_dir, Client, Origin, Ringway, TempDir
 
 const TOKEN: &str = "observability-token-0123456789";
 
-fn admin_addr(rw: &mut Ringway) -> SocketAddr {
-    rw.wait_for_output(Duration::from_secs(10), "the admin line", |s| {
-        s.contains("ringway: admin listening on http://")
-    });
-    rw.stderr_text()
-        .lines()
-        .find_map(|l| l.strip_prefix("ringway: admin listening on http://"))
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap()
-}
-
 fn admin_get(addr: SocketAddr, path: &str, token: Option<&str>) -> ringway_tests::Response {
     let auth = token.map(|t| format!("Bearer {t}"));
     let headers: Vec<(&str, &str)> = auth
@@ -64,7 +51,7 @@ fn the_observability_example_serves_metrics_and_logs_every_request() {
             ("RINGWAY_ACCESS_LOG", &log_path),
         ],
     );
-    let admin = admin_addr(&mut rw);
+    let admin = rw.admin_addr();
     let mut c = Client::connect(rw.addr());
     for _ in 0..12 {
         assert_eq!(c.get("/hello").status, 200);
@@ -149,7 +136,7 @@ fn analytics_count_each_subscription() {
         ),
     );
     let mut rw = Ringway::start_file(file.to_str().unwrap(), &[]);
-    let admin = admin_addr(&mut rw);
+    let admin = rw.admin_addr();
     let mut c = Client::connect(rw.addr());
     for _ in 0..5 {
         let r = c.request(

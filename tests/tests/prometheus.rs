@@ -361,18 +361,6 @@ routes:
     )
 }
 
-fn admin_addr(rw: &mut Ringway) -> SocketAddr {
-    rw.wait_for_output(Duration::from_secs(10), "the admin line", |s| {
-        s.contains("ringway: admin listening on http://")
-    });
-    let text = rw.stderr_text();
-    let line = text
-        .lines()
-        .find_map(|l| l.strip_prefix("ringway: admin listening on http://"))
-        .unwrap();
-    line.trim().parse().unwrap()
-}
-
 /// `GET /metrics` with the token.
 fn scrape(admin: SocketAddr) -> String {
     let auth = format!("Bearer {TOKEN}");
@@ -389,7 +377,7 @@ impl Gateway {
         let origin = Origin::start("orders");
         let down = refusing_port();
         let mut proxy = Ringway::start(&config(&origin, down.addr));
-        let admin = admin_addr(&mut proxy);
+        let admin = proxy.admin_addr();
         let mut c = Client::connect(proxy.addr());
         let mut answered = 0;
         let (mut orders_2xx, mut orders_all) = (0, 0);

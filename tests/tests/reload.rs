@@ -2,7 +2,6 @@
 //! load, with every response checked against the configuration in force when it was sent.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -12,41 +11,11 @@ use ringway_tests::{Client, Origin, Ringway, TempDir};
 
 const TOKEN: &str = "reload-admin-token-0123456789";
 
-/// `ringload`: `$RINGLOAD_BIN`, else `<workspace>/target/debug/ringload`.
-fn ringload_bin() -> PathBuf {
-    if let Some(bin) = std::env::var_os("RINGLOAD_BIN") {
-        return PathBuf::from(bin);
-    }
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| ringway_tests::workspace_dir().join("target"));
-    let bin = target.join("debug").join("ringload");
-    assert!(
-        bin.is_file(),
-        "{} not found: run scripts/test (it builds ringload) or set RINGLOAD_BIN",
-        bin.display()
-    );
-    bin
-}
-
 fn config(origin: &Origin, extra: &str) -> String {
     format!(
         "workers: 2\nadmin:\n  address: 127.0.0.1:0\n  token: {TOKEN}\nlisteners:\n  - name: public\n    address: 127.0.0.1:0\nbackends:\n  - name: app\n    targets: [{{url: {}}}]\nroutes:\n  - name: all\n    backend: app\n{extra}",
         origin.url()
     )
-}
-
-fn admin_addr(rw: &mut Ringway) -> SocketAddr {
-    rw.wait_for_output(Duration::from_secs(10), "the admin line", |s| {
-        s.contains("ringway: admin listening on http://")
-    });
-    rw.stderr_text()
-        .lines()
-        .find_map(|l| l.strip_prefix("ringway: admin listening on http://"))
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap()
 }
 
 fn admin(addr: SocketAddr, method: &str, path: &str, body: &[u8]) -> ringway_tests::Response {
@@ -84,7 +53,7 @@ fn twenty_reloads_under_load_lose_nothing_and_switch_origins() {
 
     // Fixed-rate load for the whole run.
     let json = dir.path().join("load.json");
-    let mut load = Command::new(ringload_bin())
+    let mut load = Command::new(ringway_tests::ringload_bin())
         .args([
             "-c",
             "8",
@@ -276,7 +245,7 @@ fn listeners_are_added_and_removed_and_a_taken_port_refuses_the_reload() {
     let dir = TempDir::new();
     let file = dir.write("gateway.yaml", &config(&a, ""));
     let mut rw = Ringway::start_file(file.to_str().unwrap(), &[]);
-    let admin_at = admin_addr(&mut rw);
+    let admin_at = rw.admin_addr();
     let first = rw.addr();
     let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let second = free.local_addr().unwrap();
@@ -324,7 +293,7 @@ fn put_config_validates_applies_and_persists_across_a_restart() {
     let dir = TempDir::new();
     let file = dir.write("gateway.yaml", &config(&a, ""));
     let mut rw = Ringway::start_file(file.to_str().unwrap(), &[]);
-    let admin_at = admin_addr(&mut rw);
+    let admin_at = rw.admin_addr();
 
     // Dry run: checked, nothing switched.
     let r = admin(
@@ -399,7 +368,7 @@ fn admin_api_edits_backends_and_drains_targets() {
     let dir = TempDir::new();
     let file = dir.write("gateway.yaml", &config(&a, ""));
     let mut rw = Ringway::start_file(file.to_str().unwrap(), &[]);
-    let admin_at = admin_addr(&mut rw);
+    let admin_at = rw.admin_addr();
 
     let r = admin(admin_at, "GET", "/backends/app", b"");
     assert_eq!(r.status, 200, "{}", r.text());

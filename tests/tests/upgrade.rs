@@ -1,28 +1,11 @@
 //! Zero-downtime binary upgrade through the real binary: SIGUSR2, then `ringway upgrade
 //! --pid`, under fixed-rate load: no failed request, no refused connection.
 
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use ringway_tests::process::ringway_bin;
 use ringway_tests::{Client, Origin, Ringway, TempDir};
-
-fn ringload_bin() -> PathBuf {
-    if let Some(bin) = std::env::var_os("RINGLOAD_BIN") {
-        return PathBuf::from(bin);
-    }
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| ringway_tests::workspace_dir().join("target"));
-    let bin = target.join("debug").join("ringload");
-    assert!(
-        bin.is_file(),
-        "{} not found: run scripts/test (it builds ringload) or set RINGLOAD_BIN",
-        bin.display()
-    );
-    bin
-}
 
 /// The pid named by the line `ringway: upgraded: process PID serves` after `after` lines of
 /// that kind.
@@ -74,7 +57,7 @@ fn two_upgrades_under_load_fail_no_request() {
     let first = rw.pid();
 
     let json = dir.path().join("load.json");
-    let mut load = Command::new(ringload_bin())
+    let mut load = Command::new(ringway_tests::ringload_bin())
         .args([
             "-c",
             "16",
