@@ -1043,56 +1043,28 @@ impl Exchange {
         let Some((tokens, rates, _)) = w.cluster_tokens.get(index).and_then(Option::as_ref) else {
             return Cluster::Local;
         };
-        let Some(core) = &w.cluster else {
-            return Cluster::Local;
+        let lease = |want| ClusterWait::Lease {
+            table: index,
+            key,
+            want,
         };
-        let node = &core.node;
-        if !node.available() || self.cluster_waits > MAX_CLUSTER_WAITS {
-            node.counters
-                .fallbacks
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            return match node.settings.when_unavailable {
-                crate::config::cluster::WhenUnavailable::NodeLimits => Cluster::Local,
-                crate::config::cluster::WhenUnavailable::Reject => Cluster::Unavailable,
-            };
-        }
-        let n = u64::from(n);
-        let now_ms = mono_ms(now);
-        let decided = |admitted: bool, remaining: u64, reset_ms: u64| {
-            Cluster::Decided(super::limit::RateDecision {
-                admitted,
-                limit: rates.limit,
-                remaining,
-                reset_secs: reset_ms.div_ceil(1000).max(1),
-            })
+        let decide = |admitted, remaining, reset_ms: u64| super::limit::RateDecision {
+            admitted,
+            limit: rates.limit,
+            remaining,
+            reset_secs: reset_ms.div_ceil(1000).max(1),
         };
-        if let Some(left) = tokens.spend(key, n, now_ms) {
-            return decided(true, left, rates.period_ms);
-        }
-        match rates.take(key, n, now_ms) {
-            crate::cluster::limits::Take::Tokens {
-                tokens: t,
-                until_ms,
-            } => {
-                let left = tokens.add_and_spend(key, t, n, until_ms, now_ms);
-                decided(true, left, rates.period_ms)
-            }
-            crate::cluster::limits::Take::Refused { until_ms } => {
-                decided(false, 0, until_ms.saturating_sub(now_ms))
-            }
-            crate::cluster::limits::Take::Lease { want } => {
-                self.cluster_waits += 1;
-                Cluster::Wait(ClusterWait::Lease {
-                    table: index,
-                    key,
-                    want,
-                })
-            }
-            crate::cluster::limits::Take::Wait => {
-                self.cluster_waits += 1;
-                Cluster::Wait(ClusterWait::Poll)
-            }
-        }
+        self.cluster_take(
+            w,
+            tokens,
+            rates,
+            key,
+            u64::from(n),
+            now,
+            rates.period_ms,
+            lease,
+            decide,
+        )
     }
 
     /// A cluster-wide quota's decision, as [`Exchange::cluster_rate`] for rate limits.
@@ -1106,6 +1078,37 @@ impl Exchange {
         let Some((tokens, q)) = w.cluster_quota.get(index).and_then(Option::as_ref) else {
             return Cluster::Local;
         };
+        let (_, ends_in) = q.period(unix_ms());
+        let lease = |want| ClusterWait::LeaseQuota {
+            table: index,
+            key,
+            want,
+        };
+        let decide = |admitted, left, reset_ms: u64| super::limit::QuotaDecision {
+            admitted,
+            retry_after_secs: reset_ms.div_ceil(1000).max(1),
+            calls_remaining: q.calls.map(|_| left),
+        };
+        self.cluster_take(w, tokens, &q.rates, key, 1, now, ends_in, lease, decide)
+    }
+
+    /// The three levels of a cluster-wide limit for `n` calls of `key`: this core's tokens,
+    /// the node's line, then a lease from Redis (`lease` names it). `decide(admitted, tokens
+    /// left, ms until reset)` makes the decision; `reset_ms` is the reset of an admission.
+    #[allow(clippy::too_many_arguments)]
+    fn cluster_take<D>(
+        &mut self,
+        w: &WorkerPolicies,
+        tokens: &crate::cluster::limits::CoreTokens,
+        rates: &crate::cluster::limits::NodeRates,
+        key: u64,
+        n: u64,
+        now: Instant,
+        reset_ms: u64,
+        lease: impl FnOnce(u64) -> ClusterWait,
+        decide: impl Fn(bool, u64, u64) -> D,
+    ) -> Cluster<D> {
+        use crate::cluster::limits::Take;
         let Some(core) = &w.cluster else {
             return Cluster::Local;
         };
@@ -1120,37 +1123,25 @@ impl Exchange {
             };
         }
         let now_ms = mono_ms(now);
-        let decided = |admitted: bool, left: u64, reset_ms: u64| {
-            Cluster::Decided(super::limit::QuotaDecision {
-                admitted,
-                retry_after_secs: reset_ms.div_ceil(1000).max(1),
-                calls_remaining: q.calls.map(|_| left),
-            })
-        };
-        let (_, ends_in) = q.period(unix_ms());
-        if let Some(left) = tokens.spend(key, 1, now_ms) {
-            return decided(true, left, ends_in);
+        if let Some(left) = tokens.spend(key, n, now_ms) {
+            return Cluster::Decided(decide(true, left, reset_ms));
         }
-        match q.rates.take(key, 1, now_ms) {
-            crate::cluster::limits::Take::Tokens {
+        match rates.take(key, n, now_ms) {
+            Take::Tokens {
                 tokens: t,
                 until_ms,
             } => {
-                let left = tokens.add_and_spend(key, t, 1, until_ms, now_ms);
-                decided(true, left, ends_in)
+                let left = tokens.add_and_spend(key, t, n, until_ms, now_ms);
+                Cluster::Decided(decide(true, left, reset_ms))
             }
-            crate::cluster::limits::Take::Refused { until_ms } => {
-                decided(false, 0, until_ms.saturating_sub(now_ms))
+            Take::Refused { until_ms } => {
+                Cluster::Decided(decide(false, 0, until_ms.saturating_sub(now_ms)))
             }
-            crate::cluster::limits::Take::Lease { want } => {
+            Take::Lease { want } => {
                 self.cluster_waits += 1;
-                Cluster::Wait(ClusterWait::LeaseQuota {
-                    table: index,
-                    key,
-                    want,
-                })
+                Cluster::Wait(lease(want))
             }
-            crate::cluster::limits::Take::Wait => {
+            Take::Wait => {
                 self.cluster_waits += 1;
                 Cluster::Wait(ClusterWait::Poll)
             }
