@@ -146,8 +146,6 @@ pub struct Core {
     pub node: Arc<Node>,
     pub client: redis::RedisClient,
     key_buf: std::cell::RefCell<Vec<u8>>,
-    /// This core's view of Redis's clock: Redis ms minus this core's monotonic ms.
-    pub skew_ms: Cell<i64>,
     /// When this core last probed an unavailable Redis, and whether a probe is out.
     probed: Cell<Option<Instant>>,
     probing: Rc<Cell<bool>>,
@@ -161,7 +159,6 @@ impl Core {
             client: redis::RedisClient::new(&node.settings.client),
             node: Arc::clone(node),
             key_buf: Default::default(),
-            skew_ms: Cell::new(0),
             probed: Cell::new(None),
             probing: Rc::default(),
             swept: Cell::new(None),

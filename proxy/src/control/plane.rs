@@ -215,27 +215,6 @@ impl Plane {
         result.map(|r| Some((r, published)))
     }
 
-    /// Applies `text` (YAML or JSON, variables substituted from the environment), as
-    /// `PUT /config` does; with `dry_run`, only checks it.
-    pub fn apply_text(&self, text: &str, dry_run: bool) -> Result<Applied, ReloadError> {
-        let asked = Instant::now();
-        let source = "PUT /config";
-        let env = |name: &str| std::env::var(name).ok();
-        let checked = config::document_value(text, source, &env)
-            .and_then(|doc| Ok((doc, config::load_str(text, source, &env)?)));
-        let (document, config) = match checked {
-            Ok(ok) => ok,
-            Err(e) => {
-                let result = Err(ReloadError::from(e));
-                if !dry_run {
-                    self.record(&mut lock(&self.inner), "admin API", asked, &result);
-                }
-                return result.map(|r| Applied::Reloaded(r, None));
-            }
-        };
-        self.apply_config(document, config, dry_run, asked)
-    }
-
     /// Applies an edited document (the admin API's changes to APIs, backends, products and
     /// subscriptions); with `dry_run`, only checks it.
     pub fn apply_document(
