@@ -22,6 +22,10 @@ usage:
   ringway key hash KEY|-       print the sha256: hash of KEY (or of stdin, with -)
   ringway upgrade --pid PID    upgrade the running process PID to the binary now at its path (as SIGUSR2 does)
   ringway ctl COMMAND          drive a running gateway through its admin API (ringway ctl help)
+  ringway import openapi FILE [--backend URL] [--name NAME] [--path PATH]
+                               print the API an OpenAPI 3 document describes, as configuration
+  ringway import gateway-api FILE|DIR... [--service-host TEMPLATE]
+                               print the routes and backends of Gateway API manifests
   ringway --version
 
 environment: RINGWAY_LOG=error|warn|info|debug (default info)";
@@ -49,6 +53,7 @@ fn main() -> ExitCode {
         ["check", file] => check(file),
         ["key", rest @ ..] => key(rest),
         ["ctl", rest @ ..] => ringway::ctl::main(rest),
+        ["import", rest @ ..] => ringway::import::cli::main(rest),
         ["upgrade", "--pid", pid] => upgrade(pid),
         ["--version" | "-V"] => {
             println!("ringway {}", env!("CARGO_PKG_VERSION"));
@@ -223,6 +228,7 @@ fn serve(
         }
     };
     let admin = snapshot.config.admin.clone();
+    let portal = snapshot.config.portal.clone();
     let schemes: Vec<&'static str> = snapshot
         .config
         .listeners
@@ -260,6 +266,26 @@ fn serve(
         let _ = plane.spans.set(Arc::clone(spans));
     }
     ringway::control::analytics::start(Arc::clone(&server.control));
+    if let Some(settings) = &portal {
+        match ringway::portal::Portal::start(settings, &plane) {
+            Ok(portal) => {
+                if let (Some((_, addr)), Some(scheme)) = (server.listeners.first(), schemes.first())
+                {
+                    let mut addr = *addr;
+                    if addr.ip().is_unspecified() {
+                        addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+                    }
+                    let _ = portal.gateway.set(format!("{scheme}://{addr}"));
+                }
+            }
+            Err(e) => {
+                eprintln!("ringway: error: the developer portal cannot start: {e}");
+                server.control.drain();
+                server.wait(drain + Duration::from_millis(500));
+                return ExitCode::from(1);
+            }
+        }
+    }
     let cluster_sync = match joined.map(|j| ringway::cluster::sync::start(&plane, j)) {
         Some(Ok(thread)) => Some(thread),
         Some(Err(e)) => {
@@ -288,6 +314,30 @@ fn serve(
                 server.control.drain();
                 server.wait(drain + Duration::from_millis(500));
                 return ExitCode::from(1);
+            }
+        }
+    }
+    if let Some(settings) = &portal {
+        if let ringway::config::PortalListener::Own(address) = settings.listener {
+            match ringway::control::admin::start_portal(
+                address,
+                settings.tls.clone(),
+                Arc::clone(&plane),
+            ) {
+                Ok(addr) => eprintln!(
+                    "ringway: portal listening on {}://{addr}/portal/",
+                    if settings.tls.is_some() {
+                        "https"
+                    } else {
+                        "http"
+                    }
+                ),
+                Err(e) => {
+                    eprintln!("ringway: error: cannot open the portal listener on {address}: {e}");
+                    server.control.drain();
+                    server.wait(drain + Duration::from_millis(500));
+                    return ExitCode::from(1);
+                }
             }
         }
     }

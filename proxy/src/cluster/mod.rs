@@ -3,6 +3,7 @@
 
 pub mod cache;
 pub mod limits;
+pub mod portal;
 pub mod redis;
 pub mod sync;
 

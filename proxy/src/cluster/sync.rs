@@ -93,6 +93,8 @@ pub enum Event {
     },
     /// `config VERSION NODE`.
     Config { version: u64, node: String },
+    /// `portal NODE`: the portal's developers or subscriptions changed.
+    Portal { node: String },
 }
 
 impl Event {
@@ -109,6 +111,9 @@ impl Event {
             }
             ["config", version, node] if !node.is_empty() => Some(Event::Config {
                 version: version.parse().ok()?,
+                node: node.to_string(),
+            }),
+            ["portal", node] if !node.is_empty() => Some(Event::Portal {
                 node: node.to_string(),
             }),
             _ => None,
@@ -128,6 +133,7 @@ impl Event {
             )
             .into_bytes(),
             Event::Config { version, node } => format!("config {version} {node}").into_bytes(),
+            Event::Portal { node } => format!("portal {node}").into_bytes(),
         }
     }
 }
@@ -588,9 +594,12 @@ impl ClusterSync {
             return Ok(());
         };
         match event {
-            Event::Purge { node, .. } | Event::Config { node, .. } if node == self.node_id => {
+            Event::Purge { node, .. } | Event::Config { node, .. } | Event::Portal { node }
+                if node == self.node_id =>
+            {
                 Ok(())
             }
+            Event::Portal { .. } => self.merge_portal(plane, link),
             Event::Purge {
                 prefix,
                 bytes,
@@ -614,6 +623,31 @@ impl ClusterSync {
             }
             Event::Config { version, .. } if self.wants(version) => self.check(plane, link),
             Event::Config { .. } => Ok(()),
+        }
+    }
+
+    /// Merges the cluster's portal records with this node's, and puts changed subscriptions
+    /// in force.
+    fn merge_portal(&self, plane: &Plane, link: &Link) -> Result<(), String> {
+        let Some(portal) = plane.portal.get() else {
+            return Ok(());
+        };
+        if super::portal::merge(&link.client, link.name(), portal)? {
+            if let Err(e) = portal.apply(plane, "changed on another node") {
+                log::error!("cluster {}: the portal's subscriptions: {e}", link.name());
+            }
+        }
+        Ok(())
+    }
+
+    /// Announces a change of the portal's records.
+    fn publish_portal(&self, link: &Link) {
+        let message = Event::Portal {
+            node: self.node_id.clone(),
+        }
+        .to_bytes();
+        if let Err(e) = link.client.call(&[b"PUBLISH", &link.channel, &message]) {
+            self.unreachable(link.name(), &e.to_string());
         }
     }
 
@@ -646,7 +680,10 @@ impl ClusterSync {
             }
             let now = Instant::now();
             if now >= check_at {
-                check_at = match self.check(plane, &link) {
+                check_at = match self
+                    .check(plane, &link)
+                    .and_then(|()| self.merge_portal(plane, &link))
+                {
                     Ok(()) => now + CHECK_EVERY,
                     Err(why) => {
                         self.unreachable(link.name(), &why);
@@ -822,6 +859,43 @@ impl SyncThread {
     }
 }
 
+/// The portal's end of the cluster: its changes go to Redis at once (and, when Redis cannot
+/// be reached, on the next periodic merge).
+struct PortalShare {
+    sync: Arc<ClusterSync>,
+    portal: std::sync::Weak<crate::portal::Portal>,
+}
+
+impl crate::portal::Shared for PortalShare {
+    fn subscription(&self, s: &crate::portal::store::StoredSubscription) {
+        let Some(link) = self.sync.link() else { return };
+        match super::portal::put_subscription(&link.client, link.name(), s) {
+            Ok(()) => self.sync.publish_portal(&link),
+            Err(e) => self.sync.unreachable(link.name(), &e),
+        }
+    }
+
+    fn developer(&self, email: &str) {
+        let (Some(link), Some(portal)) = (self.sync.link(), self.portal.upgrade()) else {
+            return;
+        };
+        match super::portal::put_developer(&link.client, link.name(), &portal, email) {
+            Ok(()) => self.sync.publish_portal(&link),
+            Err(e) => self.sync.unreachable(link.name(), &e),
+        }
+    }
+
+    fn add_usage(&self, subscription: &str, day: &str, requests: u64, errors: u64) -> Result<(), String> {
+        let Some(link) = self.sync.link() else { return Ok(()) };
+        super::portal::add_usage(&link.client, link.name(), subscription, day, requests, errors)
+    }
+
+    fn usage(&self, subscriptions: &[String], since: &str) -> Result<Vec<(String, u64, u64)>, String> {
+        let link = self.sync.link().ok_or("not in a cluster")?;
+        super::portal::usage(&link.client, link.name(), subscriptions, since)
+    }
+}
+
 /// Starts `ringway-cluster-sync` for `plane` (a node that started in cluster mode: `joined`
 /// from [`startup`]) and hands the plane its end for pushes and purges. Subscribes before it
 /// returns (within the connect and command timeouts), so that what other nodes publish once
@@ -829,6 +903,13 @@ impl SyncThread {
 pub fn start(plane: &Arc<Plane>, joined: Joined) -> std::io::Result<SyncThread> {
     let sync = Arc::new(ClusterSync::new(Arc::clone(&plane.control), joined));
     let _ = plane.cluster.set(Arc::clone(&sync));
+    if let Some(portal) = plane.portal.get() {
+        let shared = PortalShare {
+            sync: Arc::clone(&sync),
+            portal: Arc::downgrade(portal),
+        };
+        let _ = portal.shared.set(Arc::new(shared));
+    }
     let subscribed = sync.subscribe();
     let (plane, run) = (Arc::clone(plane), Arc::clone(&sync));
     let thread = std::thread::Builder::new()

@@ -29,10 +29,13 @@ use crate::policy::{
 #[serde(
     deny_unknown_fields,
     expecting = "an API: a mapping with name, path, backend, operations, policies, \
-                 subscription_required, subscription_key, access_log"
+                 subscription_required, subscription_key, access_log, display_name, \
+                 description, openapi, version_set, version, revision, change_log, revisions"
 )]
 pub struct Api {
     pub name: String,
+    pub display_name: Option<String>,
+    pub description: Option<String>,
     pub path: String,
     #[serde(default)]
     pub hosts: Vec<String>,
@@ -51,6 +54,119 @@ pub struct Api {
     pub subscription_key: Option<super::products::SubscriptionKeyDoc>,
     /// Whether the API's requests are written to the access log (default true).
     pub access_log: Option<bool>,
+    /// An OpenAPI 3 document (a file, relative to the configuration's directory) whose paths
+    /// and methods become operations.
+    pub openapi: Option<String>,
+    /// The version set this API is one version of, and its version there.
+    pub version_set: Option<String>,
+    pub version: Option<String>,
+    /// The number of the revision the API's own fields describe: the current one (default 1).
+    pub revision: Option<u32>,
+    /// The current revision's change-log entry.
+    pub change_log: Option<String>,
+    /// The API's other revisions.
+    #[serde(default)]
+    pub revisions: Vec<Revision>,
+    /// Operations generated from `openapi` (filled in before validation).
+    #[serde(skip)]
+    pub generated: Vec<Operation>,
+    /// The loaded `openapi` document.
+    #[serde(skip)]
+    pub document: Option<std::sync::Arc<crate::import::openapi::Document>>,
+}
+
+/// A revision that is not the current one: what it changes from the API's own fields (a field
+/// it does not write is the API's).
+#[derive(Debug, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a revision: a mapping with revision and optionally online, change_log, \
+                 backend, backend_path, openapi, operations, policies"
+)]
+pub struct Revision {
+    pub revision: u32,
+    /// Reachable at `{path};rev=N` (default true).
+    pub online: Option<bool>,
+    pub change_log: Option<String>,
+    pub backend: Option<String>,
+    pub backend_path: Option<String>,
+    pub openapi: Option<String>,
+    pub operations: Option<Vec<Operation>>,
+    pub policies: Option<Sections>,
+    #[serde(skip)]
+    pub generated: Vec<Operation>,
+    #[serde(skip)]
+    pub document: Option<std::sync::Arc<crate::import::openapi::Document>>,
+}
+
+/// A version set: APIs that are versions of one API, told apart by one scheme.
+#[derive(Debug, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a version set: a mapping with name, scheme and optionally header, query, \
+                 default, display_name, description"
+)]
+pub struct VersionSetDoc {
+    pub name: String,
+    pub scheme: VersionScheme,
+    /// The header the version is read from (scheme `header`; default `Api-Version`).
+    pub header: Option<String>,
+    /// The query parameter the version is read from (scheme `query`; default `api-version`).
+    pub query: Option<String>,
+    /// The version an unversioned request goes to; without one it is answered 404 with the
+    /// list of versions.
+    pub default: Option<String>,
+    pub display_name: Option<String>,
+    pub description: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum VersionScheme {
+    /// `/orders/v2/...`
+    Path,
+    /// `Api-Version: v2`
+    Header,
+    /// `?api-version=v2`
+    Query,
+}
+
+impl VersionScheme {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            VersionScheme::Path => "path",
+            VersionScheme::Header => "header",
+            VersionScheme::Query => "query",
+        }
+    }
+}
+
+/// A compiled version set.
+#[derive(Clone, Debug)]
+pub struct VersionSet {
+    pub name: String,
+    pub display_name: Option<String>,
+    pub description: Option<String>,
+    pub scheme: VersionScheme,
+    /// Lower case (scheme `header`).
+    pub header: String,
+    pub query: String,
+    pub default: Option<String>,
+    /// (version, API name), in declaration order.
+    pub versions: Vec<(String, String)>,
+    /// Where the set's versions answer: the first version's path (without the version) and
+    /// hosts.
+    pub path: String,
+    pub hosts: Vec<crate::route::HostPattern>,
+}
+
+/// A revision of an API, as the portal and the admin API list them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RevisionInfo {
+    pub revision: u32,
+    pub current: bool,
+    pub online: bool,
+    pub change_log: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -637,11 +753,30 @@ pub struct ApiConfig {
     pub keys: Option<KeyCheck>,
     /// Whether the API's requests are written to the access log.
     pub access_log: bool,
+    pub display_name: Option<String>,
+    pub description: Option<String>,
+    /// The revision this entry serves, and whether it is the current one (served at `path`;
+    /// another is served at `path;rev=N`, which `path` then already holds).
+    pub revision: u32,
+    pub current: bool,
+    /// Every revision of the API (on each of its entries), current first.
+    pub revisions: Vec<RevisionInfo>,
+    /// The version set (an index into `Config::version_sets`) and this API's version there.
+    pub version_set: Option<usize>,
+    pub version: Option<String>,
+    /// Conditions every request of the API must meet besides its path (a version header or
+    /// query parameter).
+    pub headers: Vec<crate::route::HeaderMatch>,
+    pub query: Vec<crate::route::QueryMatch>,
+    /// The OpenAPI document the operations came from.
+    pub openapi: Option<std::sync::Arc<crate::import::openapi::Document>>,
 }
 
 #[derive(Clone, Debug)]
 pub struct OperationConfig {
     pub id: String,
+    /// The URL template as written, relative to the API's path.
+    pub url_template: String,
     /// None: any method (`*`).
     pub method: Option<Box<[u8]>>,
     /// The full path template (API path + URL template).
@@ -650,6 +785,17 @@ pub struct OperationConfig {
     pub pipeline: usize,
     /// The operation's subscription check, when its API checks keys.
     pub keys: Option<KeyCheck>,
+}
+
+impl ApiConfig {
+    /// The API's name, with `;rev=N` for a revision that is not the current one.
+    pub fn route_name(&self) -> String {
+        if self.current {
+            self.name.clone()
+        } else {
+            format!("{};rev={}", self.name, self.revision)
+        }
+    }
 }
 
 /// The limit and cache policies' node-wide definitions, by kind, in declaration order.
@@ -1895,6 +2041,7 @@ impl Compiler<'_> {
 /// Everything `compile` produces.
 pub struct Compiled {
     pub apis: Vec<ApiConfig>,
+    pub version_sets: Vec<VersionSet>,
     /// Subscriptions and products, for the key checks.
     pub keys: KeyTable,
     pub pipelines: Vec<Pipeline>,
@@ -1959,6 +2106,7 @@ pub fn compile(
         route_pipelines.push((!c.pipelines[p].is_empty()).then_some(p));
     }
 
+    let version_sets = version_sets(&doc.version_sets, &doc.apis, errors);
     let mut apis = Vec::new();
     let mut names: Vec<&str> = Vec::new();
     for (a, api) in doc.apis.iter().enumerate() {
@@ -2022,148 +2170,540 @@ pub fn compile(
                 p.trim_end_matches('/').to_string()
             }
         };
-        let own = c.sections(&format!("{apath}.policies"), &api.policies, &[], errors);
-        let api_pipeline = c.pipeline(&[&global, &own]);
+        let api_own = c.sections(&format!("{apath}.policies"), &api.policies, &[], errors);
         let keys = products.key_settings(a, api, errors);
         let holding = &products.holding[a];
-        let api_by_product = if api.operations.is_empty() {
-            c.product_pipelines(&global, &product_sections, holding, &[&own])
-        } else {
-            // The API's own route answers APIM's 404, and preflights with no product.
-            Box::default()
-        };
-        if keys.is_none() && api.operations.is_empty() {
-            c.refuse_subscription_readers(api_pipeline, &apath, errors);
-        }
-        let key_check = |by_product| {
-            let k: &super::products::KeySettings = keys.as_ref()?;
-            Some(KeyCheck {
-                header: k.header.clone(),
-                query: k.query.clone(),
-                required: k.required,
-                by_product,
-            })
-        };
-        let mut operations = Vec::new();
-        let mut ids: Vec<&str> = Vec::new();
-        for (o, op) in api.operations.iter().enumerate() {
-            let opath = format!("{apath}.operations[{o}]");
-            if op.id.is_empty()
-                || !op
-                    .id
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
-            {
-                errors.push(
-                    format_args!("{opath}.id"),
-                    format!("{:?} is not an id (letters, digits, '-', '_', '.')", op.id),
-                );
-            } else if ids.contains(&op.id.as_str()) {
-                errors.push(
-                    format_args!("{opath}.id"),
-                    format!("another operation of this API has id {:?}", op.id),
-                );
-            }
-            ids.push(&op.id);
-            let method = if op.method == "*" {
-                None
+        let (version_set, version, headers, query, versioned) =
+            version_of(&apath, api, &base, &version_sets, errors);
+        let revisions = revisions_of(&apath, api, &base, errors);
+        for variant in variants(api, &revisions, &version_sets, version_set, &version) {
+            let apath = match variant.revision {
+                Some(r) => format!("{apath}.revisions[{r}]"),
+                None => apath.clone(),
+            };
+            let rev = variant.revision.map(|r| &api.revisions[r]);
+            let own = match rev.and_then(|r| r.policies.as_ref()) {
+                Some(p) => c.sections(&format!("{apath}.policies"), p, &[], errors),
+                None => api_own.clone(),
+            };
+            let written: &[Operation] = match rev {
+                Some(r) => r.operations.as_deref().unwrap_or(&api.operations),
+                None => &api.operations,
+            };
+            let generated: &[Operation] = match rev {
+                Some(r) if r.openapi.is_some() => &r.generated,
+                _ => &api.generated,
+            };
+            let api_backend = rev
+                .and_then(|r| r.backend.as_ref())
+                .or(api.backend.as_ref());
+            let all_ops: Vec<(String, &Operation)> = written
+                .iter()
+                .enumerate()
+                .map(|(o, op)| (format!("{apath}.operations[{o}]"), op))
+                .chain(
+                    generated
+                        .iter()
+                        .filter(|g| !written.iter().any(|w| w.id == g.id))
+                        .map(|g| (format!("{apath}.openapi (operation {:?})", g.id), g)),
+                )
+                .collect();
+            let api_pipeline = c.pipeline(&[&global, &own]);
+            let api_by_product = if all_ops.is_empty() {
+                c.product_pipelines(&global, &product_sections, holding, &[&own])
             } else {
-                if !super::routes::is_token(&op.method)
-                    || op.method.bytes().any(|b| b.is_ascii_lowercase())
+                // The API's own route answers APIM's 404, and preflights with no product.
+                Box::default()
+            };
+            if keys.is_none() && all_ops.is_empty() {
+                c.refuse_subscription_readers(api_pipeline, &apath, errors);
+            }
+            let key_check = |by_product| {
+                let k: &super::products::KeySettings = keys.as_ref()?;
+                Some(KeyCheck {
+                    header: k.header.clone(),
+                    query: k.query.clone(),
+                    required: k.required,
+                    by_product,
+                })
+            };
+            let mut operations = Vec::new();
+            let mut ids: Vec<&str> = Vec::new();
+            for (opath, op) in &all_ops {
+                if op.id.is_empty()
+                    || !op
+                        .id
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
                 {
                     errors.push(
-                        format_args!("{opath}.method"),
-                        format!("{:?} is not an HTTP method in upper case (or *)", op.method),
+                        format_args!("{opath}.id"),
+                        format!("{:?} is not an id (letters, digits, '-', '_', '.')", op.id),
+                    );
+                } else if ids.contains(&op.id.as_str()) {
+                    errors.push(
+                        format_args!("{opath}.id"),
+                        format!("another operation of this API has id {:?}", op.id),
                     );
                 }
-                Some(op.method.as_bytes().into())
-            };
-            if let Some(b) = &op.backend {
-                c.backend(&format!("{opath}.backend"), b, errors);
-            }
-            let full = if op.url_template.starts_with('/') {
-                format!("{base}{}", op.url_template)
-            } else {
-                errors.push(
-                    format_args!("{opath}.url_template"),
-                    format!("{:?} must start with '/'", op.url_template),
-                );
-                continue;
-            };
-            let template = match crate::route::Template::parse(&full) {
-                Ok(t) => t,
-                Err(e) => {
-                    errors.push(format_args!("{opath}.url_template"), e);
-                    continue;
+                ids.push(&op.id);
+                let method = if op.method == "*" {
+                    None
+                } else {
+                    if !super::routes::is_token(&op.method)
+                        || op.method.bytes().any(|b| b.is_ascii_lowercase())
+                    {
+                        errors.push(
+                            format_args!("{opath}.method"),
+                            format!("{:?} is not an HTTP method in upper case (or *)", op.method),
+                        );
+                    }
+                    Some(op.method.as_bytes().into())
+                };
+                if let Some(b) = &op.backend {
+                    c.backend(&format!("{opath}.backend"), b, errors);
                 }
-            };
-            let params = template.param_names().to_vec();
-            let sections = c.sections(&format!("{opath}.policies"), &op.policies, &params, errors);
-            let pipeline = c.pipeline(&[&global, &own, &sections]);
-            let rest = [&own, &sections];
-            let by_product = c.product_pipelines(&global, &product_sections, holding, &rest);
-            if keys.is_none() {
-                c.refuse_subscription_readers(pipeline, &opath, errors);
-            }
-            operations.push(OperationConfig {
-                id: op.id.clone(),
-                method,
-                template,
-                backend: op.backend.clone(),
-                pipeline,
-                keys: key_check(by_product),
-            });
-        }
-        let has_backend = api.backend.is_some();
-        let pipelines = &c.pipelines;
-        let routes_somewhere = |p: usize| {
-            pipelines[p]
-                .inbound
-                .iter()
-                .chain(pipelines[p].backend.iter())
-                .any(|x| matches!(x, Policy::SetBackend(_) | Policy::Respond(_)))
-        };
-        if !has_backend {
-            if api.operations.is_empty() && !routes_somewhere(api_pipeline) {
-                errors.push(
-                    &apath,
-                    "an API needs a backend (or a set-backend-service, return-response or \
-                     mock-response policy)",
-                );
-            }
-            for (o, op) in operations.iter().enumerate() {
-                if op.backend.is_none() && !routes_somewhere(op.pipeline) {
+                let full = if op.url_template.starts_with('/') {
+                    format!("{}{}", variant.path, op.url_template)
+                } else {
                     errors.push(
+                        format_args!("{opath}.url_template"),
+                        format!("{:?} must start with '/'", op.url_template),
+                    );
+                    continue;
+                };
+                let template = match crate::route::Template::parse(&full) {
+                    Ok(t) => t,
+                    Err(e) => {
+                        errors.push(format_args!("{opath}.url_template"), e);
+                        continue;
+                    }
+                };
+                let params = template.param_names().to_vec();
+                let sections =
+                    c.sections(&format!("{opath}.policies"), &op.policies, &params, errors);
+                let pipeline = c.pipeline(&[&global, &own, &sections]);
+                let rest = [&own, &sections];
+                let by_product = c.product_pipelines(&global, &product_sections, holding, &rest);
+                if keys.is_none() {
+                    c.refuse_subscription_readers(pipeline, &opath, errors);
+                }
+                operations.push(OperationConfig {
+                    id: op.id.clone(),
+                    url_template: op.url_template.clone(),
+                    method,
+                    template,
+                    backend: op.backend.clone(),
+                    pipeline,
+                    keys: key_check(by_product),
+                });
+            }
+            let has_backend = api_backend.is_some();
+            let pipelines = &c.pipelines;
+            let routes_somewhere = |p: usize| {
+                pipelines[p]
+                    .inbound
+                    .iter()
+                    .chain(pipelines[p].backend.iter())
+                    .any(|x| matches!(x, Policy::SetBackend(_) | Policy::Respond(_)))
+            };
+            if !has_backend {
+                if all_ops.is_empty() && !routes_somewhere(api_pipeline) {
+                    errors.push(
+                        &apath,
+                        "an API needs a backend (or a set-backend-service, return-response or \
+                     mock-response policy)",
+                    );
+                }
+                for (o, op) in operations.iter().enumerate() {
+                    if op.backend.is_none() && !routes_somewhere(op.pipeline) {
+                        errors.push(
                         format_args!("{apath}.operations[{o}]"),
                         "this operation has no backend: set one on the API or the operation, or \
                          answer it with return-response or mock-response",
                     );
+                    }
                 }
             }
+            let backend_path = match rev.and_then(|r| r.backend_path.as_ref()) {
+                Some(p) => {
+                    super::routes::check_rewrite_path(&format!("{apath}.backend_path"), p, errors);
+                    p.trim_end_matches('/').to_string()
+                }
+                None => backend_path.clone(),
+            };
+            if errors.0.len() == before {
+                apis.push(ApiConfig {
+                    name: api.name.clone(),
+                    path: variant.path.clone(),
+                    hosts: hosts.clone(),
+                    strip_path: api.strip_path.unwrap_or(true),
+                    backend_path,
+                    operations,
+                    pipeline: api_pipeline,
+                    backend: api_backend.cloned(),
+                    keys: key_check(api_by_product),
+                    access_log: api.access_log.unwrap_or(true),
+                    display_name: api.display_name.clone(),
+                    description: api.description.clone(),
+                    revision: variant.number,
+                    current: variant.revision.is_none(),
+                    revisions: revisions.clone(),
+                    version_set,
+                    version: version.clone(),
+                    headers: if variant.unversioned {
+                        Vec::new()
+                    } else {
+                        headers.clone()
+                    },
+                    query: if variant.unversioned {
+                        Vec::new()
+                    } else {
+                        query.clone()
+                    },
+                    openapi: match rev {
+                        Some(r) if r.openapi.is_some() => r.document.clone(),
+                        _ => api.document.clone(),
+                    },
+                });
+            }
         }
-        if errors.0.len() == before {
-            apis.push(ApiConfig {
-                name: api.name.clone(),
-                path: base,
-                hosts,
-                strip_path: api.strip_path.unwrap_or(true),
-                backend_path,
-                operations,
-                pipeline: api_pipeline,
-                backend: api.backend.clone(),
-                keys: key_check(api_by_product),
-                access_log: api.access_log.unwrap_or(true),
-            });
-        }
+        let _ = versioned;
     }
     Compiled {
         apis,
+        version_sets,
         keys: products.table,
         pipelines: c.pipelines,
         tables: c.tables,
         vars: c.vars,
         route_pipelines,
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Versions and revisions.
+
+/// One routed form of an API: its current revision, another online revision
+/// (`path;rev=N`), or the default version of a version set reached without a version.
+struct Variant {
+    /// The index in `revisions`, for a revision that is not the current one.
+    revision: Option<usize>,
+    number: u32,
+    path: String,
+    /// The default version's entry for requests that name no version.
+    unversioned: bool,
+}
+
+/// Compiles `version_sets`, with each set's versions from the APIs that name it.
+fn version_sets(docs: &[VersionSetDoc], apis: &[Api], errors: &mut Errors) -> Vec<VersionSet> {
+    let mut sets: Vec<VersionSet> = Vec::new();
+    for (i, d) in docs.iter().enumerate() {
+        let path = format!("version_sets[{i}]");
+        if !super::products::is_name(&d.name) {
+            errors.push(
+                format_args!("{path}.name"),
+                format!(
+                    "{:?} is not a name (letters, digits, '-', '_', '.')",
+                    d.name
+                ),
+            );
+        } else if sets.iter().any(|s| s.name == d.name) {
+            errors.push(
+                format_args!("{path}.name"),
+                format!("another version set is named {:?}", d.name),
+            );
+        }
+        if d.header.is_some() && d.scheme != VersionScheme::Header {
+            errors.push(
+                format_args!("{path}.header"),
+                format!(
+                    "only for scheme header (this set's scheme is {})",
+                    d.scheme.as_str()
+                ),
+            );
+        }
+        if d.query.is_some() && d.scheme != VersionScheme::Query {
+            errors.push(
+                format_args!("{path}.query"),
+                format!(
+                    "only for scheme query (this set's scheme is {})",
+                    d.scheme.as_str()
+                ),
+            );
+        }
+        let header = d.header.as_deref().unwrap_or("Api-Version");
+        if !super::routes::is_token(header) {
+            errors.push(
+                format_args!("{path}.header"),
+                format!("{header:?} is not a header name"),
+            );
+        }
+        let query = d.query.as_deref().unwrap_or("api-version");
+        if query.is_empty()
+            || query
+                .bytes()
+                .any(|b| b"&=#? ".contains(&b) || b.is_ascii_control())
+        {
+            errors.push(
+                format_args!("{path}.query"),
+                format!("{query:?} is not a parameter name"),
+            );
+        }
+        let mut versions: Vec<(String, String)> = Vec::new();
+        let mut place: Option<(String, Vec<crate::route::HostPattern>)> = None;
+        for (a, api) in apis.iter().enumerate() {
+            if api.version_set.as_deref() != Some(d.name.as_str()) {
+                continue;
+            }
+            let Some(v) = &api.version else { continue };
+            let at = api.path.trim_end_matches('/').to_string();
+            match &place {
+                None => {
+                    let hosts = api
+                        .hosts
+                        .iter()
+                        .filter_map(|h| crate::route::HostPattern::parse(h).ok())
+                        .collect();
+                    place = Some((at, hosts));
+                }
+                Some((p, _)) if *p != at => errors.push(
+                    format_args!("apis[{a}].path"),
+                    format!(
+                        "{:?}, but the other versions of version set {:?} are at {p:?}: the \
+                         versions of a set share their path",
+                        api.path, d.name
+                    ),
+                ),
+                Some(_) => {}
+            }
+            if let Some((_, other)) = versions.iter().find(|(w, _)| w == v) {
+                errors.push(
+                    format_args!("apis[{a}].version"),
+                    format!(
+                        "API {other:?} is already version {v:?} of version set {:?}",
+                        d.name
+                    ),
+                );
+            }
+            versions.push((v.clone(), api.name.clone()));
+        }
+        if let Some(default) = &d.default {
+            if !versions.iter().any(|(v, _)| v == default) {
+                let known: Vec<&str> = versions.iter().map(|(v, _)| v.as_str()).collect();
+                errors.push(
+                    format_args!("{path}.default"),
+                    format!(
+                        "no API is version {default:?} of this set (versions: {})",
+                        if known.is_empty() {
+                            "none".to_string()
+                        } else {
+                            known.join(", ")
+                        }
+                    ),
+                );
+            }
+        }
+        sets.push(VersionSet {
+            name: d.name.clone(),
+            display_name: d.display_name.clone(),
+            description: d.description.clone(),
+            scheme: d.scheme,
+            header: header.to_ascii_lowercase(),
+            query: query.to_string(),
+            default: d.default.clone(),
+            versions,
+            path: place.as_ref().map(|p| p.0.clone()).unwrap_or_default(),
+            hosts: place.map(|p| p.1).unwrap_or_default(),
+        });
+    }
+    sets
+}
+
+type VersionOf = (
+    Option<usize>,
+    Option<String>,
+    Vec<crate::route::HeaderMatch>,
+    Vec<crate::route::QueryMatch>,
+    String,
+);
+
+/// An API's version set, version, the conditions that select it, and its versioned path.
+fn version_of(
+    apath: &str,
+    api: &Api,
+    base: &str,
+    sets: &[VersionSet],
+    errors: &mut Errors,
+) -> VersionOf {
+    let none = (None, None, Vec::new(), Vec::new(), base.to_string());
+    let Some(set_name) = &api.version_set else {
+        if api.version.is_some() {
+            errors.push(
+                format_args!("{apath}.version"),
+                "a version needs a version_set (the set says how requests name versions)",
+            );
+        }
+        return none;
+    };
+    let Some(index) = sets.iter().position(|s| &s.name == set_name) else {
+        let known: Vec<&str> = sets.iter().map(|s| s.name.as_str()).collect();
+        errors.push(
+            format_args!("{apath}.version_set"),
+            format!(
+                "no version set named {set_name:?} (known: {})",
+                if known.is_empty() {
+                    "none; declare it under version_sets".to_string()
+                } else {
+                    known.join(", ")
+                }
+            ),
+        );
+        return none;
+    };
+    let Some(version) = &api.version else {
+        errors.push(
+            format_args!("{apath}.version"),
+            format!("an API of version set {set_name:?} needs its version (such as v2)"),
+        );
+        return none;
+    };
+    if version.is_empty()
+        || !version
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.~".contains(&b))
+    {
+        errors.push(
+            format_args!("{apath}.version"),
+            format!("{version:?} is not a version (letters, digits, '-', '_', '.', '~')"),
+        );
+        return none;
+    }
+    let set = &sets[index];
+    let exact = |v: &str| crate::route::ValueMatch::Exact(v.as_bytes().into());
+    match set.scheme {
+        VersionScheme::Path => (
+            Some(index),
+            Some(version.clone()),
+            Vec::new(),
+            Vec::new(),
+            format!("{base}/{version}"),
+        ),
+        VersionScheme::Header => (
+            Some(index),
+            Some(version.clone()),
+            vec![crate::route::HeaderMatch {
+                name: set.header.as_bytes().into(),
+                value: exact(version),
+            }],
+            Vec::new(),
+            base.to_string(),
+        ),
+        VersionScheme::Query => (
+            Some(index),
+            Some(version.clone()),
+            Vec::new(),
+            vec![crate::route::QueryMatch {
+                name: set.query.as_bytes().into(),
+                value: exact(version),
+            }],
+            base.to_string(),
+        ),
+    }
+}
+
+/// Checks an API's revisions; lists them, the current one first and the rest by number.
+fn revisions_of(apath: &str, api: &Api, base: &str, errors: &mut Errors) -> Vec<RevisionInfo> {
+    let current = api.revision.unwrap_or(1);
+    if current == 0 {
+        errors.push(
+            format_args!("{apath}.revision"),
+            "revisions are numbered from 1",
+        );
+    }
+    if !api.revisions.is_empty() && base.is_empty() {
+        errors.push(
+            format_args!("{apath}.revisions"),
+            "an API at / cannot have revisions (they are reached at PATH;rev=N); give it a path",
+        );
+    }
+    let mut list = vec![RevisionInfo {
+        revision: current,
+        current: true,
+        online: true,
+        change_log: api.change_log.clone(),
+    }];
+    for (r, rev) in api.revisions.iter().enumerate() {
+        let rpath = format!("{apath}.revisions[{r}]");
+        if rev.revision == 0 {
+            errors.push(
+                format_args!("{rpath}.revision"),
+                "revisions are numbered from 1",
+            );
+        } else if rev.revision == current {
+            errors.push(
+                format_args!("{rpath}.revision"),
+                format!("{current} is the current revision (the API's `revision`)"),
+            );
+        } else if list.iter().any(|i| i.revision == rev.revision) {
+            errors.push(
+                format_args!("{rpath}.revision"),
+                format!("revision {} is listed twice", rev.revision),
+            );
+        }
+        list.push(RevisionInfo {
+            revision: rev.revision,
+            current: false,
+            online: rev.online.unwrap_or(true),
+            change_log: rev.change_log.clone(),
+        });
+    }
+    list[1..].sort_by_key(|i| i.revision);
+    list
+}
+
+/// The routed forms of an API: the current revision, each online revision at `;rev=N`, and,
+/// for the default version of a version set, the current revision without a version.
+fn variants(
+    api: &Api,
+    revisions: &[RevisionInfo],
+    sets: &[VersionSet],
+    set: Option<usize>,
+    version: &Option<String>,
+) -> Vec<Variant> {
+    let base = api.path.trim_end_matches('/');
+    let versioned = match (set, version) {
+        (Some(s), Some(v)) if sets[s].scheme == VersionScheme::Path => format!("{base}/{v}"),
+        _ => base.to_string(),
+    };
+    let current = revisions[0].revision;
+    let mut out = vec![Variant {
+        revision: None,
+        number: current,
+        path: versioned.clone(),
+        unversioned: false,
+    }];
+    for (r, rev) in api.revisions.iter().enumerate() {
+        if rev.online.unwrap_or(true) && rev.revision != current && rev.revision != 0 {
+            out.push(Variant {
+                revision: Some(r),
+                number: rev.revision,
+                path: format!("{versioned};rev={}", rev.revision),
+                unversioned: false,
+            });
+        }
+    }
+    if let (Some(s), Some(v)) = (set, version) {
+        if sets[s].default.as_deref() == Some(v.as_str()) {
+            out.push(Variant {
+                revision: None,
+                number: current,
+                path: base.to_string(),
+                unversioned: true,
+            });
+        }
+    }
+    out
 }
 
 pub fn cache_settings(doc: &CacheDoc, errors: &mut Errors) -> CacheSettings {

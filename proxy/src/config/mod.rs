@@ -9,9 +9,11 @@ mod apis;
 pub mod cluster;
 mod env;
 mod model;
+mod portal;
 mod products;
 mod resilience;
 mod routes;
+mod sources;
 mod units;
 mod validate;
 
@@ -27,8 +29,11 @@ use crate::route::{DirectResponse, HeaderEdits, HostPattern, Redirect, Rewrite, 
 
 pub use apis::{
     parse_rfc3339_ms, parse_status_range, ApiConfig, CacheSettings, ConcurrencyDef,
-    OperationConfig, PolicyTables, QuotaDef, RateDef, StateSettings,
+    OperationConfig, PolicyTables, QuotaDef, RateDef, RevisionInfo, StateSettings, VersionScheme,
+    VersionSet,
 };
+pub use portal::{PortalListener, PortalSettings, ProductInfo};
+pub use sources::inputs_digest;
 pub use units::{parse_cpu_list, parse_duration, parse_size};
 
 /// A loaded, validated configuration.
@@ -53,6 +58,8 @@ pub struct Config {
     /// until one closes. None: derived from RLIMIT_NOFILE when the server starts.
     pub max_connections_per_worker: Option<usize>,
     pub apis: Vec<ApiConfig>,
+    /// Version sets: APIs that are versions of one API.
+    pub version_sets: Vec<VersionSet>,
     /// Subscriptions and products, compiled for the key checks of API routes (empty when the
     /// document has none). Holds key hashes only; its `Debug` shortens them.
     pub keys: crate::policy::auth::keys::KeyTable,
@@ -76,6 +83,13 @@ pub struct Config {
     pub access_log: Option<AccessLogSettings>,
     /// Span export over OTLP/HTTP, when configured.
     pub tracing: Option<TracingSettings>,
+    /// The files and directories the configuration read besides itself (OpenAPI documents,
+    /// Gateway API manifests).
+    pub inputs: Vec<std::path::PathBuf>,
+    /// The developer portal, when configured.
+    pub portal: Option<PortalSettings>,
+    /// The products, as the portal lists them.
+    pub products: Vec<ProductInfo>,
 }
 
 /// The admin listener's settings.
@@ -423,6 +437,16 @@ pub fn load_str(
 /// Validates a document that has no variables left to substitute (the admin API's edits of
 /// the running one).
 pub fn load_literal(text: &str, source: &str) -> Result<Config, ConfigError> {
+    load_literal_in(text, source, None)
+}
+
+/// As [`load_literal`], reading the files the document names (certificates, OpenAPI
+/// documents, manifests) relative to `dir` (default: the directory of `source`).
+pub fn load_literal_in(
+    text: &str,
+    source: &str,
+    dir: Option<&Path>,
+) -> Result<Config, ConfigError> {
     let prefix = |errors: Vec<String>| ConfigError {
         errors: errors
             .into_iter()
@@ -430,7 +454,7 @@ pub fn load_literal(text: &str, source: &str) -> Result<Config, ConfigError> {
             .collect(),
     };
     let document = parse_document(text).map_err(|e| prefix(vec![e]))?;
-    validate::validate(document, source).map_err(prefix)
+    validate::validate_in(document, source, dir).map_err(prefix)
 }
 
 /// The document in `text` (variables substituted) as a JSON value, for the admin API.

@@ -32,6 +32,13 @@ pub struct Document {
     pub upgrades: Option<Vec<String>>,
     #[serde(default)]
     pub apis: Vec<super::apis::Api>,
+    /// The developer portal.
+    pub portal: Option<super::portal::PortalDoc>,
+    /// Kubernetes Gateway API manifests whose routes join the configuration.
+    pub gateway_api: Option<super::sources::GatewayApiDoc>,
+    /// APIs that are versions of one API.
+    #[serde(default)]
+    pub version_sets: Vec<super::apis::VersionSetDoc>,
     /// Bundles of APIs with a subscription requirement and a policy scope.
     #[serde(default)]
     pub products: Vec<super::products::ProductDoc>,

@@ -31,10 +31,12 @@ use crate::policy::auth::subscription::{DEFAULT_HEADER, DEFAULT_QUERY};
 #[serde(
     deny_unknown_fields,
     expecting = "a product: a mapping with name, apis and optionally display_name, description, \
-                 subscription_required, policies"
+                 subscription_required, approval_required, policies"
 )]
 pub struct ProductDoc {
     pub name: String,
+    /// Subscriptions developers ask for wait for an owner's approval (default false).
+    pub approval_required: Option<bool>,
     pub display_name: Option<String>,
     pub description: Option<String>,
     #[serde(default)]
@@ -184,7 +186,7 @@ pub struct Products {
 
 /// Letters, digits, `-`, `_`, `.`: names that go into templates, counter keys and logs as
 /// they are.
-fn is_name(s: &str) -> bool {
+pub(super) fn is_name(s: &str) -> bool {
     !s.is_empty()
         && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))

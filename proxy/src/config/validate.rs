@@ -26,14 +26,27 @@ impl Errors {
 }
 
 pub(super) fn validate(doc: Document, source: &str) -> Result<Config, Vec<String>> {
+    validate_in(doc, source, None)
+}
+
+/// Validates `doc`, reading the files it names relative to `dir` (default: the directory of
+/// `source`).
+pub(super) fn validate_in(
+    mut doc: Document,
+    source: &str,
+    dir: Option<&Path>,
+) -> Result<Config, Vec<String>> {
     let mut errors = Errors(Vec::new());
+    let dir = dir.map(Path::to_path_buf).unwrap_or_else(|| {
+        std::path::Path::new(source)
+            .parent()
+            .unwrap_or(std::path::Path::new("."))
+            .to_path_buf()
+    });
+    let inputs = super::sources::expand(&mut doc, &dir, &mut errors);
     let runtime = runtime(&doc.runtime, &mut errors);
     let limits = limits(&doc.limits, &mut errors);
     let timeouts = timeouts(&doc.timeouts, &mut errors);
-    let dir = std::path::Path::new(source)
-        .parent()
-        .unwrap_or(std::path::Path::new("."))
-        .to_path_buf();
     let listeners = listeners(&doc.listeners, &dir, &mut errors);
     let backends = backends(&doc.backends, &dir, &mut errors);
     let known: Vec<&str> = doc.backends.iter().map(|b| b.name.as_str()).collect();
@@ -58,6 +71,22 @@ pub(super) fn validate(doc: Document, source: &str) -> Result<Config, Vec<String
         .as_ref()
         .and_then(|a| access_log(a, &dir, &mut errors));
     let tracing = doc.tracing.as_ref().and_then(|t| tracing(t, &mut errors));
+    let portal = doc
+        .portal
+        .as_ref()
+        .and_then(|p| super::portal::portal(p, source, &dir, admin.as_ref(), &mut errors));
+    let products = doc
+        .products
+        .iter()
+        .map(|p| super::ProductInfo {
+            name: p.name.clone(),
+            display_name: p.display_name.clone(),
+            description: p.description.clone(),
+            apis: p.apis.clone(),
+            approval_required: p.approval_required.unwrap_or(false),
+            subscription_required: p.subscription_required.unwrap_or(true),
+        })
+        .collect();
     let cluster = doc
         .cluster
         .as_ref()
@@ -94,7 +123,11 @@ pub(super) fn validate(doc: Document, source: &str) -> Result<Config, Vec<String
         routes,
         upgrades,
         max_connections_per_worker,
+        inputs,
+        portal,
+        products,
         apis: compiled.apis,
+        version_sets: compiled.version_sets,
         keys: compiled.keys,
         pipelines: compiled.pipelines,
         policy_tables: compiled.tables,
@@ -150,7 +183,10 @@ fn admin(a: &model::Admin, dir: &Path, errors: &mut Errors) -> Option<super::Adm
             format!("{address} is not a loopback address: give token or token_file"),
         );
     }
-    let tls = a.tls.as_ref().and_then(|t| admin_tls(t, dir, errors));
+    let tls = a
+        .tls
+        .as_ref()
+        .and_then(|t| admin_tls("admin.tls", t, dir, errors));
     Some(super::AdminSettings {
         address,
         token: token.map(super::Secret::new),
@@ -159,15 +195,17 @@ fn admin(a: &model::Admin, dir: &Path, errors: &mut Errors) -> Option<super::Adm
     })
 }
 
-/// `admin.tls`: one certificate chain and key, TLS 1.2 and 1.3, HTTP/1.1.
-fn admin_tls(
+/// `admin.tls` (and `portal.tls`, at `at`): one certificate chain and key, TLS 1.2 and 1.3,
+/// HTTP/1.1.
+pub(super) fn admin_tls(
+    at: &str,
     t: &model::AdminTls,
     dir: &Path,
     errors: &mut Errors,
 ) -> Option<Arc<rustls::ServerConfig>> {
     use crate::tls::server::{provider, read_certs, read_key, versions};
-    let certs = read_certs(&dir.join(&t.cert)).map_err(|e| errors.push("admin.tls.cert", e));
-    let key = read_key(&dir.join(&t.key)).map_err(|e| errors.push("admin.tls.key", e));
+    let certs = read_certs(&dir.join(&t.cert)).map_err(|e| errors.push(format!("{at}.cert"), e));
+    let key = read_key(&dir.join(&t.key)).map_err(|e| errors.push(format!("{at}.key"), e));
     let (Ok(certs), Ok(key)) = (certs, key) else {
         return None;
     };
@@ -186,7 +224,7 @@ fn admin_tls(
             Some(Arc::new(config))
         }
         Err(e) => {
-            errors.push("admin.tls", e);
+            errors.push(at, e);
             None
         }
     }

@@ -37,9 +37,35 @@ pub const OPENAPI: &str = include_str!("openapi.json");
 
 /// Binds the admin listener and serves it on threads of its own. Returns the bound address.
 pub fn start(settings: &AdminSettings, plane: Arc<Plane>) -> std::io::Result<SocketAddr> {
-    let listener = TcpListener::bind(settings.address)?;
+    start_server(settings.address, settings.tls.clone(), plane, Serves::Admin)
+}
+
+/// Binds the developer portal's own listener (`portal.listener: ADDRESS`), which serves the
+/// portal only.
+pub fn start_portal(
+    address: SocketAddr,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    plane: Arc<Plane>,
+) -> std::io::Result<SocketAddr> {
+    start_server(address, tls, plane, Serves::Portal)
+}
+
+/// What a listener serves.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Serves {
+    /// The admin API (and the portal, when it is on the admin listener).
+    Admin,
+    Portal,
+}
+
+fn start_server(
+    address: SocketAddr,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    plane: Arc<Plane>,
+    serves: Serves,
+) -> std::io::Result<SocketAddr> {
+    let listener = TcpListener::bind(address)?;
     let addr = listener.local_addr()?;
-    let tls = settings.tls.clone();
     let busy = Arc::new(AtomicUsize::new(0));
     std::thread::Builder::new()
         .name("ringway-admin".into())
@@ -54,7 +80,7 @@ pub fn start(settings: &AdminSettings, plane: Arc<Plane>) -> std::io::Result<Soc
                 let spawned = std::thread::Builder::new()
                     .name("ringway-admin-conn".into())
                     .spawn(move || {
-                        let _ = serve_connection(stream, tls, &plane);
+                        let _ = serve_connection(stream, tls, &plane, serves);
                         busy.fetch_sub(1, Ordering::AcqRel);
                     });
                 if spawned.is_err() {
@@ -69,14 +95,22 @@ fn serve_connection(
     stream: TcpStream,
     tls: Option<Arc<rustls::ServerConfig>>,
     plane: &Plane,
+    serves: Serves,
 ) -> std::io::Result<()> {
     stream.set_read_timeout(Some(IO_TIMEOUT))?;
     stream.set_write_timeout(Some(IO_TIMEOUT))?;
+    let peer = stream.peer_addr().ok().map(|a| a.ip());
     match tls {
-        None => serve(stream, plane),
+        None => serve(stream, plane, serves, peer, false),
         Some(config) => {
             let session = rustls::ServerConnection::new(config).map_err(std::io::Error::other)?;
-            serve(rustls::StreamOwned::new(session, stream), plane)
+            serve(
+                rustls::StreamOwned::new(session, stream),
+                plane,
+                serves,
+                peer,
+                true,
+            )
         }
     }
 }
@@ -179,7 +213,13 @@ fn field_of(message: &str) -> String {
     }
 }
 
-fn serve<S: Read + Write>(mut stream: S, plane: &Plane) -> std::io::Result<()> {
+fn serve<S: Read + Write>(
+    mut stream: S,
+    plane: &Plane,
+    serves: Serves,
+    peer: Option<std::net::IpAddr>,
+    tls: bool,
+) -> std::io::Result<()> {
     let mut buf = Vec::with_capacity(1024);
     let mut chunk = [0u8; 8192];
     let end = loop {
@@ -211,11 +251,13 @@ fn serve<S: Read + Write>(mut stream: S, plane: &Plane) -> std::io::Result<()> {
     let (path, query) = target.split_once('?').unwrap_or((target, ""));
     let mut authorization = None;
     let mut length = 0usize;
+    let mut headers: Vec<(String, String)> = Vec::new();
     for line in lines {
         let Some((name, value)) = line.split_once(':') else {
             continue;
         };
         let name = name.trim();
+        headers.push((name.to_ascii_lowercase(), value.trim().to_string()));
         if name.eq_ignore_ascii_case("authorization") {
             authorization = Some(value.trim().to_string());
         } else if name.eq_ignore_ascii_case("content-length") {
@@ -259,6 +301,38 @@ fn serve<S: Read + Write>(mut stream: S, plane: &Plane) -> std::io::Result<()> {
         body.extend_from_slice(&chunk[..n]);
     }
     body.truncate(length);
+    let portal = plane.portal.get().filter(|p| {
+        serves == Serves::Portal || p.settings.listener == crate::config::PortalListener::Admin
+    });
+    let decoded = percent_decode(path);
+    if let Some(portal) = portal {
+        if decoded == "/portal" || decoded.starts_with("/portal/") || serves == Serves::Portal {
+            if serves == Serves::Portal
+                && !(decoded == "/portal" || decoded.starts_with("/portal/"))
+            {
+                let to_portal = crate::portal::PortalAnswer {
+                    status: if decoded == "/" { 302 } else { 404 },
+                    headers: vec![
+                        ("Location".into(), "/portal/".into()),
+                        ("Content-Type".into(), "text/plain".into()),
+                    ],
+                    body: b"the developer portal is at /portal/\n".to_vec(),
+                };
+                return write_portal(&mut stream, to_portal);
+            }
+            let request = crate::portal::PortalRequest {
+                method,
+                path: &decoded,
+                query,
+                headers: &headers,
+                body: &body,
+                peer,
+                tls,
+            };
+            let answer = portal.handle(&request, plane);
+            return write_portal(&mut stream, answer);
+        }
+    }
     let request = Request {
         method,
         path: percent_decode(path),
@@ -426,6 +500,52 @@ fn handle(route: &AdminRoute, params: &[String], request: &Request<'_>, plane: &
         }
         ("POST", path) if path.ends_with("/drain") || path.ends_with("/undrain") => {
             drain(plane, p(0), p(1), path.ends_with("/drain"))
+        }
+        ("GET", "/apis/{api}/revisions") => result(edit::revisions::list(&plane.document(), p(0))),
+        ("POST", "/apis/{api}/revisions/{revision}/make-current") => {
+            let body = if request.body.is_empty() {
+                json!({})
+            } else {
+                match request.json() {
+                    Ok(b) => b,
+                    Err(a) => return a,
+                }
+            };
+            let mut document = plane.document();
+            match edit::revisions::make_current(&mut document, p(0), p(1), &body) {
+                Ok(outcome) => apply(
+                    plane,
+                    document,
+                    request.query_flag("dry_run"),
+                    Some(outcome),
+                ),
+                Err(e) => Answer::from_edit(e),
+            }
+        }
+        ("GET", "/developers") => match plane.portal.get() {
+            None => Answer::error(
+                404,
+                "not_found",
+                "path",
+                "the developer portal is not configured",
+            ),
+            Some(portal) => match super::portal_admin::developers(portal) {
+                Ok(v) => Answer::json(200, &v),
+                Err(e) => Answer::error(500, "internal", "", &e),
+            },
+        },
+        (method, path) if path.starts_with("/subscriptions") => {
+            match super::portal_admin::subscription_route(
+                method,
+                path,
+                params,
+                &request.body,
+                request.query,
+                plane,
+            ) {
+                Some((status, body)) => Answer::json(status, &body),
+                None => edit_route(method, path, params, request, plane),
+            }
         }
         (method, path) => edit_route(method, path, params, request, plane),
     }
@@ -768,6 +888,25 @@ fn write_answer<S: Write>(stream: &mut S, answer: Answer) -> std::io::Result<()>
     head.push_str("\r\n");
     stream.write_all(head.as_bytes())?;
     stream.write_all(answer.body.as_bytes())?;
+    stream.flush()
+}
+
+fn write_portal<S: Write>(
+    stream: &mut S,
+    answer: crate::portal::PortalAnswer,
+) -> std::io::Result<()> {
+    let reason = crate::server::reason(answer.status);
+    let mut head = format!(
+        "HTTP/1.1 {} {reason}\r\ncontent-length: {}\r\nconnection: close\r\n",
+        answer.status,
+        answer.body.len()
+    );
+    for (name, value) in &answer.headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str("\r\n");
+    stream.write_all(head.as_bytes())?;
+    stream.write_all(&answer.body)?;
     stream.flush()
 }
 

@@ -24,6 +24,7 @@ use std::fmt;
 use serde_json::{json, Map, Value};
 
 mod redact;
+pub mod revisions;
 mod subscriptions;
 
 pub use redact::{redact, restore_redacted, REDACTED};

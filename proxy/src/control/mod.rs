@@ -8,6 +8,7 @@ pub mod edit;
 pub mod labels;
 pub mod otlp;
 pub mod plane;
+pub mod portal_admin;
 pub mod prometheus;
 pub mod routes;
 pub mod state;

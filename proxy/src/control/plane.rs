@@ -53,6 +53,10 @@ struct Inner {
     file_tried: Option<String>,
     last: Option<ReloadRecord>,
     certs: CertWatch,
+    /// The keys the document in force compiled to, before run-time subscriptions join them.
+    doc_keys: crate::policy::auth::keys::KeyTable,
+    /// The digest of the files the configuration in force read besides itself.
+    inputs: Vec<PathBuf>,
 }
 
 /// What the admin listener and the process's signal loop share to change the configuration.
@@ -74,6 +78,8 @@ pub struct Plane {
     pub spans: std::sync::OnceLock<Arc<super::otlp::SpanExport>>,
     /// Cluster mode: cluster-wide purges and configuration distribution.
     pub cluster: std::sync::OnceLock<Arc<crate::cluster::sync::ClusterSync>>,
+    /// The developer portal, whose subscriptions join the document's.
+    pub portal: std::sync::OnceLock<Arc<crate::portal::Portal>>,
 }
 
 /// The result of a change through the admin API.
@@ -101,11 +107,19 @@ impl Plane {
         source: Option<PathBuf>,
         document: serde_json::Value,
     ) -> Arc<Plane> {
-        let certs = CertWatch::new(&lock(&reloader).snapshot().config);
+        let (certs, doc_keys, inputs) = {
+            let r = lock(&reloader);
+            let config = &r.snapshot().config;
+            (
+                CertWatch::new(config),
+                config.keys.clone(),
+                config.inputs.clone(),
+            )
+        };
         let file = source
             .as_deref()
             .and_then(|p| std::fs::read(p).ok())
-            .map(|t| digest(&t));
+            .map(|t| digest_with(&t, &inputs));
         Arc::new(Plane {
             control,
             reloader,
@@ -118,6 +132,8 @@ impl Plane {
                 file_tried: file,
                 last: None,
                 certs,
+                doc_keys,
+                inputs,
             }),
             reloads_ok: AtomicU64::new(0),
             reloads_failed: AtomicU64::new(0),
@@ -125,6 +141,7 @@ impl Plane {
             access_log: std::sync::OnceLock::new(),
             spans: std::sync::OnceLock::new(),
             cluster: std::sync::OnceLock::new(),
+            portal: std::sync::OnceLock::new(),
         })
     }
 
@@ -174,7 +191,10 @@ impl Plane {
         // One change seen twice (the file watch, then the signal sent after writing it) makes
         // one reload: a file change whose text was already tried, or a signal for the text
         // in force, changes nothing (a signal still reloads the certificates).
-        let seen = text.as_ref().ok().map(|t| digest(t.as_bytes()));
+        let seen = text
+            .as_ref()
+            .ok()
+            .map(|t| digest_with(t.as_bytes(), &inner.inputs));
         if seen.is_some() {
             let already = if trigger == "file change" {
                 &inner.file_tried
@@ -201,9 +221,12 @@ impl Plane {
                 Ok((document, config))
             });
         let result = loaded.and_then(|(document, config)| {
+            let inputs = config.inputs.clone();
             let reloaded = self.switch(&mut inner, config, asked)?;
             inner.document = document;
-            inner.file_applied = seen;
+            // The digest of what was read now (its inputs may differ from the last ones').
+            inner.file_applied = std::fs::read(&path).ok().map(|t| digest_with(&t, &inputs));
+            inner.inputs = inputs;
             set_aside(&applied_path(&path), "the configuration file was reloaded");
             Ok(reloaded)
         });
@@ -226,7 +249,7 @@ impl Plane {
         let text = serde_yaml_ng::to_string(&document).map_err(|e| ReloadError {
             errors: vec![format!("the edited document cannot be written: {e}")],
         })?;
-        let config = match config::load_literal(&text, "admin API") {
+        let config = match config::load_literal_in(&text, "admin API", self.dir().as_deref()) {
             Ok(c) => c,
             Err(e) => {
                 let result = Err(ReloadError::from(e));
@@ -318,7 +341,10 @@ impl Plane {
             .map_err(|e| ReloadError {
                 errors: vec![format!("{trigger}: the document cannot be written: {e}")],
             })
-            .and_then(|text| config::load_literal(&text, &trigger).map_err(ReloadError::from))
+            .and_then(|text| {
+                config::load_literal_in(&text, &trigger, self.dir().as_deref())
+                    .map_err(ReloadError::from)
+            })
             .and_then(|config| match sync.check_identity(&config) {
                 Ok(()) => Ok(config),
                 Err(e) => Err(ReloadError {
@@ -343,16 +369,45 @@ impl Plane {
         self.record(&mut inner, &trigger, asked, &result);
     }
 
+    /// The directory relative paths of an edited document are read from: the configuration
+    /// file's.
+    fn dir(&self) -> Option<PathBuf> {
+        self.source
+            .as_deref()
+            .and_then(Path::parent)
+            .map(Path::to_path_buf)
+    }
+
+    /// Switches every worker to `config`, with the portal's subscriptions joining the
+    /// document's keys.
     fn switch(
         &self,
         inner: &mut Inner,
-        config: Config,
+        mut config: Config,
         asked: Instant,
     ) -> Result<Reloaded, ReloadError> {
+        let doc_keys = config.keys.clone();
+        if let Some(portal) = self.portal.get() {
+            config.keys = doc_keys.with_runtime(&portal.key_subscriptions());
+        }
         let mut reloader = lock(&self.reloader);
         let reloaded = reloader.apply(config, asked)?;
         inner.certs = CertWatch::new(&reloader.snapshot().config);
+        inner.doc_keys = doc_keys;
         Ok(reloaded)
+    }
+
+    /// Puts the portal's subscriptions as they are now in force (after one was issued,
+    /// approved, regenerated or cancelled): the configuration in force again, with new keys,
+    /// through the same two-phase switch as any reload.
+    pub fn refresh_keys(&self, trigger: &str) -> Result<Reloaded, ReloadError> {
+        let asked = Instant::now();
+        let mut inner = lock(&self.inner);
+        let mut config = lock(&self.reloader).snapshot().config.clone();
+        config.keys = inner.doc_keys.clone();
+        let result = self.switch(&mut inner, config, asked);
+        self.record(&mut inner, trigger, asked, &result);
+        result
     }
 
     fn record(
@@ -450,6 +505,14 @@ pub fn applied_path(config: &Path) -> PathBuf {
 }
 
 const BASE_PREFIX: &str = "# base: sha256:";
+
+/// The digest of a configuration file's text and of the files it read besides itself.
+fn digest_with(text: &[u8], inputs: &[PathBuf]) -> String {
+    if inputs.is_empty() {
+        return digest(text);
+    }
+    format!("{}+{}", digest(text), config::inputs_digest(inputs))
+}
 
 fn digest(text: &[u8]) -> String {
     let d = ring::digest::digest(&ring::digest::SHA256, text);

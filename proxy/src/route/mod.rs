@@ -385,7 +385,7 @@ impl Router {
                     None => backend(&api.backend),
                 };
                 let mut r = route(
-                    format!("{}/{}", api.name, op.id),
+                    format!("{}/{}", api.route_name(), op.id),
                     action,
                     op.pipeline,
                     &op.id,
@@ -399,8 +399,8 @@ impl Router {
                     RouteMatch {
                         path: PathMatch::Template(op.template.clone()),
                         method: op.method.clone(),
-                        headers: Vec::new(),
-                        query: Vec::new(),
+                        headers: api.headers.clone(),
+                        query: api.query.clone(),
                     },
                 );
             }
@@ -409,7 +409,7 @@ impl Router {
             let fallback = if api.operations.is_empty() {
                 let keys = api.keys.as_ref();
                 route(
-                    api.name.clone(),
+                    api.route_name(),
                     backend(&api.backend),
                     api.pipeline,
                     "",
@@ -417,7 +417,7 @@ impl Router {
                 )
             } else {
                 let mut r = route(
-                    format!("{}/no-operation", api.name),
+                    format!("{}/no-operation", api.route_name()),
                     Action::Respond(DirectResponse {
                         status: 404,
                         headers: vec![("content-type".into(), "application/json".into())],
@@ -443,9 +443,32 @@ impl Router {
                 RouteMatch {
                     path: PathMatch::Prefix(api.path.as_bytes().into()),
                     method: None,
+                    headers: api.headers.clone(),
+                    query: api.query.clone(),
+                },
+            );
+        }
+        // A version set without a default answers a request that names no version (or one it
+        // does not have) with 404 and the list of its versions.
+        for set in config.version_sets.iter().filter(|s| s.default.is_none()) {
+            routes.push(version_list_route(set));
+            let candidate = Candidate {
+                route: routes.len() - 1,
+                order: (order, 0),
+                matcher: RouteMatch {
+                    path: PathMatch::Prefix(set.path.as_bytes().into()),
+                    method: None,
                     headers: Vec::new(),
                     query: Vec::new(),
                 },
+            };
+            order += 1;
+            place(
+                &set.hosts,
+                candidate,
+                &mut exact_hosts,
+                &mut wildcard_hosts,
+                &mut any_host,
             );
         }
         if !errors.is_empty() {
@@ -549,6 +572,41 @@ impl fmt::Debug for Router {
 }
 
 /// Puts a candidate in the group of each of its hosts (or of any host, when it names none).
+/// The 404 of a version set without a default version, listing its versions.
+fn version_list_route(set: &crate::config::VersionSet) -> Route {
+    let versions: Vec<&str> = set.versions.iter().map(|(v, _)| v.as_str()).collect();
+    let how = match set.scheme {
+        crate::config::VersionScheme::Path => format!("{}/VERSION/...", set.path),
+        crate::config::VersionScheme::Header => format!("the {} header", set.header),
+        crate::config::VersionScheme::Query => format!("?{}=VERSION", set.query),
+    };
+    let body = serde_json::json!({
+        "statusCode": 404,
+        "message": format!("API version required: name one of its versions with {how}"),
+        "versions": versions,
+    });
+    Route {
+        name: format!("{}/versions", set.name),
+        action: Action::Respond(DirectResponse {
+            status: 404,
+            headers: vec![("content-type".into(), "application/json".into())],
+            body: Bytes::from(body.to_string()),
+        }),
+        request_headers: HeaderEdits::default(),
+        response_headers: HeaderEdits::default(),
+        rewrite: None,
+        pipeline: None,
+        api: set.name.as_str().into(),
+        operation: Box::default(),
+        params: None,
+        strip: None,
+        keys: None,
+        preflights_only: false,
+        access_log: true,
+        label: crate::control::labels::route(&set.name, ""),
+    }
+}
+
 fn place(
     hosts: &[HostPattern],
     candidate: Candidate,

@@ -433,6 +433,48 @@ impl KeyTable {
         })
     }
 
+    /// This table with `extra` subscriptions added (those issued at run time, through the
+    /// developer portal). One whose id or key is already taken, or whose product does not
+    /// exist, is left out and logged: the document's subscriptions come first.
+    pub fn with_runtime(&self, extra: &[Subscription]) -> KeyTable {
+        let mut subs: Vec<Subscription> = self.subscriptions.to_vec();
+        let mut ids: ahash::AHashSet<String> = subs.iter().map(|s| s.id.clone()).collect();
+        let mut hashes: ahash::AHashSet<[u8; 32]> = subs
+            .iter()
+            .flat_map(|s| std::iter::once(s.primary.0).chain(s.secondary.map(|h| h.0)))
+            .collect();
+        for sub in extra {
+            let product_ok = match &sub.scope {
+                Scope::Product(p) => self.products.iter().any(|q| &q.name == p),
+                _ => true,
+            };
+            let keys = std::iter::once(sub.primary.0).chain(sub.secondary.map(|h| h.0));
+            let clash = keys.clone().any(|k| hashes.contains(&k))
+                || sub.secondary.is_some_and(|s| s == sub.primary);
+            if !product_ok || clash || ids.contains(&sub.id) {
+                log::warn!(
+                    "subscription {:?} is not in force: {}",
+                    sub.id,
+                    if !product_ok {
+                        "its product is not in the configuration"
+                    } else if clash {
+                        "one of its keys is another subscription's"
+                    } else {
+                        "the configuration has a subscription with its id"
+                    }
+                );
+                continue;
+            }
+            ids.insert(sub.id.clone());
+            hashes.extend(keys);
+            subs.push(sub.clone());
+        }
+        KeyTable::build(subs, &self.products).unwrap_or_else(|e| {
+            log::error!("run-time subscriptions left out: {e}");
+            self.clone()
+        })
+    }
+
     /// The subscription an [`Access::Granted`] names.
     pub fn subscription(&self, index: usize) -> &Subscription {
         &self.subscriptions[index]
