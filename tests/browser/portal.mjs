@@ -62,18 +62,20 @@ async function until(what, fn, { timeout = 10_000, interval = 250 } = {}) {
 let page;
 let context;
 let current = 'start the browser';
+let passed = 0;
 const pageProblems = [];
 
 async function step(name, fn) {
   current = name;
   await fn();
   check(pageProblems.length === 0, `the page reported: ${pageProblems.join(' | ')}`);
+  passed += 1;
   console.log(`ok - ${name}`);
 }
 
-async function shot(file, { fullPage = false, target = page } = {}) {
+async function shot(file, { fullPage = false } = {}) {
   if (!SCREENSHOTS) return;
-  await target.screenshot({ path: join(SCREENSHOTS, file), fullPage });
+  await page.screenshot({ path: join(SCREENSHOTS, file), fullPage });
 }
 
 function watch(p) {
@@ -151,7 +153,7 @@ async function tryIt(subscriptionId) {
   await open(`apis/${encodeURIComponent(API)}`);
   const panel = page.locator(hook(`try-${OPERATION}`));
   await panel.waitFor();
-  if (!(await panel.evaluate((el) => el.open === undefined || el.open))) await panel.locator('summary').first().click();
+  if (!(await panel.evaluate((el) => el.open === undefined || el.open))) await panel.locator(':scope > summary').click();
   await panel.getByLabel('Subscription', { exact: true }).selectOption(subscriptionId);
   await panel.getByLabel('Key', { exact: true }).selectOption('primary');
   const status = panel.locator(hook('try-status'));
@@ -203,22 +205,27 @@ async function expectGateway(key, want, label) {
 
 async function main() {
   if (SCREENSHOTS) mkdirSync(SCREENSHOTS, { recursive: true });
-  const browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: ['--no-sandbox'] });
+  let browser;
   try {
+    browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: ['--no-sandbox'] });
     context = await browser.newContext({ viewport: DESKTOP });
     page = await context.newPage();
     page.setDefaultTimeout(15_000);
     watch(page);
+    console.log(`# ${PORTAL_URL} with Chromium ${browser.version()}, gateway ${GATEWAY_URL}`);
     await run();
+    console.log(`# all ${passed} steps passed`);
   } catch (err) {
     const where = SCREENSHOTS || tmpdir();
     if (page) await page.screenshot({ path: join(where, 'failure.png'), fullPage: true }).catch(() => {});
-    console.log(`not ok - ${current}: ${err instanceof Failure ? err.message : err.stack || err}`);
+    // Playwright's messages carry a call log (useful) and colour codes (not).
+    const message = err instanceof Failure ? err.message : String(err.message || err).replace(/\x1b\[[0-9;]*m/g, '');
+    console.log(`not ok - ${current}: ${message}`);
     if (page) console.log(`# at ${page.url()}; screenshot ${join(where, 'failure.png')}`);
     process.exitCode = 1;
   } finally {
     // A browser in a bad state can hang on close; do not let it hide the verdict.
-    await Promise.race([browser.close(), sleep(10_000)]);
+    if (browser) await Promise.race([browser.close(), sleep(10_000)]);
   }
 }
 
@@ -244,14 +251,15 @@ async function run() {
     await clickNav('APIs');
     await page.waitForURL(/\/apis\/?$/);
     await page.locator(`main a[href="${PORTAL_PATH}apis/${API}"]`).first().click();
+    apiDetail = await page.evaluate(async ({ base, name }) => (await fetch(`${base}api/apis/${encodeURIComponent(name)}`)).json(), { base: PORTAL_PATH, name: API });
+    check(apiDetail && Array.isArray(apiDetail.operations), `could not read the API detail: ${JSON.stringify(apiDetail).slice(0, 200)}`);
+    check(apiDetail.operations.some((o) => o.id === OPERATION), `${API} has no operation ${OPERATION} (has: ${apiDetail.operations.map((o) => o.id).join(', ')})`);
     await page.locator(hook(`try-${OPERATION}`)).waitFor();
     const ops = await page.locator('main section.op').count();
     const paramRows = await page.locator('main table.params tbody tr').count();
     check(ops > 0, 'no operations rendered');
     check(paramRows > 0, 'no operation shows a parameters table');
     check(await page.locator(hook('revision-select')).count() === 1, 'no revision selector');
-    apiDetail = await page.evaluate(async ({ base, name }) => (await fetch(`${base}api/apis/${encodeURIComponent(name)}`)).json(), { base: PORTAL_PATH, name: API });
-    check(apiDetail && apiDetail.operations, `could not read the API detail: ${JSON.stringify(apiDetail).slice(0, 200)}`);
     await shot('portal-api.png');
   });
 
@@ -431,9 +439,13 @@ async function run() {
     check(await page.evaluate(() => window.origin) === 'null', 'the attacker page is not cross-origin');
     const answer = page.waitForResponse((r) => r.url() === target && r.request().method() === 'POST');
     await page.getByRole('button', { name: 'Send' }).click();
-    const status = (await answer).status();
+    const response = await answer;
+    const status = response.status();
+    const setCookie = (await response.allHeaders())['set-cookie'];
     check(status < 200 || status >= 300, `the cross-site form was answered ${status}`);
     await open('account');
+    // The refused answer must not replace the developer's session either.
+    check(!/\/signin/.test(page.url()), `the cross-site form signed the developer out${setCookie ? ` (its ${status} answer set a cookie: ${setCookie.split(';')[0].split('=')[0]}=...)` : ''}`);
     check(await count() === before, 'the cross-site form created a subscription');
     console.log(`# cross-site form answered ${status}`);
   });
@@ -444,7 +456,7 @@ async function run() {
     for (const path of pages) {
       await open(path);
       if (path === 'account') await page.locator(hook('usage-chart')).waitFor();
-      if (path.startsWith('apis/')) await page.locator(`${hook(`try-${OPERATION}`)} summary`).click();
+      if (path.startsWith('apis/')) await page.locator(`${hook(`try-${OPERATION}`)} > summary`).click();
       const width = await page.evaluate(() => document.documentElement.scrollWidth);
       check(width <= 375, `${PORTAL_PATH}${path} is ${width} px wide at a 375 px viewport`);
       if (path.startsWith('apis/')) await shot('portal-mobile.png');

@@ -2485,6 +2485,7 @@ fn version_sets(docs: &[VersionSetDoc], apis: &[Api], errors: &mut Errors) -> Ve
                         d.name
                     ),
                 );
+                continue;
             }
             versions.push((v.clone(), api.name.clone()));
         }

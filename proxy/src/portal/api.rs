@@ -46,7 +46,27 @@ fn config(plane: &Plane) -> std::sync::Arc<crate::snapshot::Snapshot> {
 
 pub fn handle(portal: &Portal, plane: &Plane, req: &PortalRequest<'_>, rest: &str) -> PortalAnswer {
     let segments: Vec<&str> = rest.split('/').collect();
-    let mut current = match session(portal, req) {
+    // A POST needs the session its form token belongs to: one without it is refused, and
+    // gets no new session (whose cookie would replace the developer's: a cross-site form
+    // could then sign them out).
+    let found = if req.method == "POST" {
+        match existing_session(portal, req) {
+            Ok(Some(c)) => Ok(c),
+            Ok(None) => {
+                return PortalAnswer::error(
+                    403,
+                    "csrf",
+                    None,
+                    "no session: read GET /portal/api/session first, and send its form token \
+                     in X-CSRF-Token",
+                )
+            }
+            Err(e) => Err(e),
+        }
+    } else {
+        session(portal, req)
+    };
+    let mut current = match found {
         Ok(c) => c,
         Err(e) => return internal(&e),
     };
@@ -150,6 +170,14 @@ fn cookie(portal: &Portal, token: &str) -> String {
 
 /// The request's session, or a new anonymous one.
 fn session(portal: &Portal, req: &PortalRequest<'_>) -> Result<Current, String> {
+    match existing_session(portal, req)? {
+        Some(c) => Ok(c),
+        None => new_session(portal, None),
+    }
+}
+
+/// The session the request's cookie names, if it is one and has not expired.
+fn existing_session(portal: &Portal, req: &PortalRequest<'_>) -> Result<Option<Current>, String> {
     let now = unix_now();
     let ttl = portal.settings.session_ttl.as_secs() as i64;
     if let Some(token) = req.cookie(COOKIE) {
@@ -160,14 +188,14 @@ fn session(portal: &Portal, req: &PortalRequest<'_>) -> Result<Current, String> 
                 s.expires = now + ttl;
                 portal.store.touch_session(&hash, s.expires)?;
             }
-            return Ok(Current {
+            return Ok(Some(Current {
                 token_hash: hash,
                 session: s,
                 new_token: None,
-            });
+            }));
         }
     }
-    new_session(portal, None)
+    Ok(None)
 }
 
 fn new_session(portal: &Portal, developer: Option<i64>) -> Result<Current, String> {

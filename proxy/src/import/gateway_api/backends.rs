@@ -234,7 +234,7 @@ pub(super) fn convert(
 /// `part` of `total` in percent, to one decimal where it is not whole.
 fn percent(part: u64, total: u64) -> String {
     let tenths = (part * 1000 + total / 2) / total.max(1);
-    if tenths % 10 == 0 {
+    if tenths.is_multiple_of(10) {
         format!("{}", tenths / 10)
     } else {
         format!("{}.{}", tenths / 10, tenths % 10)

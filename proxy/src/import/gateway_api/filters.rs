@@ -79,34 +79,20 @@ pub(super) fn convert(
             continue;
         }
         seen.push(kind);
-        if kind == "ExtensionRef" && filter.get(key).is_none() {
-            d.error(&join(&field, key), "is required by type ExtensionRef");
-            continue;
-        }
-        let settings = filter.get(key).cloned().unwrap_or(Value::Null);
-        if settings.is_null()
-            && matches!(
-                kind,
-                "RequestHeaderModifier"
-                    | "ResponseHeaderModifier"
-                    | "RequestRedirect"
-                    | "URLRewrite"
-                    | "RequestMirror"
-            )
-        {
+        let Some(settings) = filter.get(key).filter(|v| !v.is_null()) else {
             d.error(&join(&field, key), format!("is required by type {kind}"));
             continue;
-        }
+        };
         let sfield = join(&field, key);
         match kind {
-            "RequestHeaderModifier" => out.request_headers = header_edits(d, &sfield, &settings),
-            "ResponseHeaderModifier" => out.response_headers = header_edits(d, &sfield, &settings),
-            "URLRewrite" => out.rewrite = rewrite(d, &sfield, &settings, all_prefix),
-            "RequestRedirect" => out.redirect = redirect(d, &sfield, &settings, listener_port),
-            "RequestMirror" => mirror(d, &sfield, &settings),
+            "RequestHeaderModifier" => out.request_headers = header_edits(d, &sfield, settings),
+            "ResponseHeaderModifier" => out.response_headers = header_edits(d, &sfield, settings),
+            "URLRewrite" => out.rewrite = rewrite(d, &sfield, settings, all_prefix),
+            "RequestRedirect" => out.redirect = redirect(d, &sfield, settings, listener_port),
+            "RequestMirror" => mirror(d, &sfield, settings),
             "ExtensionRef" => {
-                if let Some(r) = mapping(d, &sfield, &settings, &["group", "kind", "name"]) {
-                    let group = required(d, &sfield, r, "group").unwrap_or_default();
+                if let Some(r) = mapping(d, &sfield, settings, &["group", "kind", "name"]) {
+                    let group = string(d, &sfield, r, "group").unwrap_or_default();
                     let ext_kind = required(d, &sfield, r, "kind").unwrap_or_default();
                     let name = required(d, &sfield, r, "name").unwrap_or_default();
                     d.note(

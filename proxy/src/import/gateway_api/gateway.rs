@@ -122,7 +122,7 @@ pub(super) fn read(namespace: &str, name: &str, d: &mut Diag, out: &mut Listener
         listeners: Vec::new(),
     };
     let label = format!("{namespace}/{name}");
-    let Some(spec) = d_spec(d) else {
+    let Some(spec) = spec_of(d) else {
         return gateway;
     };
     let known = [
@@ -213,7 +213,8 @@ pub(super) fn read(namespace: &str, name: &str, d: &mut Diag, out: &mut Listener
     gateway
 }
 
-fn d_spec<'v>(d: &mut Diag<'v>) -> Option<&'v Value> {
+/// The object's `spec`, which a Gateway requires.
+fn spec_of<'v>(d: &mut Diag<'v>) -> Option<&'v Value> {
     let spec = d.object.value.get("spec");
     if spec.is_none_or(Value::is_null) {
         d.error("spec", "is required");

@@ -68,6 +68,9 @@ pub(super) fn convert(
     let attachment = attach(namespace, spec, &hostnames, context, d);
 
     let rules = list(d, "spec", spec, "rules");
+    if rules.is_empty() {
+        d.note("spec.rules", "none: the route makes no Ringway route");
+    }
     let mut routes = Vec::new();
     for (i, rule_value) in rules.iter().enumerate() {
         let rule = Rule {

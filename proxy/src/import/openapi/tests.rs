@@ -710,6 +710,47 @@ fn lines_are_found_in_json() {
     }
 }
 
+/// Every key of the fixtures is found on a line that holds it.
+#[test]
+fn every_key_of_the_fixtures_has_its_line() {
+    fn keys(value: &Value, at: &str, out: &mut Vec<(String, String)>) {
+        match value {
+            Value::Object(map) => {
+                for (key, v) in map {
+                    let pointer = super::refs::join(at, key);
+                    out.push((pointer.clone(), key.clone()));
+                    keys(v, &pointer, out);
+                }
+            }
+            Value::Array(items) => {
+                for (i, v) in items.iter().enumerate() {
+                    keys(v, &format!("{at}/{i}"), out);
+                }
+            }
+            _ => {}
+        }
+    }
+    for name in [
+        "examples/petstore-openapi.yaml",
+        "tests/fixtures/openapi/petstore.json",
+        STYLES,
+    ] {
+        let source = std::fs::read_to_string(fixture(name)).unwrap();
+        let mut found = Vec::new();
+        keys(&text::parse_value(&source).unwrap(), "", &mut found);
+        let lines: Vec<&str> = source.lines().collect();
+        for (pointer, key) in found {
+            let line = text::line_of(&source, &pointer)
+                .unwrap_or_else(|| panic!("{name}: no line for {pointer}"));
+            assert!(
+                lines[line - 1].contains(&key),
+                "{name}: {pointer} is not on line {line}: {:?}",
+                lines[line - 1]
+            );
+        }
+    }
+}
+
 // -- The configuration fragment. ----------------------------------------------------------
 
 const LISTENER: &str = "listeners:\n  - address: 127.0.0.1:18080\n";

@@ -252,7 +252,8 @@ async function render({ moved = false } = {}) {
       node = await route[1](ctx, ...params);
     }
   } catch (err) {
-    node = err instanceof ApiError && err.status === 404 ? pageNotFound(ctx) : pageError(ctx, err);
+    const missing = (err instanceof ApiError && err.status === 404) || err instanceof URIError;
+    node = missing ? pageNotFound(ctx) : pageError(ctx, err);
   }
   if (ctx.stale() || node === null) return; // a newer navigation (or a redirect) took over
   main.replaceChildren(node);
@@ -439,7 +440,7 @@ function apiCard(api) {
   return h('li', { class: 'card' },
     h('h3', null, link(`${BASE}apis/${enc(api.name)}`, api.display_name || api.name),
       api.version ? [' ', badge(api.version, 'version')] : null),
-    h('p', { class: 'card-meta' }, h('code', null, `/${api.path}`)),
+    h('p', { class: 'card-meta' }, h('code', null, String(api.path || '').startsWith('/') ? api.path : `/${api.path}`)),
     h('p', null, api.description));
 }
 
@@ -585,18 +586,20 @@ async function pageApi(ctx, name) {
   const pinnedRev = revQuery && (!current || current.rev !== api.revision) ? api.revision : null;
   const usable = subs.filter((sub) => sub.state === 'active' && (sub.apis || []).includes(api.name));
   const baseUrl = `${api.gateway_url || ''}${api.request.prefix}`;
-  const productLinks = (api.products || []).map((p) => {
+  // Fresh nodes on each call: the facts panel and every try-it panel show their own links.
+  const productLinks = () => (api.products || []).map((p) => {
     const product = cat.products.find((x) => x.name === p);
     return link(`${BASE}products/${enc(p)}`, product ? product.display_name : p);
   });
   const extraHeaders = Object.entries(api.request.headers || {});
   const extraQuery = Object.entries(api.request.query || {});
   const tryEnv = { api, subs: usable, rev: pinnedRev, productLinks };
+  const version = (api.versions || []).find((v) => v.api === api.name);
 
   return h('article', { class: 'api-page' },
     breadcrumbs(['APIs', `${BASE}apis`], [ctx.title, null]),
     h('header', { class: 'api-head' },
-      h('h1', null, ctx.title, api.versions && api.versions.length ? [' ', badge((api.versions.find((v) => v.api === api.name) || {}).version || '', 'version')] : null),
+      h('h1', null, ctx.title, version ? [' ', badge(version.version, 'version')] : null),
       paragraphs(api.description, 'prose lead')),
     h('section', { class: 'panel api-facts', 'aria-label': 'How to call this API' },
       h('dl', { class: 'facts' },
@@ -607,7 +610,7 @@ async function pageApi(ctx, name) {
           h('dd', null, extraHeaders.map(([k, v]) => h('code', { class: 'pill' }, `${k}: ${v}`)))) : null,
         extraQuery.length ? h('div', null, h('dt', null, 'Query'),
           h('dd', null, extraQuery.map(([k, v]) => h('code', { class: 'pill' }, `${k}=${v}`)))) : null,
-        h('div', null, h('dt', null, 'Products'), h('dd', null, productLinks.length ? joinNodes(productLinks) : 'none'))),
+        h('div', null, h('dt', null, 'Products'), h('dd', null, (api.products || []).length ? joinNodes(productLinks()) : 'none'))),
       h('div', { class: 'selectors' }, versionSelect(api), revisionSelect(api))),
     operationIndex(api.operations),
     h('section', { 'aria-labelledby': 'ops-heading' },
@@ -867,9 +870,10 @@ function tryPanel(op, env) {
     return panel;
   }
   if (env.subs.length === 0) {
+    const links = env.productLinks();
     panel.append(h('div', { class: 'try-body' },
       h('p', null, 'You need an active subscription that includes this API. ',
-        env.productLinks.length ? ['Subscribe to ', joinNodes(env.productLinks, ' or '), '.'] : 'No product offers it yet.')));
+        links.length ? ['Subscribe to ', joinNodes(links, ' or '), '.'] : 'No product offers it yet.')));
     return panel;
   }
 
