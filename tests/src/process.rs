@@ -305,6 +305,19 @@ impl Ringway {
             .expect("the admin line names an address")
     }
 
+    /// The developer portal's own listener (`portal.listener: ADDRESS`), as bound.
+    pub fn portal_addr(&mut self) -> SocketAddr {
+        const LINE: &str = "ringway: portal listening on http://";
+        self.wait_for_output(Duration::from_secs(10), "the portal line", |s| {
+            s.contains(LINE)
+        });
+        self.stderr_text()
+            .lines()
+            .find_map(|l| l.strip_prefix(LINE))
+            .and_then(|rest| rest.trim().trim_end_matches("/portal/").parse().ok())
+            .expect("the portal line names an address")
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.as_ref().expect("ringway was waited for").id()
     }
