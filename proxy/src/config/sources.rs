@@ -17,7 +17,7 @@ use crate::import::{gateway_api, openapi};
 #[derive(Debug, Deserialize)]
 #[serde(
     deny_unknown_fields,
-    expecting = "a mapping with paths and optionally service_host, namespace"
+    expecting = "a mapping with paths and optionally service_host, namespace, listeners"
 )]
 pub struct GatewayApiDoc {
     /// Manifest files, or directories whose `*.yaml`, `*.yml` and `*.json` files are read.
@@ -26,6 +26,9 @@ pub struct GatewayApiDoc {
     pub service_host: Option<String>,
     /// The namespace of manifests that name none.
     pub namespace: Option<String>,
+    /// Whether the listeners of the manifests' Gateways are added to the configuration's
+    /// (default false: the configuration's own listeners serve the routes).
+    pub listeners: Option<bool>,
 }
 
 /// Fills in the operations and backends the document takes from OpenAPI documents, and the
@@ -185,7 +188,12 @@ fn gateway(g: &GatewayApiDoc, doc: &mut Document, dir: &Path, errors: &mut Error
     for note in &conversion.notes {
         log::warn!("gateway_api: {note}");
     }
-    for v in conversion.listeners {
+    let listeners = if g.listeners.unwrap_or(false) {
+        conversion.listeners
+    } else {
+        Vec::new()
+    };
+    for v in listeners {
         let name = v["name"].as_str().unwrap_or_default().to_string();
         if doc
             .listeners
