@@ -26,7 +26,12 @@ fn ringway(args: &[&str]) -> (bool, String, String) {
 
 fn reload(rw: &mut Ringway) -> serde_json::Value {
     let auth = format!("Bearer {TOKEN}");
-    let r = Client::connect(rw.admin_addr()).request("POST", "/reload", &[("Authorization", &auth)], b"");
+    let r = Client::connect(rw.admin_addr()).request(
+        "POST",
+        "/reload",
+        &[("Authorization", &auth)],
+        b"",
+    );
     assert_eq!(r.status, 200, "{}", r.text());
     serde_json::from_str(&r.text()).unwrap()
 }
@@ -46,7 +51,13 @@ fn the_petstore_imports_to_a_configuration_that_serves_its_operations() {
         "/petstore",
     ]);
     assert!(ok, "{err}");
-    for id in ["listPets", "createPets", "showPetById", "updatePet", "deletePet"] {
+    for id in [
+        "listPets",
+        "createPets",
+        "showPetById",
+        "updatePet",
+        "deletePet",
+    ] {
         assert!(yaml.contains(&format!("id: {id}")), "{id} in\n{yaml}");
     }
     let dir = TempDir::new();
@@ -60,7 +71,10 @@ fn the_petstore_imports_to_a_configuration_that_serves_its_operations() {
     let mut c = Client::connect(proxy.addr());
     assert_eq!(c.get("/petstore/pets?limit=2").status, 200);
     assert_eq!(origin.last_request().unwrap().target, "/pets?limit=2");
-    assert_eq!(c.request("DELETE", "/petstore/pets/7", &[], b"").status, 200);
+    assert_eq!(
+        c.request("DELETE", "/petstore/pets/7", &[], b"").status,
+        200
+    );
     // Not an operation of the document: APIM's 404.
     assert_eq!(c.request("PATCH", "/petstore/pets/7", &[], b"").status, 404);
 }
@@ -96,7 +110,8 @@ fn an_invalid_document_is_refused_with_its_file_line_and_pointer() {
 }
 
 #[test]
-fn an_apis_openapi_document_gives_operations_and_its_server_is_the_backend_until_a_reload_changes_it() {
+fn an_apis_openapi_document_gives_operations_and_its_server_is_the_backend_until_a_reload_changes_it(
+) {
     let origin = Origin::start("inventory");
     let dir = TempDir::new();
     let document = |extra: &str| {
@@ -134,7 +149,10 @@ fn an_apis_openapi_document_gives_operations_and_its_server_is_the_backend_until
     // replaces the generated one, policies and all.
     assert_eq!(seen.target, "/v1/items/9");
     assert_eq!(seen.header("x-from"), Some("config"));
-    assert_eq!(Client::connect(rw.addr()).get("/inventory/stock").status, 404);
+    assert_eq!(
+        Client::connect(rw.addr()).get("/inventory/stock").status,
+        404
+    );
 
     // The document changes; the configuration file does not. A reload still sees it.
     dir.write(
@@ -145,7 +163,10 @@ fn an_apis_openapi_document_gives_operations_and_its_server_is_the_backend_until
     );
     let answer = reload(&mut rw);
     assert_eq!(answer["applied"], true, "{answer}");
-    assert_eq!(Client::connect(rw.addr()).get("/inventory/stock").status, 200);
+    assert_eq!(
+        Client::connect(rw.addr()).get("/inventory/stock").status,
+        200
+    );
     assert_eq!(origin.last_request().unwrap().target, "/v1/stock");
     // Nothing changed since: nothing to reload.
     assert_eq!(reload(&mut rw)["applied"], false);
@@ -220,7 +241,10 @@ fn gateway_api_manifests_are_served_as_routes_and_re_read_on_reload() {
     ]);
     assert!(ok, "{err}");
     assert!(yaml.contains("balance: weighted"), "{yaml}");
-    assert!(err.contains("spec.rules[3].filters[0]: not converted"), "{err}");
+    assert!(
+        err.contains("spec.rules[3].filters[0]: not converted"),
+        "{err}"
+    );
 
     let config = format!(
         "workers: 1\nlisteners: [{{ address: 127.0.0.1:0 }}]\n\
@@ -252,13 +276,21 @@ fn gateway_api_manifests_are_served_as_routes_and_re_read_on_reload() {
         }
         counts
     };
-    assert_eq!(split(&mut c), (90, 10), "a weighted split is exact over 100 requests");
+    assert_eq!(
+        split(&mut c),
+        (90, 10),
+        "a weighted split is exact over 100 requests"
+    );
     assert_eq!(v1.last_request().unwrap().header("x-route"), Some("shop"));
     let r = c.request("GET", "/shop/cart", &[("x-canary", "yes")], b"");
     assert_eq!(r.header("x-origin"), Some("v2"));
     let r = c.get("/old");
     assert_eq!(r.status, 301);
-    assert!(r.header("location").unwrap().ends_with("/shop"), "{:?}", r.header("location"));
+    assert!(
+        r.header("location").unwrap().ends_with("/shop"),
+        "{:?}",
+        r.header("location")
+    );
     assert_eq!(c.get("/mirror/x").header("x-origin"), Some("v1"));
 
     // The manifests change; a reload serves the new split.

@@ -59,7 +59,10 @@ impl Browser {
     fn get(&mut self, path: &str) -> (u16, Value) {
         let cookie = self.cookie.clone().unwrap_or_default();
         let r = Client::connect(self.addr).request("GET", path, &[("Cookie", &cookie)], b"");
-        (r.status, serde_json::from_str(&r.text()).unwrap_or(Value::Null))
+        (
+            r.status,
+            serde_json::from_str(&r.text()).unwrap_or(Value::Null),
+        )
     }
 
     fn post(&mut self, path: &str, body: Value) -> (u16, Value) {
@@ -99,10 +102,16 @@ fn admin(addr: SocketAddr, method: &str, path: &str, body: &str) -> (u16, Value)
     let r = Client::connect(addr).request(
         method,
         path,
-        &[("Authorization", &auth), ("Content-Type", "application/json")],
+        &[
+            ("Authorization", &auth),
+            ("Content-Type", "application/json"),
+        ],
         body.as_bytes(),
     );
-    (r.status, serde_json::from_str(&r.text()).unwrap_or(Value::Null))
+    (
+        r.status,
+        serde_json::from_str(&r.text()).unwrap_or(Value::Null),
+    )
 }
 
 fn call(gateway: SocketAddr, path: &str, key: &str) -> u16 {
@@ -120,7 +129,10 @@ fn wait_status(gateway: SocketAddr, path: &str, key: &str, status: u16) {
         if got == status {
             return;
         }
-        assert!(Instant::now() < deadline, "{path} answers {got}, not {status}");
+        assert!(
+            Instant::now() < deadline,
+            "{path} answers {got}, not {status}"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -138,10 +150,15 @@ fn a_subscription_that_needs_approval_opens_nothing_until_the_admin_api_activate
     assert_eq!(status, 201, "{body}");
     let sub = &body["subscription"];
     assert_eq!(sub["state"], "pending");
-    assert_eq!(sub["primary_key"], Value::Null, "no key is shown before approval");
+    assert_eq!(
+        sub["primary_key"],
+        Value::Null,
+        "no key is shown before approval"
+    );
     let id = sub["id"].as_str().unwrap().to_string();
     assert_eq!(
-        b.post("/portal/api/subscriptions", json!({"product": "gold"})).0,
+        b.post("/portal/api/subscriptions", json!({"product": "gold"}))
+            .0,
         409
     );
 
@@ -151,9 +168,17 @@ fn a_subscription_that_needs_approval_opens_nothing_until_the_admin_api_activate
     assert_eq!(list.len(), 1, "{list:?}");
     assert_eq!(list[0]["id"], id.as_str());
     assert_eq!(list[0]["source"], "portal");
-    assert!(list[0]["primary_key"].as_str().unwrap().starts_with("sha256:"));
+    assert!(list[0]["primary_key"]
+        .as_str()
+        .unwrap()
+        .starts_with("sha256:"));
 
-    let (status, body) = admin(admin_addr, "POST", &format!("/subscriptions/{id}/activate"), "");
+    let (status, body) = admin(
+        admin_addr,
+        "POST",
+        &format!("/subscriptions/{id}/activate"),
+        "",
+    );
     assert_eq!(status, 200, "{body}");
     let (_, mine) = b.get("/portal/api/subscriptions");
     let mine = &mine["subscriptions"][0];
@@ -166,9 +191,21 @@ fn a_subscription_that_needs_approval_opens_nothing_until_the_admin_api_activate
     assert_eq!(call(gateway, "/pets/1", "not-a-key"), 401);
 
     // Suspended through the admin API: both keys stop at once.
-    assert_eq!(admin(admin_addr, "POST", &format!("/subscriptions/{id}/suspend"), "").0, 200);
+    assert_eq!(
+        admin(
+            admin_addr,
+            "POST",
+            &format!("/subscriptions/{id}/suspend"),
+            ""
+        )
+        .0,
+        200
+    );
     wait_status(gateway, "/orders/1", &key, 403);
-    assert_eq!(admin(admin_addr, "GET", "/developers", "").1[0]["email"], "ann@example.com");
+    assert_eq!(
+        admin(admin_addr, "GET", "/developers", "").1[0]["email"],
+        "ann@example.com"
+    );
 }
 
 #[test]
@@ -204,10 +241,18 @@ fn posts_need_the_form_token_json_and_the_portals_origin_and_cookies_are_locked_
     let r = post(&[("Cookie", &cookie), ("Content-Type", "application/json")]);
     assert_eq!((r.status, r.json_error().as_deref()), (403, Some("csrf")));
     // A wrong token.
-    let r = post(&[("Cookie", &cookie), ("X-CSRF-Token", "nope"), ("Content-Type", "application/json")]);
+    let r = post(&[
+        ("Cookie", &cookie),
+        ("X-CSRF-Token", "nope"),
+        ("Content-Type", "application/json"),
+    ]);
     assert_eq!(r.status, 403);
     // A form's content type (what a cross-site form can send).
-    let r = post(&[("Cookie", &cookie), ("X-CSRF-Token", &csrf), ("Content-Type", "application/x-www-form-urlencoded")]);
+    let r = post(&[
+        ("Cookie", &cookie),
+        ("X-CSRF-Token", &csrf),
+        ("Content-Type", "application/x-www-form-urlencoded"),
+    ]);
     assert_eq!(r.status, 415);
     // Another site's page.
     let r = post(&[
@@ -217,7 +262,11 @@ fn posts_need_the_form_token_json_and_the_portals_origin_and_cookies_are_locked_
         ("Origin", "https://evil.example"),
     ]);
     assert_eq!(r.status, 403);
-    let r = post(&[("Cookie", &cookie), ("X-CSRF-Token", &csrf), ("Content-Type", "application/json")]);
+    let r = post(&[
+        ("Cookie", &cookie),
+        ("X-CSRF-Token", &csrf),
+        ("Content-Type", "application/json"),
+    ]);
     assert_eq!(r.status, 201, "{}", r.text());
     // Signing in replaces the session: the old cookie and token are gone.
     assert!(cookie_of(&r).is_some_and(|c| c != cookie));
@@ -227,8 +276,14 @@ fn posts_need_the_form_token_json_and_the_portals_origin_and_cookies_are_locked_
     assert_eq!(r.status, 200);
     assert!(r.header("content-type").unwrap().starts_with("text/html"));
     let r = Client::connect(addr).get("/portal/assets/app.js");
-    assert!(r.header("content-type").unwrap().starts_with("text/javascript"));
-    assert_eq!(Client::connect(addr).get("/portal/assets/nope.js").status, 404);
+    assert!(r
+        .header("content-type")
+        .unwrap()
+        .starts_with("text/javascript"));
+    assert_eq!(
+        Client::connect(addr).get("/portal/assets/nope.js").status,
+        404
+    );
     assert_eq!(Client::connect(addr).get("/portal").status, 301);
     // The admin API still needs its token.
     assert_eq!(Client::connect(addr).get("/status").status, 401);
@@ -271,11 +326,10 @@ fn sign_in_attempts_are_limited_per_email() {
 fn the_admin_api_issues_a_subscription_a_developer_sees_and_the_portal_can_have_its_own_listener() {
     let origin = Origin::start("pets");
     let dir = TempDir::new();
-    let mut rw = Ringway::start(&config(
-        &origin,
-        &dir.path().join("p.db"),
-        "",
-    ).replace("portal:\n", "portal:\n  listener: 127.0.0.1:0\n"));
+    let mut rw = Ringway::start(
+        &config(&origin, &dir.path().join("p.db"), "")
+            .replace("portal:\n", "portal:\n  listener: 127.0.0.1:0\n"),
+    );
     let portal = rw.portal_addr();
     let admin_addr = rw.admin_addr();
     // The admin listener does not serve the portal when it has its own.
@@ -304,7 +358,10 @@ fn the_admin_api_issues_a_subscription_a_developer_sees_and_the_portal_can_have_
         json!({"key": "primary"}),
     );
     assert_eq!(status, 200, "{body}");
-    let new = body["subscription"]["primary_key"].as_str().unwrap().to_string();
+    let new = body["subscription"]["primary_key"]
+        .as_str()
+        .unwrap()
+        .to_string();
     assert_ne!(new, key);
     wait_status(rw.addr(), "/pets/1", &key, 401);
     assert_eq!(call(rw.addr(), "/pets/1", &new), 200);
@@ -312,7 +369,11 @@ fn the_admin_api_issues_a_subscription_a_developer_sees_and_the_portal_can_have_
     let mut eve = Browser::open(portal);
     eve.sign_up("eve@example.com");
     assert_eq!(
-        eve.post("/portal/api/subscriptions/dee-free/regenerate", json!({"key": "primary"})).0,
+        eve.post(
+            "/portal/api/subscriptions/dee-free/regenerate",
+            json!({"key": "primary"})
+        )
+        .0,
         404
     );
 }
@@ -331,7 +392,10 @@ fn in_cluster_mode_every_node_sees_the_same_developers_subscriptions_and_usage()
     on_a.sign_up("fay@example.com");
     let (status, body) = on_a.post("/portal/api/subscriptions", json!({"product": "free"}));
     assert_eq!(status, 201, "{body}");
-    let key = body["subscription"]["primary_key"].as_str().unwrap().to_string();
+    let key = body["subscription"]["primary_key"]
+        .as_str()
+        .unwrap()
+        .to_string();
 
     // Node B takes the key, and the developer signs in there with the account made on A.
     wait_status(b.addr(), "/pets/1", &key, 200);
@@ -350,7 +414,10 @@ fn in_cluster_mode_every_node_sees_the_same_developers_subscriptions_and_usage()
         &format!("/portal/api/subscriptions/{id}/regenerate"),
         json!({"key": "primary"}),
     );
-    let new = body["subscription"]["primary_key"].as_str().unwrap().to_string();
+    let new = body["subscription"]["primary_key"]
+        .as_str()
+        .unwrap()
+        .to_string();
     wait_status(a.addr(), "/pets/1", &key, 401);
     wait_status(a.addr(), "/pets/1", &new, 200);
 

@@ -63,7 +63,10 @@ fn a_developer_signs_up_subscribes_tries_the_api_and_rotates_a_key_in_chromium()
         "the browser check failed (screenshots in {shots}):\n{stdout}\n{stderr}"
     );
     assert!(stdout.contains("ok - signed up"), "{stdout}");
-    assert!(stdout.contains("ok - the old key is refused (401)"), "{stdout}");
+    assert!(
+        stdout.contains("ok - the old key is refused (401)"),
+        "{stdout}"
+    );
     assert!(!stdout.contains("not ok"), "{stdout}");
 
     // What the browser did is kept in the database: it survives a restart.

@@ -66,7 +66,10 @@ apis:
     assert_eq!(r.status, 404, "{}", r.text());
     let body: serde_json::Value = serde_json::from_str(&r.text()).unwrap();
     assert_eq!(body["versions"], serde_json::json!(["v1", "v2"]));
-    assert!(body["message"].as_str().unwrap().contains("/orders/VERSION/"));
+    assert!(body["message"]
+        .as_str()
+        .unwrap()
+        .contains("/orders/VERSION/"));
     let r = c.get("/orders/v3/items/7");
     assert_eq!(r.status, 404);
 }
@@ -155,7 +158,11 @@ fn version_sets_are_validated() {
 
 #[test]
 fn revisions_are_reachable_offline_ones_are_not_and_making_one_current_is_atomic() {
-    let (r1, r2, r3) = (Origin::start("r1"), Origin::start("r2"), Origin::start("r3"));
+    let (r1, r2, r3) = (
+        Origin::start("r1"),
+        Origin::start("r2"),
+        Origin::start("r3"),
+    );
     let mut proxy = gateway(
         &[&r1, &r2, &r3],
         r#"
@@ -179,13 +186,24 @@ apis:
     let mut c = Client::connect(proxy.addr());
     let r = c.get("/pets/");
     assert_eq!((r.status, origin_of(&r)), (200, "r1".into()));
-    assert_eq!(c.get("/pets/5").status, 404, "revision 1 has no show operation");
+    assert_eq!(
+        c.get("/pets/5").status,
+        404,
+        "revision 1 has no show operation"
+    );
     let r = c.get("/pets;rev=2/5");
     assert_eq!((r.status, origin_of(&r)), (200, "r2".into()));
     assert_eq!(r2.last_request().unwrap().target, "/5");
     let r = c.get("/pets;rev=1/");
-    assert_eq!(r.status, 404, "the current revision is at the API's own path");
-    assert_eq!(c.get("/pets;rev=3/").status, 404, "an offline revision is not served");
+    assert_eq!(
+        r.status, 404,
+        "the current revision is at the API's own path"
+    );
+    assert_eq!(
+        c.get("/pets;rev=3/").status,
+        404,
+        "an offline revision is not served"
+    );
     assert_eq!(r3.requests(), 0);
 
     // Under steady traffic, revision 2 becomes current in one reload: every request is
@@ -215,7 +233,10 @@ apis:
     let r = Client::connect(admin).request(
         "POST",
         "/apis/pets/revisions/2/make-current",
-        &[("Authorization", &auth), ("Content-Type", "application/json")],
+        &[
+            ("Authorization", &auth),
+            ("Content-Type", "application/json"),
+        ],
         br#"{"change_log": "revision 2 released"}"#,
     );
     assert_eq!(r.status, 200, "{}", r.text());
@@ -231,7 +252,12 @@ apis:
     assert_eq!((r.status, origin_of(&r)), (200, "r2".into()));
     let r = c.get("/pets;rev=1/");
     assert_eq!((r.status, origin_of(&r)), (200, "r1".into()));
-    let r = Client::connect(admin).request("GET", "/apis/pets/revisions", &[("Authorization", &auth)], b"");
+    let r = Client::connect(admin).request(
+        "GET",
+        "/apis/pets/revisions",
+        &[("Authorization", &auth)],
+        b"",
+    );
     let list: serde_json::Value = serde_json::from_str(&r.text()).unwrap();
     assert_eq!(list[0]["revision"], 2);
     assert_eq!(list[0]["change_log"], "revision 2 released");

@@ -50,16 +50,30 @@ fn subscription_from(v: &Value) -> Option<StoredSubscription> {
 }
 
 /// Writes one subscription to the cluster's hash.
-pub fn put_subscription(client: &BlockingClient, name: &str, s: &StoredSubscription) -> Result<(), String> {
+pub fn put_subscription(
+    client: &BlockingClient,
+    name: &str,
+    s: &StoredSubscription,
+) -> Result<(), String> {
     let record = subscription_record(s).to_string();
     client
-        .call(&[b"HSET", &subscriptions_key(name), s.id.as_bytes(), record.as_bytes()])
+        .call(&[
+            b"HSET",
+            &subscriptions_key(name),
+            s.id.as_bytes(),
+            record.as_bytes(),
+        ])
         .map(|_| ())
         .map_err(|e| e.to_string())
 }
 
 /// Writes one developer (by email, from the local store) to the cluster's hash.
-pub fn put_developer(client: &BlockingClient, name: &str, portal: &Portal, email: &str) -> Result<(), String> {
+pub fn put_developer(
+    client: &BlockingClient,
+    name: &str,
+    portal: &Portal,
+    email: &str,
+) -> Result<(), String> {
     let records = portal.store.developer_records()?;
     let Some((d, hash, updated)) = records.iter().find(|(d, _, _)| d.email == email) else {
         return Ok(());
@@ -69,7 +83,12 @@ pub fn put_developer(client: &BlockingClient, name: &str, portal: &Portal, email
     })
     .to_string();
     client
-        .call(&[b"HSET", &developers_key(name), d.email.as_bytes(), record.as_bytes()])
+        .call(&[
+            b"HSET",
+            &developers_key(name),
+            d.email.as_bytes(),
+            record.as_bytes(),
+        ])
         .map(|_| ())
         .map_err(|e| e.to_string())
 }
@@ -139,9 +158,19 @@ pub fn merge(client: &BlockingClient, name: &str, portal: &Portal) -> Result<boo
 }
 
 /// Adds a node's requests and errors of `day` to the cluster's count.
-pub fn add_usage(client: &BlockingClient, name: &str, subscription: &str, day: &str, requests: u64, errors: u64) -> Result<(), String> {
+pub fn add_usage(
+    client: &BlockingClient,
+    name: &str,
+    subscription: &str,
+    day: &str,
+    requests: u64,
+    errors: u64,
+) -> Result<(), String> {
     let key = usage_key(name, subscription);
-    for (field, n) in [(format!("{day}:requests"), requests), (format!("{day}:errors"), errors)] {
+    for (field, n) in [
+        (format!("{day}:requests"), requests),
+        (format!("{day}:errors"), errors),
+    ] {
         if n > 0 {
             client
                 .call(&[b"HINCRBY", &key, field.as_bytes(), n.to_string().as_bytes()])
@@ -152,16 +181,32 @@ pub fn add_usage(client: &BlockingClient, name: &str, subscription: &str, day: &
 }
 
 /// The cluster's requests and errors per day for `subscriptions`, from `since` on.
-pub fn usage(client: &BlockingClient, name: &str, subscriptions: &[String], since: &str) -> Result<Vec<(String, u64, u64)>, String> {
+pub fn usage(
+    client: &BlockingClient,
+    name: &str,
+    subscriptions: &[String],
+    since: &str,
+) -> Result<Vec<(String, u64, u64)>, String> {
     let mut by_day: std::collections::BTreeMap<String, (u64, u64)> = Default::default();
     for s in subscriptions {
-        let reply = client.call(&[b"HGETALL", &usage_key(name, s)]).map_err(|e| e.to_string())?;
-        let Reply::Array(Some(items)) = reply else { continue };
+        let reply = client
+            .call(&[b"HGETALL", &usage_key(name, s)])
+            .map_err(|e| e.to_string())?;
+        let Reply::Array(Some(items)) = reply else {
+            continue;
+        };
         let mut it = items.into_iter();
         while let (Some(k), Some(v)) = (it.next(), it.next()) {
-            let (Some(k), Some(v)) = (k.into_bytes(), v.into_bytes()) else { continue };
-            let (k, v) = (String::from_utf8_lossy(&k).into_owned(), String::from_utf8_lossy(&v));
-            let Some((day, what)) = k.split_once(':') else { continue };
+            let (Some(k), Some(v)) = (k.into_bytes(), v.into_bytes()) else {
+                continue;
+            };
+            let (k, v) = (
+                String::from_utf8_lossy(&k).into_owned(),
+                String::from_utf8_lossy(&v),
+            );
+            let Some((day, what)) = k.split_once(':') else {
+                continue;
+            };
             if day < since {
                 continue;
             }

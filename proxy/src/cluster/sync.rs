@@ -885,12 +885,31 @@ impl crate::portal::Shared for PortalShare {
         }
     }
 
-    fn add_usage(&self, subscription: &str, day: &str, requests: u64, errors: u64) -> Result<(), String> {
-        let Some(link) = self.sync.link() else { return Ok(()) };
-        super::portal::add_usage(&link.client, link.name(), subscription, day, requests, errors)
+    fn add_usage(
+        &self,
+        subscription: &str,
+        day: &str,
+        requests: u64,
+        errors: u64,
+    ) -> Result<(), String> {
+        let Some(link) = self.sync.link() else {
+            return Ok(());
+        };
+        super::portal::add_usage(
+            &link.client,
+            link.name(),
+            subscription,
+            day,
+            requests,
+            errors,
+        )
     }
 
-    fn usage(&self, subscriptions: &[String], since: &str) -> Result<Vec<(String, u64, u64)>, String> {
+    fn usage(
+        &self,
+        subscriptions: &[String],
+        since: &str,
+    ) -> Result<Vec<(String, u64, u64)>, String> {
         let link = self.sync.link().ok_or("not in a cluster")?;
         super::portal::usage(&link.client, link.name(), subscriptions, since)
     }

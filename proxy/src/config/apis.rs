@@ -2173,15 +2173,19 @@ pub fn compile(
         let api_own = c.sections(&format!("{apath}.policies"), &api.policies, &[], errors);
         let keys = products.key_settings(a, api, errors);
         let holding = &products.holding[a];
-        let (version_set, version, headers, query, versioned) =
-            version_of(&apath, api, &base, &version_sets, errors);
+        let (version_set, version, headers, query) = version_of(&apath, api, &version_sets, errors);
         let revisions = revisions_of(&apath, api, &base, errors);
         for variant in variants(api, &revisions, &version_sets, version_set, &version) {
+            let rev = variant.revision.map(|r| &api.revisions[r]);
+            // What a revision does not set is the API's, and its errors are the API's.
+            let ops_path = match (variant.revision, rev.and_then(|r| r.operations.as_ref())) {
+                (Some(r), Some(_)) => format!("{apath}.revisions[{r}]"),
+                _ => apath.clone(),
+            };
             let apath = match variant.revision {
                 Some(r) => format!("{apath}.revisions[{r}]"),
                 None => apath.clone(),
             };
-            let rev = variant.revision.map(|r| &api.revisions[r]);
             let own = match rev.and_then(|r| r.policies.as_ref()) {
                 Some(p) => c.sections(&format!("{apath}.policies"), p, &[], errors),
                 None => api_own.clone(),
@@ -2200,7 +2204,7 @@ pub fn compile(
             let all_ops: Vec<(String, &Operation)> = written
                 .iter()
                 .enumerate()
-                .map(|(o, op)| (format!("{apath}.operations[{o}]"), op))
+                .map(|(o, op)| (format!("{ops_path}.operations[{o}]"), op))
                 .chain(
                     generated
                         .iter()
@@ -2286,7 +2290,7 @@ pub fn compile(
                 let rest = [&own, &sections];
                 let by_product = c.product_pipelines(&global, &product_sections, holding, &rest);
                 if keys.is_none() {
-                    c.refuse_subscription_readers(pipeline, &opath, errors);
+                    c.refuse_subscription_readers(pipeline, opath, errors);
                 }
                 operations.push(OperationConfig {
                     id: op.id.clone(),
@@ -2368,7 +2372,6 @@ pub fn compile(
                 });
             }
         }
-        let _ = versioned;
     }
     Compiled {
         apis,
@@ -2526,18 +2529,12 @@ type VersionOf = (
     Option<String>,
     Vec<crate::route::HeaderMatch>,
     Vec<crate::route::QueryMatch>,
-    String,
 );
 
-/// An API's version set, version, the conditions that select it, and its versioned path.
-fn version_of(
-    apath: &str,
-    api: &Api,
-    base: &str,
-    sets: &[VersionSet],
-    errors: &mut Errors,
-) -> VersionOf {
-    let none = (None, None, Vec::new(), Vec::new(), base.to_string());
+/// An API's version set, its version there, and the conditions that select it (a header or
+/// query parameter; the path scheme's segment is in the API's routed path, see [`variants`]).
+fn version_of(apath: &str, api: &Api, sets: &[VersionSet], errors: &mut Errors) -> VersionOf {
+    let none = (None, None, Vec::new(), Vec::new());
     let Some(set_name) = &api.version_set else {
         if api.version.is_some() {
             errors.push(
@@ -2583,13 +2580,7 @@ fn version_of(
     let set = &sets[index];
     let exact = |v: &str| crate::route::ValueMatch::Exact(v.as_bytes().into());
     match set.scheme {
-        VersionScheme::Path => (
-            Some(index),
-            Some(version.clone()),
-            Vec::new(),
-            Vec::new(),
-            format!("{base}/{version}"),
-        ),
+        VersionScheme::Path => (Some(index), Some(version.clone()), Vec::new(), Vec::new()),
         VersionScheme::Header => (
             Some(index),
             Some(version.clone()),
@@ -2598,7 +2589,6 @@ fn version_of(
                 value: exact(version),
             }],
             Vec::new(),
-            base.to_string(),
         ),
         VersionScheme::Query => (
             Some(index),
@@ -2608,7 +2598,6 @@ fn version_of(
                 name: set.query.as_bytes().into(),
                 value: exact(version),
             }],
-            base.to_string(),
         ),
     }
 }

@@ -44,11 +44,29 @@ pub(super) fn validate_in(
             .to_path_buf()
     });
     let inputs = super::sources::expand(&mut doc, &dir, &mut errors);
+    let result = validated(doc, source, &dir, inputs, errors);
+    // An API's revisions and its unversioned default share what they do not set themselves,
+    // so one mistake may be found once for each: it is said once.
+    let mut seen = std::collections::HashSet::new();
+    result.map_err(|list| {
+        list.into_iter()
+            .filter(|e| seen.insert(e.clone()))
+            .collect()
+    })
+}
+
+fn validated(
+    doc: Document,
+    source: &str,
+    dir: &Path,
+    inputs: Vec<std::path::PathBuf>,
+    mut errors: Errors,
+) -> Result<Config, Vec<String>> {
     let runtime = runtime(&doc.runtime, &mut errors);
     let limits = limits(&doc.limits, &mut errors);
     let timeouts = timeouts(&doc.timeouts, &mut errors);
-    let listeners = listeners(&doc.listeners, &dir, &mut errors);
-    let backends = backends(&doc.backends, &dir, &mut errors);
+    let listeners = listeners(&doc.listeners, dir, &mut errors);
+    let backends = backends(&doc.backends, dir, &mut errors);
     let known: Vec<&str> = doc.backends.iter().map(|b| b.name.as_str()).collect();
     let mut routes: Vec<RouteConfig> = Vec::new();
     let mut route_docs = Vec::new();
@@ -65,16 +83,16 @@ pub(super) fn validate_in(
     let cache = super::apis::cache_settings(&doc.cache, &mut errors);
     let state = super::apis::state_settings(&doc.state, source, &mut errors);
     let upgrades = upgrades(doc.upgrades.as_deref(), &mut errors);
-    let admin = doc.admin.as_ref().and_then(|a| admin(a, &dir, &mut errors));
+    let admin = doc.admin.as_ref().and_then(|a| admin(a, dir, &mut errors));
     let access_log = doc
         .access_log
         .as_ref()
-        .and_then(|a| access_log(a, &dir, &mut errors));
+        .and_then(|a| access_log(a, dir, &mut errors));
     let tracing = doc.tracing.as_ref().and_then(|t| tracing(t, &mut errors));
     let portal = doc
         .portal
         .as_ref()
-        .and_then(|p| super::portal::portal(p, source, &dir, admin.as_ref(), &mut errors));
+        .and_then(|p| super::portal::portal(p, source, dir, admin.as_ref(), &mut errors));
     let products = doc
         .products
         .iter()
@@ -90,7 +108,7 @@ pub(super) fn validate_in(
     let cluster = doc
         .cluster
         .as_ref()
-        .and_then(|c| super::cluster::cluster(c, &dir, &mut errors));
+        .and_then(|c| super::cluster::cluster(c, dir, &mut errors));
     let max_connections_per_worker = doc.limits.max_connections_per_worker;
     if let Some(n) = max_connections_per_worker {
         if !(1..=MAX_CONNECTIONS).contains(&n) {

@@ -27,11 +27,11 @@ pub fn main(args: &[&str]) -> ExitCode {
     }
 }
 
+/// Positional arguments, and the `--flag VALUE` options given.
+type Parsed<'a> = (Vec<&'a str>, Vec<(String, &'a str)>);
+
 /// Splits `--flag VALUE` options (those named in `flags`) from positional arguments.
-fn options<'a>(
-    args: &[&'a str],
-    flags: &[&str],
-) -> Result<(Vec<&'a str>, Vec<(String, &'a str)>), String> {
+fn options<'a>(args: &[&'a str], flags: &[&str]) -> Result<Parsed<'a>, String> {
     let mut positional = Vec::new();
     let mut found = Vec::new();
     let mut i = 0;

@@ -945,7 +945,11 @@ fn usage(portal: &Portal, req: &PortalRequest<'_>, d: &Developer) -> PortalAnswe
     let today = unix_now().div_euclid(86_400);
     let first = day_of((today - days + 1) * 86_400);
     // The cluster's count when there is one (the node's own when Redis cannot be reached).
-    let recorded = match portal.shared.get().map(|shared| shared.usage(&subs, &first)) {
+    let recorded = match portal
+        .shared
+        .get()
+        .map(|shared| shared.usage(&subs, &first))
+    {
         Some(Ok(rows)) => Ok(rows),
         _ => portal.store.usage(&subs, &first),
     };

@@ -171,9 +171,19 @@ pub trait Shared: Send + Sync {
     /// A developer (by email) was added here.
     fn developer(&self, email: &str);
     /// Adds this node's calls of `day` to the cluster's count.
-    fn add_usage(&self, subscription: &str, day: &str, requests: u64, errors: u64) -> Result<(), String>;
+    fn add_usage(
+        &self,
+        subscription: &str,
+        day: &str,
+        requests: u64,
+        errors: u64,
+    ) -> Result<(), String>;
     /// The cluster's requests and errors per day, from `since`.
-    fn usage(&self, subscriptions: &[String], since: &str) -> Result<Vec<(String, u64, u64)>, String>;
+    fn usage(
+        &self,
+        subscriptions: &[String],
+        since: &str,
+    ) -> Result<Vec<(String, u64, u64)>, String>;
 }
 
 pub(crate) fn unix_now() -> i64 {
