@@ -210,7 +210,26 @@ fn serve(
         }
     };
     // Cluster mode: the configuration stored in Redis, if any, wins over the local one.
-    let (snapshot, document, joined) = ringway::cluster::sync::startup(snapshot, document);
+    let (mut snapshot, document, joined) = ringway::cluster::sync::startup(snapshot, document);
+    // The portal's subscriptions are in force from the first request; the plane keeps the
+    // document's own keys apart, for the switches to come.
+    let doc_keys = snapshot.config.keys.clone();
+    let portal_opened = match snapshot
+        .config
+        .portal
+        .as_ref()
+        .map(ringway::portal::Portal::open)
+    {
+        Some(Ok(p)) => {
+            snapshot.config.keys = p.first_keys(&doc_keys);
+            Some(p)
+        }
+        Some(Err(e)) => {
+            eprintln!("ringway: error: the developer portal cannot start: {e}");
+            return ExitCode::from(1);
+        }
+        None => None,
+    };
     let drain = snapshot.config.timeouts.drain;
     // Signals are caught before any worker starts, so that none is lost. SIGHUP, SIGUSR1 and
     // SIGUSR2 would otherwise end the process at once, silently.
@@ -266,9 +285,10 @@ fn serve(
         let _ = plane.spans.set(Arc::clone(spans));
     }
     ringway::control::analytics::start(Arc::clone(&server.control));
-    if let Some(settings) = &portal {
-        match ringway::portal::Portal::start(settings, &plane) {
-            Ok(portal) => {
+    plane.set_doc_keys(doc_keys);
+    if let Some(portal) = &portal_opened {
+        match portal.start(&plane) {
+            Ok(()) => {
                 if let (Some((_, addr)), Some(scheme)) = (server.listeners.first(), schemes.first())
                 {
                     let mut addr = *addr;

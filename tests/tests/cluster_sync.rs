@@ -54,21 +54,22 @@ impl Node {
         }
     }
 
-    /// Runs from `cwd` (where relative paths in applied documents resolve).
-    fn start_in(yaml: &str, cwd: &Path) -> Node {
-        let dir = TempDir::new();
-        let file = dir.write("ringway.yaml", yaml);
+    /// Runs with its configuration file in `dir` (where relative paths in applied and
+    /// pushed documents resolve), from `dir`.
+    fn start_in(yaml: &str, dir: &Path) -> Node {
+        let file = dir.join("ringway.yaml");
+        std::fs::write(&file, yaml).unwrap();
         let mut rw = Ringway::spawn(
             &["run".as_ref(), "--config".as_ref(), file.as_os_str()],
             &[],
-            Some(cwd),
+            Some(dir),
         );
         rw.wait_ready(Duration::from_secs(10));
         let admin = rw.admin_addr();
         Node {
             rw,
             admin,
-            _dir: Some(dir),
+            _dir: None,
         }
     }
 
@@ -397,7 +398,7 @@ fn a_node_that_cannot_validate_a_pushed_document_keeps_its_own_and_reports_it() 
     let (o1, o2) = (Origin::start("o1"), Origin::start("o2"));
     let redis = RedisServer::start();
     // A runs where ca.crt is; B somewhere it is not. Relative paths in a document applied
-    // through the admin API (or pushed) resolve against the process's directory.
+    // through the admin API (or pushed) resolve against the node's configuration directory.
     let with_ca = TempDir::new();
     ringway_tests::tls::Ca::new("sync-test").write(with_ca.path(), "ca");
     let without_ca = TempDir::new();

@@ -437,3 +437,30 @@ fn in_cluster_mode_every_node_sees_the_same_developers_subscriptions_and_usage()
         std::thread::sleep(Duration::from_millis(500));
     }
 }
+
+#[test]
+fn after_a_restart_a_portal_key_works_from_the_first_request() {
+    let origin = Origin::start("pets");
+    let dir = TempDir::new();
+    let yaml = config(&origin, &dir.path().join("p.db"), "");
+    let mut rw = Ringway::start(&yaml);
+    let mut b = Browser::open(rw.admin_addr());
+    b.sign_up("gus@example.com");
+    let (status, body) = b.post("/portal/api/subscriptions", json!({"product": "free"}));
+    assert_eq!(status, 201, "{body}");
+    let key = body["subscription"]["primary_key"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    wait_status(rw.addr(), "/pets/1", &key, 200);
+    drop(rw);
+
+    let rw = Ringway::start(&yaml);
+    // Ready means the key is in force: no reload after the start is waited for.
+    assert_eq!(call(rw.addr(), "/pets/1", &key), 200);
+    assert!(
+        !rw.stderr_text().contains("portal start"),
+        "no second switch at start:\n{}",
+        rw.stderr_text()
+    );
+}

@@ -2492,6 +2492,15 @@ fn version_sets(docs: &[VersionSetDoc], apis: &[Api], errors: &mut Errors) -> Ve
             }
             versions.push((v.clone(), api.name.clone()));
         }
+        if versions.is_empty() {
+            errors.push(
+                &path,
+                format!(
+                    "no API is a version of {:?} (give APIs `version_set: {}` and a `version`)",
+                    d.name, d.name
+                ),
+            );
+        }
         if let Some(default) = &d.default {
             if !versions.iter().any(|(v, _)| v == default) {
                 let known: Vec<&str> = versions.iter().map(|(v, _)| v.as_str()).collect();

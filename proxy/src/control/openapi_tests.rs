@@ -142,3 +142,44 @@ fn every_reference_resolves() {
     let doc = document();
     walk(&doc, &doc);
 }
+
+#[test]
+fn the_admin_api_reference_lists_every_route_and_no_other() {
+    let text = include_str!("../../../docs/admin-api.md");
+    // Rows of the routes table: `| GET, PUT | `/path[?query]` | ...`.
+    let mut listed: BTreeSet<(String, String)> = BTreeSet::new();
+    for line in text.lines() {
+        let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+        let ["", methods, path, ..] = cells.as_slice() else {
+            continue;
+        };
+        let Some(path) = path.strip_prefix("`/") else {
+            continue;
+        };
+        let path = format!("/{}", path.trim_end_matches('`'));
+        let path = path
+            .split(['?', '['])
+            .next()
+            .unwrap_or_default()
+            .to_string();
+        for method in methods.split(',').map(str::trim) {
+            if METHODS.contains(&method.to_ascii_lowercase().as_str()) {
+                listed.insert((method.to_string(), path.clone()));
+            }
+        }
+    }
+    let routes: BTreeSet<(String, String)> = ROUTES
+        .iter()
+        .map(|r| (r.method.to_string(), r.path.to_string()))
+        .collect();
+    let missing: Vec<_> = routes.difference(&listed).collect();
+    let extra: Vec<_> = listed.difference(&routes).collect();
+    assert!(
+        missing.is_empty(),
+        "routes docs/admin-api.md does not list: {missing:?}"
+    );
+    assert!(
+        extra.is_empty(),
+        "docs/admin-api.md lists what is no route: {extra:?}"
+    );
+}

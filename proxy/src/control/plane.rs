@@ -145,6 +145,12 @@ impl Plane {
         })
     }
 
+    /// The keys of the document in force, apart from those run-time subscriptions add (the
+    /// first configuration was switched to with them already joined).
+    pub fn set_doc_keys(&self, keys: crate::policy::auth::keys::KeyTable) {
+        lock(&self.inner).doc_keys = keys;
+    }
+
     pub fn source(&self) -> Option<&Path> {
         self.source.as_deref()
     }

@@ -58,20 +58,25 @@ pub fn subscription_route(
     query: &str,
     plane: &Plane,
 ) -> Option<(u16, Value)> {
-    let portal = plane.portal.get()?;
     let document = plane.document();
     let state_filter = query.split('&').find_map(|kv| kv.strip_prefix("state="));
     let id = params.first().map(String::as_str);
     let action = path.rsplit('/').next().unwrap_or_default();
+    let portal = plane.portal.get();
     match (method, id) {
         ("GET", None) => {
+            if portal.is_none() && state_filter.is_none() {
+                return None;
+            }
             let mut list = match edit::list(&document, Place::Top(Collection::Subscriptions)) {
                 Ok(Value::Array(a)) => a,
                 _ => Vec::new(),
             };
-            match portal.store.subscriptions(None) {
-                Ok(subs) => list.extend(subs.iter().map(admin_json)),
-                Err(e) => return error(500, "internal", "", &e),
+            if let Some(portal) = portal {
+                match portal.store.subscriptions(None) {
+                    Ok(subs) => list.extend(subs.iter().map(admin_json)),
+                    Err(e) => return error(500, "internal", "", &e),
+                }
             }
             if let Some(state) = state_filter {
                 list.retain(|s| {
@@ -80,9 +85,10 @@ pub fn subscription_route(
             }
             Some((200, Value::Array(list)))
         }
-        ("POST", None) => issue(portal, plane, body),
+        ("POST", None) => issue(portal?, plane, body),
         (_, None) => None,
         (_, Some(id)) => {
+            let portal = portal?;
             let in_document =
                 edit::get(&document, Place::Top(Collection::Subscriptions), id).is_ok();
             if in_document {
@@ -93,57 +99,83 @@ pub fn subscription_route(
                 Ok(None) => return None,
                 Err(e) => return error(500, "internal", "", &e),
             };
-            let generated =
-                match (method, action) {
-                    ("GET", _) => return Some((200, admin_json(&sub))),
-                    ("POST", "activate") => {
-                        sub.state = SubState::Active;
-                        None
-                    }
-                    ("POST", "suspend") => {
-                        sub.state = SubState::Suspended;
-                        None
-                    }
-                    ("POST", "cancel") | ("DELETE", _) => {
-                        sub.state = SubState::Cancelled;
-                        None
-                    }
-                    ("POST", "regenerate") => {
-                        let which: Value = serde_json::from_slice(body).unwrap_or(json!({}));
-                        let key = keys::new_key();
-                        match which.get("key").and_then(Value::as_str) {
-                            Some("secondary") => sub.secondary_key.clone_from(&key),
-                            Some("primary") | None => sub.primary_key.clone_from(&key),
-                            Some(_) => {
-                                return error(
-                                    400,
-                                    "invalid_body",
-                                    "body.key",
-                                    "key is primary or secondary",
-                                )
-                            }
-                        }
-                        Some(key)
-                    }
-                    _ => return error(
-                        409,
-                        "conflict",
-                        "path.subscription",
-                        "a subscription made in the developer portal changes through its actions \
-                         (activate, suspend, cancel, regenerate)",
-                    ),
-                };
-            sub.updated = unix_ms();
-            if let Err(e) = portal.save_subscription(plane, &sub) {
-                return error(500, "internal", "", &e);
-            }
-            let mut out = json!({"subscription": admin_json(&sub)});
-            if let Some(key) = generated {
-                out["key"] = json!(key);
-            }
-            Some((200, out))
+            portal_action(portal, plane, &mut sub, method, action, body)
         }
     }
+}
+
+/// An action on one of the portal's subscriptions. Answers as the document's routes do: the
+/// subscription in its new state; for a regeneration, `{"subscription", SLOT: KEY}`, the new
+/// key once.
+fn portal_action(
+    portal: &Portal,
+    plane: &Plane,
+    sub: &mut StoredSubscription,
+    method: &str,
+    action: &str,
+    body: &[u8],
+) -> Option<(u16, Value)> {
+    if method == "GET" {
+        return Some((200, admin_json(sub)));
+    }
+    if sub.state == SubState::Cancelled && !(method == "POST" && action == "cancel") {
+        return error(
+            409,
+            "cancelled",
+            "path.subscription",
+            &format!("subscription {:?} is cancelled, for good", sub.id),
+        );
+    }
+    let mut generated = None;
+    match (method, action) {
+        ("POST", "activate") => sub.state = SubState::Active,
+        ("POST", "suspend") => sub.state = SubState::Suspended,
+        ("POST", "cancel") | ("DELETE", _) => sub.state = SubState::Cancelled,
+        ("POST", "regenerate") => {
+            let which: Value = serde_json::from_slice(body).unwrap_or(json!({}));
+            let key = keys::new_key();
+            let slot = match which.get("key").and_then(Value::as_str) {
+                Some("primary") => {
+                    sub.primary_key.clone_from(&key);
+                    "primary_key"
+                }
+                Some("secondary") => {
+                    sub.secondary_key.clone_from(&key);
+                    "secondary_key"
+                }
+                _ => {
+                    return error(
+                        400,
+                        "invalid_body",
+                        "body.key",
+                        "give which key to regenerate: {\"key\": \"primary\"} or \
+                         {\"key\": \"secondary\"}",
+                    )
+                }
+            };
+            generated = Some((slot, key));
+        }
+        _ => {
+            return error(
+                409,
+                "conflict",
+                "path.subscription",
+                "a subscription made in the developer portal changes through its actions \
+                 (activate, suspend, cancel, regenerate)",
+            )
+        }
+    }
+    sub.updated = unix_ms();
+    if let Err(e) = portal.save_subscription(plane, sub) {
+        return error(500, "internal", "", &e);
+    }
+    Some((
+        200,
+        match generated {
+            Some((slot, key)) => json!({"subscription": admin_json(sub), slot: key}),
+            None => admin_json(sub),
+        },
+    ))
 }
 
 /// `POST /subscriptions` for a developer of the portal (`owner` is their email, `scope` a

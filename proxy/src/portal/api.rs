@@ -14,11 +14,17 @@ const MIN_PASSWORD: usize = 12;
 const MAX_FIELD: usize = 256;
 
 /// The session of a request: its token's hash and its record.
+///
+/// A visitor who has not signed in has a session the database does not hold: its form token
+/// is an HMAC of its cookie's token under the portal's key, so visitors cost no storage. A
+/// signed-in session is a row keyed by the token's SHA-256.
 struct Current {
     token_hash: Vec<u8>,
     session: Session,
     /// A session made for this request: its cookie goes out with the answer.
     new_token: Option<String>,
+    /// The cookie of a session whose expiry moved: sent again with the new lifetime.
+    refresh: Option<String>,
 }
 
 fn sha256(bytes: &[u8]) -> Vec<u8> {
@@ -148,7 +154,7 @@ fn not_found(rest: &str) -> PortalAnswer {
 }
 
 fn with_cookie(portal: &Portal, mut answer: PortalAnswer, current: &Current) -> PortalAnswer {
-    if let Some(token) = &current.new_token {
+    if let Some(token) = current.new_token.as_ref().or(current.refresh.as_ref()) {
         answer
             .headers
             .push(("Set-Cookie".into(), cookie(portal, token)));
@@ -180,27 +186,50 @@ fn session(portal: &Portal, req: &PortalRequest<'_>) -> Result<Current, String> 
 fn existing_session(portal: &Portal, req: &PortalRequest<'_>) -> Result<Option<Current>, String> {
     let now = unix_now();
     let ttl = portal.settings.session_ttl.as_secs() as i64;
-    if let Some(token) = req.cookie(COOKIE) {
-        let hash = sha256(token.as_bytes());
-        if let Some(mut s) = portal.store.session(&hash, now)? {
-            // Sliding expiry, written at most once a minute.
-            if s.expires - now < ttl - 60 {
-                s.expires = now + ttl;
-                portal.store.touch_session(&hash, s.expires)?;
-            }
-            return Ok(Some(Current {
-                token_hash: hash,
-                session: s,
-                new_token: None,
-            }));
+    let Some(token) = req.cookie(COOKIE).filter(|t| t.len() == 43) else {
+        return Ok(None);
+    };
+    let hash = sha256(token.as_bytes());
+    if let Some(mut s) = portal.store.session(&hash, now)? {
+        // Sliding expiry, written (and the cookie's lifetime renewed) at most once a minute.
+        let mut refresh = None;
+        if s.expires - now < ttl - 60 {
+            s.expires = now + ttl;
+            portal.store.touch_session(&hash, s.expires)?;
+            refresh = Some(token.to_string());
         }
+        return Ok(Some(Current {
+            token_hash: hash,
+            session: s,
+            new_token: None,
+            refresh,
+        }));
     }
-    Ok(None)
+    Ok(Some(anonymous(portal, token, None)))
+}
+
+/// The session of a visitor who has not signed in (or whose signed-in session ended).
+fn anonymous(portal: &Portal, token: &str, new_token: Option<String>) -> Current {
+    let tag = ring::hmac::sign(&portal.form_key, token.as_bytes());
+    use base64::Engine;
+    Current {
+        token_hash: sha256(token.as_bytes()),
+        session: Session {
+            developer: None,
+            csrf: base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(tag.as_ref()),
+            expires: 0,
+        },
+        new_token,
+        refresh: None,
+    }
 }
 
 fn new_session(portal: &Portal, developer: Option<i64>) -> Result<Current, String> {
     let now = unix_now();
     let token = random_token();
+    if developer.is_none() {
+        return Ok(anonymous(portal, &token.clone(), Some(token)));
+    }
     let hash = sha256(token.as_bytes());
     let session = Session {
         developer,
@@ -215,6 +244,7 @@ fn new_session(portal: &Portal, developer: Option<i64>) -> Result<Current, Strin
         token_hash: hash,
         session,
         new_token: Some(token),
+        refresh: None,
     })
 }
 
@@ -702,12 +732,19 @@ fn api_page(portal: &Portal, config: &Config, req: &PortalRequest<'_>, name: &st
         None => Vec::new(),
     };
     for op in &entry.operations {
-        if operations.iter().any(|o| o["id"] == op.id.as_str()) {
+        let method = op
+            .method
+            .as_deref()
+            .map_or("*".into(), |m| String::from_utf8_lossy(m).into_owned());
+        if let Some(o) = operations.iter_mut().find(|o| o["id"] == op.id.as_str()) {
+            // The configuration's operation of that id is the one served.
+            o["method"] = json!(method);
+            o["path"] = json!(op.url_template);
             continue;
         }
         operations.push(json!({
             "id": op.id,
-            "method": op.method.as_deref().map_or("*".into(), |m| String::from_utf8_lossy(m).into_owned()),
+            "method": method,
             "path": op.url_template,
             "summary": null, "description": null, "tags": [], "deprecated": false,
             "parameters": op.template.param_names().iter().map(|p| json!({
@@ -735,6 +772,7 @@ fn api_page(portal: &Portal, config: &Config, req: &PortalRequest<'_>, name: &st
             "key_header": key_header,
             "version_set": set.map(|s| json!({
                 "name": s.name, "scheme": s.scheme.as_str(), "default": s.default,
+                "display_name": s.display_name, "description": s.description,
             })),
             "versions": set.map_or(Vec::new(), |s| s.versions.iter().map(|(v, api)| json!({"version": v, "api": api})).collect()),
             "revisions": current.revisions.iter().map(|r| json!({

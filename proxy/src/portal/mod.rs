@@ -159,6 +159,9 @@ pub struct Portal {
     keys: Mutex<Vec<keys::Subscription>>,
     /// Cluster mode: where changes and usage are shared with the other nodes.
     pub shared: std::sync::OnceLock<Arc<dyn Shared>>,
+    /// The key of anonymous visitors' form tokens (kept in the database, so that a restart
+    /// does not void the pages open in browsers).
+    form_key: ring::hmac::Key,
     /// The gateway's first listener as bound (`http://127.0.0.1:8080`), when
     /// `portal.gateway_url` is not set.
     pub gateway: std::sync::OnceLock<String>,
@@ -199,11 +202,13 @@ pub(crate) fn unix_ms() -> i64 {
 }
 
 impl Portal {
-    /// Opens the portal's database, puts its subscriptions in force, and starts recording
-    /// usage.
-    pub fn start(settings: &PortalSettings, plane: &Arc<Plane>) -> Result<Arc<Portal>, String> {
+    /// Opens the portal's database and reads its subscriptions, before the gateway serves:
+    /// the first configuration's keys are `keys` with them ([`Portal::first_keys`]).
+    pub fn open(settings: &PortalSettings) -> Result<Arc<Portal>, String> {
         let store = Store::open(&settings.database)?;
+        let form_key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &store.secret("form_key")?);
         let portal = Arc::new(Portal {
+            form_key,
             settings: settings.clone(),
             store,
             attempts: Mutex::default(),
@@ -212,20 +217,24 @@ impl Portal {
             gateway: std::sync::OnceLock::new(),
         });
         portal.reload_keys();
-        if plane.portal.set(Arc::clone(&portal)).is_err() {
+        Ok(portal)
+    }
+
+    /// The keys of the document (`keys`) with the portal's subscriptions: what the gateway
+    /// starts with, so that a portal key works from the first request.
+    pub fn first_keys(&self, keys: &keys::KeyTable) -> keys::KeyTable {
+        keys.with_runtime(&self.key_subscriptions())
+    }
+
+    /// Joins the control plane (whose later switches take the portal's subscriptions) and
+    /// starts recording usage.
+    pub fn start(self: &Arc<Portal>, plane: &Arc<Plane>) -> Result<(), String> {
+        if plane.portal.set(Arc::clone(self)).is_err() {
             return Err("the portal is already started".into());
         }
-        if !portal
-            .keys
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .is_empty()
-        {
-            plane
-                .refresh_keys("portal start")
-                .map_err(|e| format!("the portal's subscriptions: {}", e.errors.join("; ")))?;
-        }
-        usage::start(Arc::clone(&portal), Arc::clone(&plane.control));
+        let portal = self;
+        let settings = &self.settings;
+        usage::start(Arc::clone(portal), Arc::clone(&plane.control));
         log::info!(
             "portal: {} (database {})",
             match &settings.listener {
@@ -234,7 +243,7 @@ impl Portal {
             },
             settings.database.display()
         );
-        Ok(portal)
+        Ok(())
     }
 
     /// The run-time subscriptions, for the key tables.

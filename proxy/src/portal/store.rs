@@ -101,6 +101,10 @@ CREATE TABLE IF NOT EXISTS subscriptions (
     updated INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS subscriptions_owner ON subscriptions(owner);
+CREATE TABLE IF NOT EXISTS secrets (
+    name TEXT PRIMARY KEY,
+    value BLOB NOT NULL
+);
 CREATE TABLE IF NOT EXISTS usage (
     subscription TEXT NOT NULL,
     day TEXT NOT NULL,
@@ -137,6 +141,31 @@ impl Store {
 
     fn db(&self) -> std::sync::MutexGuard<'_, Connection> {
         self.db.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The random 32-byte secret named `name`, made the first time it is asked for.
+    pub fn secret(&self, name: &str) -> Result<Vec<u8>, String> {
+        let db = self.db();
+        let found: Option<Vec<u8>> = db
+            .query_row(
+                "SELECT value FROM secrets WHERE name = ?1",
+                params![name],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(sql)?;
+        if let Some(v) = found {
+            return Ok(v);
+        }
+        let mut value = vec![0u8; 32];
+        ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut value)
+            .map_err(|_| "no random source".to_string())?;
+        db.execute(
+            "INSERT INTO secrets (name, value) VALUES (?1, ?2)",
+            params![name, value],
+        )
+        .map_err(sql)?;
+        Ok(value)
     }
 
     // -- developers --------------------------------------------------------------------------

@@ -86,6 +86,9 @@ pub fn start(portal: Arc<Portal>, control: Arc<Control>) {
 }
 
 fn record(portal: &Portal) {
+    if let Err(e) = portal.store.expire_sessions(super::unix_now()) {
+        log::error!("{e}");
+    }
     let day = super::api::day_of(super::unix_now());
     let mut c = counts().lock().unwrap_or_else(|e| e.into_inner());
     let seen = c.seen.clone();

@@ -510,6 +510,16 @@ impl Reloader {
         if format!("{:?}", old.tracing) != format!("{:?}", new.tracing) {
             changed.push("tracing");
         }
+        let portal = |c: &Config| {
+            c.portal.as_ref().map(|p| {
+                let mut p = p.clone();
+                p.tls = None;
+                format!("{p:?}")
+            })
+        };
+        if portal(old) != portal(new) {
+            changed.push("portal");
+        }
         let admin_tls = |c: &Config| c.admin.as_ref().map(|a| a.tls.is_some());
         if admin_tls(old) != admin_tls(new) {
             changed.push("admin.tls");

@@ -44,12 +44,14 @@ pub fn list(doc: &Value, api: &str) -> Result<Value, EditError> {
         "online": true,
         "change_log": a.get("change_log"),
     })];
-    for r in a
+    let mut others: Vec<&Value> = a
         .get("revisions")
         .and_then(Value::as_array)
         .into_iter()
         .flatten()
-    {
+        .collect();
+    others.sort_by_key(|r| r.get("revision").and_then(Value::as_u64).unwrap_or(0));
+    for r in others {
         out.push(serde_json::json!({
             "revision": r.get("revision"),
             "current": false,
@@ -127,8 +129,23 @@ pub fn make_current(
         old.insert("change_log".into(), c.clone());
     }
     for field in REVISION_FIELDS {
-        if let Some(v) = a.get(*field) {
-            old.insert((*field).to_string(), v.clone());
+        match a.get(*field) {
+            Some(v) => {
+                old.insert((*field).to_string(), v.clone());
+            }
+            // A field the API did not write but the chosen revision sets: written out for the
+            // old revision, which would otherwise take the new value.
+            None if chosen.contains_key(*field) => {
+                let empty = match *field {
+                    "operations" => Some(Value::Array(Vec::new())),
+                    "policies" => Some(Value::Object(Map::new())),
+                    _ => None,
+                };
+                if let Some(e) = empty {
+                    old.insert((*field).to_string(), e);
+                }
+            }
+            None => {}
         }
     }
     for field in REVISION_FIELDS {

@@ -144,6 +144,13 @@ pub(super) fn read(namespace: &str, name: &str, d: &mut Diag, out: &mut Listener
              listener's address to bind one",
         );
     }
+    if spec.get("infrastructure").is_some_and(|v| !v.is_null()) {
+        d.note(
+            "spec.infrastructure",
+            "not converted: labels, annotations and parameters for the resources a Gateway \
+             controller provisions have no meaning for Ringway",
+        );
+    }
     for key in ["backendTLS", "allowedListeners"] {
         if spec.get(key).is_some_and(|v| !v.is_null()) {
             d.note(
