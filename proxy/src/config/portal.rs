@@ -35,8 +35,8 @@ pub struct PortalDoc {
     pub secure_cookies: Option<bool>,
     /// How long a session lasts without use (default 12h).
     pub session_ttl: Option<Dur>,
-    /// Failed sign-ins allowed per email address and per client address in 15 minutes
-    /// (default 5).
+    /// Failed sign-ins allowed per email address in 15 minutes (default 5); a client address
+    /// is allowed four times as many, across the addresses it tries.
     pub signin_attempts: Option<u32>,
 }
 
