@@ -194,3 +194,16 @@ fn allocations_per_get_through_limits_and_a_cache_hit() {
     println!("allocations per GET, rate limit + quota + cache hit: {per_request:.3}");
     assert!(per_request <= 4.0, "{per_request} allocations per request");
 }
+
+/// Versions told apart by a header (here the client's `user-agent`, which the test sends):
+/// the version's condition is matched on the request head as it is.
+#[test]
+fn allocations_per_get_to_a_header_versioned_api() {
+    let yaml = "workers: 1\nlisteners:\n  - address: 127.0.0.1:0\nbackends:\n  - name: b\n    targets:\n      - url: http://{origin}\n\
+                version_sets:\n  - { name: s, scheme: header, header: user-agent }\n\
+                apis:\n  - { name: a1, path: /, version_set: s, version: alloc-test, backend: b }\n  \
+                - { name: a2, path: /, version_set: s, version: other, backend: b }\n";
+    let per_request = allocations_per_get(yaml);
+    println!("allocations per GET to a header-versioned API: {per_request:.3}");
+    assert!(per_request < 0.1, "{per_request} allocations per request");
+}
