@@ -4,13 +4,23 @@ use super::PortalAnswer;
 
 const INDEX: &[u8] = include_bytes!("assets/index.html");
 
+/// The front end's ES modules (`app.js` is the entry; the others it imports by relative path).
+const JS: &str = "text/javascript; charset=utf-8";
+
 /// (name, content type, bytes)
 const ASSETS: &[(&str, &str, &[u8])] = &[
-    (
-        "app.js",
-        "text/javascript; charset=utf-8",
-        include_bytes!("assets/app.js"),
-    ),
+    ("app.js", JS, include_bytes!("assets/app.js")),
+    ("api.js", JS, include_bytes!("assets/api.js")),
+    ("dom.js", JS, include_bytes!("assets/dom.js")),
+    ("widgets.js", JS, include_bytes!("assets/widgets.js")),
+    ("router.js", JS, include_bytes!("assets/router.js")),
+    ("catalog.js", JS, include_bytes!("assets/catalog.js")),
+    ("reference.js", JS, include_bytes!("assets/reference.js")),
+    ("schema.js", JS, include_bytes!("assets/schema.js")),
+    ("try.js", JS, include_bytes!("assets/try.js")),
+    ("forms.js", JS, include_bytes!("assets/forms.js")),
+    ("account.js", JS, include_bytes!("assets/account.js")),
+    ("chart.js", JS, include_bytes!("assets/chart.js")),
     (
         "app.css",
         "text/css; charset=utf-8",
