@@ -418,6 +418,36 @@ async function run() {
     await subscriptionRow();
   });
 
+  await step('every link of the portal leads to a page', async () => {
+    const origin = new URL(PORTAL_URL).origin;
+    const seen = new Set();
+    const queue = ['', 'apis', 'products', `apis/${API}`, `products/${PRODUCT}`, 'account'].map(
+      (p) => new URL(p, PORTAL_URL).href,
+    );
+    while (queue.length > 0 && seen.size < 60) {
+      const url = queue.shift();
+      const key = url.split('#')[0];
+      if (seen.has(key)) continue;
+      seen.add(key);
+      const response = await page.goto(key);
+      if (!response || response.status() !== 200) {
+        throw new Failure(`${key} answered ${response && response.status()}`);
+      }
+      await page.locator('main:not([aria-busy]) h1').first().waitFor();
+      const title = (await page.locator('main h1').first().textContent()) || '';
+      if (title.includes('Page not found')) throw new Failure(`${key} is a broken link`);
+      const hrefs = await page.$$eval('a[href]', (as) => as.map((a) => a.href));
+      for (const href of hrefs) {
+        const u = new URL(href);
+        if (u.origin !== origin) {
+          throw new Failure(`${key} links outside the portal: ${href}`);
+        }
+        if (u.pathname.startsWith(PORTAL_PATH) && !seen.has(href.split('#')[0])) queue.push(href);
+      }
+    }
+    console.log(`# ${seen.size} pages visited, none broken`);
+  });
+
   await step('a POST without the CSRF token is refused (403)', async () => {
     const status = await page.evaluate(async ({ base, product }) => {
       const res = await fetch(`${base}api/subscriptions`, {
