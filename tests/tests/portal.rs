@@ -464,3 +464,23 @@ fn after_a_restart_a_portal_key_works_from_the_first_request() {
         rw.stderr_text()
     );
 }
+
+#[test]
+fn a_portal_without_sign_ups_says_so_and_refuses_them() {
+    let origin = Origin::start("pets");
+    let dir = TempDir::new();
+    let yaml = config(&origin, &dir.path().join("p.db"), "")
+        .replace("portal:\n", "portal:\n  signup: false\n");
+    let mut rw = Ringway::start(&yaml);
+    let mut b = Browser::open(rw.admin_addr());
+    let (_, session) = b.get("/portal/api/session");
+    assert_eq!(session["signup"], false);
+    let (status, body) = b.post(
+        "/portal/api/signup",
+        json!({"email": "hal@example.com", "name": "Hal", "password": "a long enough password"}),
+    );
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (403, Some("signup_closed"))
+    );
+}

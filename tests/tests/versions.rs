@@ -199,10 +199,12 @@ apis:
         r.status, 404,
         "the current revision is at the API's own path"
     );
-    assert_eq!(
-        c.get("/pets;rev=3/").status,
-        404,
-        "an offline revision is not served"
+    let r = c.get("/pets;rev=3/");
+    assert_eq!(r.status, 404, "an offline revision is not served");
+    assert!(
+        r.text().contains("revision 3 of API pets is offline"),
+        "{}",
+        r.text()
     );
     assert_eq!(r3.requests(), 0);
 

@@ -448,6 +448,61 @@ impl Router {
                 },
             );
         }
+        // An offline revision is answered 404 by the gateway, under the revision's own path
+        // (where the API's own routes, or a version set's default, would otherwise take it).
+        let mut offline: Vec<(String, String, u32, Vec<HostPattern>)> = Vec::new();
+        for api in config.apis.iter().filter(|a| a.current) {
+            for r in api.revisions.iter().filter(|r| !r.online) {
+                let path = format!("{};rev={}", api.path, r.revision);
+                if !offline.iter().any(|(p, ..)| *p == path) {
+                    offline.push((path, api.name.clone(), r.revision, api.hosts.clone()));
+                }
+            }
+        }
+        for (path, name, revision, hosts) in offline {
+            let body = serde_json::json!({
+                "statusCode": 404,
+                "message": format!("revision {revision} of API {name} is offline"),
+            });
+            routes.push(Route {
+                name: format!("{name};rev={revision}/offline"),
+                action: Action::Respond(DirectResponse {
+                    status: 404,
+                    headers: vec![("content-type".into(), "application/json".into())],
+                    body: Bytes::from(body.to_string()),
+                }),
+                request_headers: HeaderEdits::default(),
+                response_headers: HeaderEdits::default(),
+                rewrite: None,
+                pipeline: None,
+                api: name.as_str().into(),
+                operation: Box::default(),
+                params: None,
+                strip: None,
+                keys: None,
+                preflights_only: false,
+                access_log: true,
+                label: crate::control::labels::route(&name, ""),
+            });
+            let candidate = Candidate {
+                route: routes.len() - 1,
+                order: (order, 0),
+                matcher: RouteMatch {
+                    path: PathMatch::Prefix(path.as_bytes().into()),
+                    method: None,
+                    headers: Vec::new(),
+                    query: Vec::new(),
+                },
+            };
+            order += 1;
+            place(
+                &hosts,
+                candidate,
+                &mut exact_hosts,
+                &mut wildcard_hosts,
+                &mut any_host,
+            );
+        }
         // A version set without a default answers a request that names no version (or one it
         // does not have) with 404 and the list of its versions.
         for set in config.version_sets.iter().filter(|s| s.default.is_none()) {

@@ -20,6 +20,8 @@ export class ApiError extends Error {
 
 let csrf = null;
 export let developer = null;
+/** Whether the portal takes sign-ups (`portal.signup`); the session says. */
+export let signupOpen = true;
 let catalogPromise = null;
 
 async function call(method, path, body, retried = false) {
@@ -62,6 +64,7 @@ export async function loadSession() {
   const data = await get('session');
   csrf = data.csrf;
   developer = data.developer || null;
+  signupOpen = data.signup !== false;
   return data;
 }
 

@@ -8,7 +8,7 @@
 // usage). They are served from /portal/assets/ and import each other by relative path.
 
 import { announce, enc, h, link } from './dom.js';
-import { ApiError, developer, loadSession, siteTitle } from './api.js';
+import { ApiError, developer, loadSession, signupOpen, siteTitle } from './api.js';
 import { BASE, currentPath, onLinkClick, onNavigate } from './router.js';
 import { pageApis, pageHome, pageNotFound, pageProduct, pageProducts } from './catalog.js';
 import { pageApi } from './reference.js';
@@ -98,9 +98,11 @@ function renderNav() {
   } else {
     const next = location.pathname.startsWith(`${BASE}sign`) ? '' : `?next=${enc(currentPath())}`;
     items.push(item(`${BASE}signin${next}`, 'Sign in'));
-    const signup = link(`${BASE}signup`, 'Sign up');
-    signup.className = 'btn btn-primary btn-small';
-    items.push(h('li', null, signup));
+    if (signupOpen) {
+      const signup = link(`${BASE}signup`, 'Sign up');
+      signup.className = 'btn btn-primary btn-small';
+      items.push(h('li', null, signup));
+    }
   }
   nav.replaceChildren(...items);
 }

@@ -3,7 +3,7 @@
 
 import { enc, h, link, paragraphs } from './dom.js';
 import { approvalBadge, badge, breadcrumbs, notice, STATE_LABELS } from './widgets.js';
-import { catalog, DEFAULT_TITLE, developer, forgetDeveloper, mySubscriptions, post } from './api.js';
+import { catalog, DEFAULT_TITLE, developer, forgetDeveloper, mySubscriptions, post, signupOpen } from './api.js';
 import { BASE, currentPath, navigate } from './router.js';
 
 export function pageNotFound(ctx) {
@@ -36,15 +36,16 @@ export async function pageHome(ctx) {
   const cta = developer
     ? h('p', { class: 'actions' }, h('a', { href: `${BASE}account`, class: 'btn btn-primary' }, 'Go to your account'),
       h('a', { href: `${BASE}apis`, class: 'btn' }, 'Browse the APIs'))
-    : h('p', { class: 'actions' }, h('a', { href: `${BASE}signup`, class: 'btn btn-primary' }, 'Create an account'),
-      h('a', { href: `${BASE}signin`, class: 'btn' }, 'Sign in'));
+    : h('p', { class: 'actions' },
+      signupOpen ? h('a', { href: `${BASE}signup`, class: 'btn btn-primary' }, 'Create an account') : null,
+      h('a', { href: `${BASE}signin`, class: signupOpen ? 'btn' : 'btn btn-primary' }, 'Sign in'));
   return h('div', null,
     h('section', { class: 'hero' },
       h('h1', null, cat.title || DEFAULT_TITLE),
       h('p', { class: 'lead' }, 'Browse the APIs, try every operation from your browser, and get a key in a minute.'),
       cta,
       h('ol', { class: 'steps' },
-        h('li', null, h('strong', null, 'Sign up'), ' with your email address.'),
+        h('li', null, h('strong', null, signupOpen ? 'Sign up' : 'Sign in'), signupOpen ? ' with your email address.' : ' with the account you were given.'),
         h('li', null, h('strong', null, 'Subscribe'), ' to a product to get two keys.'),
         h('li', null, h('strong', null, 'Call the API'), ' with your key in a header.'))),
     h('section', { 'aria-labelledby': 'home-products' },
@@ -85,7 +86,7 @@ export async function pageProduct(ctx, name) {
   let action;
   if (!developer) {
     action = h('p', null, h('a', { class: 'btn btn-primary', href: `${BASE}signin?next=${enc(currentPath())}` }, 'Sign in to subscribe'),
-      ' ', 'or ', link(`${BASE}signup`, 'create an account'), '.');
+      ...(signupOpen ? [' ', 'or ', link(`${BASE}signup`, 'create an account'), '.'] : []));
   } else if (existing) {
     action = null;
     result.append(subscriptionOutcome(existing, true));

@@ -2,7 +2,7 @@
 // server's and its errors shown next to their fields.
 
 import { announce, enc, h, link } from './dom.js';
-import { developer, post } from './api.js';
+import { developer, post, signupOpen } from './api.js';
 import { BASE, navigate, redirect, safeNext } from './router.js';
 
 const FIELD_RULES = {
@@ -100,6 +100,12 @@ function authForm({ kind, fields, submit, busy, send }) {
 export async function pageSignup(ctx) {
   ctx.title = 'Create an account';
   if (developer) return redirect(`${BASE}account`);
+  if (!signupOpen) {
+    return h('section', { class: 'auth' },
+      h('h1', null, 'Create an account'),
+      h('p', null, 'This portal does not take sign-ups. Ask its owners for an account, then ',
+        link(`${BASE}signin`, 'sign in'), '.'));
+  }
   const next = safeNext(ctx.query.get('next'));
   const form = authForm({
     kind: 'signup',
@@ -144,5 +150,7 @@ export async function pageSignin(ctx) {
   return h('section', { class: 'auth' },
     h('h1', null, 'Sign in'),
     form,
-    h('p', null, 'New here? ', link(`${BASE}signup${ctx.query.get('next') ? `?next=${enc(next)}` : ''}`, 'Create an account'), '.'));
+    signupOpen
+      ? h('p', null, 'New here? ', link(`${BASE}signup${ctx.query.get('next') ? `?next=${enc(next)}` : ''}`, 'Create an account'), '.')
+      : null);
 }
