@@ -155,7 +155,7 @@ pub struct Portal {
     pub settings: PortalSettings,
     pub store: Store,
     attempts: Mutex<Attempts>,
-    /// The run-time subscriptions as the key tables take them, rebuilt on every change.
+    /// The run-time subscriptions as last read, for when the database cannot be read.
     keys: Mutex<Vec<keys::Subscription>>,
     /// Cluster mode: where changes and usage are shared with the other nodes.
     pub shared: std::sync::OnceLock<Arc<dyn Shared>>,
@@ -216,7 +216,6 @@ impl Portal {
             shared: std::sync::OnceLock::new(),
             gateway: std::sync::OnceLock::new(),
         });
-        portal.reload_keys();
         Ok(portal)
     }
 
@@ -246,50 +245,55 @@ impl Portal {
         Ok(())
     }
 
-    /// The run-time subscriptions, for the key tables.
+    /// The run-time subscriptions as the key tables take them, read from the database now.
+    /// Every switch of the workers calls this under the control plane's lock, so the last
+    /// switch after a change always carries it, however changes and switches interleave. If
+    /// the database cannot be read, the list last read stands (keys are not dropped for it).
     pub fn key_subscriptions(&self) -> Vec<keys::Subscription> {
-        self.keys.lock().unwrap_or_else(|e| e.into_inner()).clone()
-    }
-
-    /// Rebuilds the key list from the database.
-    fn reload_keys(&self) {
-        let subs = match self.store.subscriptions(None) {
-            Ok(s) => s,
-            Err(e) => {
-                log::error!("{e}");
-                return;
+        let mut last = self.keys.lock().unwrap_or_else(|e| e.into_inner());
+        match self.store.subscriptions(None) {
+            Ok(subs) => {
+                *last = subs
+                    .iter()
+                    .map(|s| keys::Subscription {
+                        id: s.id.clone(),
+                        scope: keys::Scope::Product(s.product.clone()),
+                        state: match s.state {
+                            SubState::Active => keys::State::Active,
+                            SubState::Pending | SubState::Suspended => keys::State::Suspended,
+                            SubState::Cancelled => keys::State::Cancelled,
+                        },
+                        primary: keys::hash_key(&s.primary_key),
+                        secondary: Some(keys::hash_key(&s.secondary_key)),
+                    })
+                    .collect();
             }
-        };
-        let list = subs
-            .iter()
-            .map(|s| keys::Subscription {
-                id: s.id.clone(),
-                scope: keys::Scope::Product(s.product.clone()),
-                state: match s.state {
-                    SubState::Active => keys::State::Active,
-                    SubState::Pending | SubState::Suspended => keys::State::Suspended,
-                    SubState::Cancelled => keys::State::Cancelled,
-                },
-                primary: keys::hash_key(&s.primary_key),
-                secondary: Some(keys::hash_key(&s.secondary_key)),
-            })
-            .collect();
-        *self.keys.lock().unwrap_or_else(|e| e.into_inner()) = list;
+            Err(e) => log::error!("{e}; the portal's subscriptions last read stay in force"),
+        }
+        last.clone()
     }
 
     /// Stores a change of a subscription and puts it in force on every core (and, in cluster
     /// mode, shares it with the other nodes).
     pub fn save_subscription(&self, plane: &Plane, s: &StoredSubscription) -> Result<(), String> {
-        self.store.put_subscription(s)?;
+        // A change made here is the newest: its time is after the stored one's, even when a
+        // merged record carries a later clock (another node's), so that it is kept here and
+        // wins on every node.
+        let mut s = s.clone();
+        if let Some(stored) = self.store.subscription(&s.id)? {
+            s.updated = s.updated.max(stored.updated + 1);
+        }
+        if !self.store.put_subscription(&s)? {
+            return Err(format!("subscription {}: the change was not stored", s.id));
+        }
         if let Some(shared) = self.shared.get() {
-            shared.subscription(s);
+            shared.subscription(&s);
         }
         self.apply(plane, &format!("subscription {}", s.id))
     }
 
     /// Puts the database's subscriptions in force.
     pub fn apply(&self, plane: &Plane, why: &str) -> Result<(), String> {
-        self.reload_keys();
         plane
             .refresh_keys(&format!("portal: {why}"))
             .map(|_| ())
