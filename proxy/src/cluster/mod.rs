@@ -37,6 +37,14 @@ pub struct Counters {
     pub tier_hits: AtomicU64,
 }
 
+/// Whether a call was refused by this core's own connection without being tried (it backs
+/// off after failures of its own). That says nothing of Redis now: another core may have
+/// just reached it, so the node is not marked unavailable for it; the request falls back,
+/// and the core's connection tries again when its back-off ends.
+fn backing_off<T>(reply: &Result<T, redis::RedisError>) -> bool {
+    matches!(reply, Err(redis::RedisError::Unavailable(_)))
+}
+
 impl Node {
     pub fn new(settings: ClusterSettings) -> Arc<Node> {
         Arc::new(Node {
@@ -210,6 +218,7 @@ impl Core {
             .await;
         *self.key_buf.borrow_mut() = name;
         let now = crate::policy::run::mono_ms(Instant::now());
+        let backing_off = backing_off(&reply);
         let parsed = reply.ok().and_then(|v| {
             let a = v.as_array()?;
             Some((
@@ -236,7 +245,9 @@ impl Core {
             None => {
                 counters.lease_errors.fetch_add(1, Relaxed);
                 rates.lease_failed(key);
-                self.node.went_away("a lease call failed or timed out");
+                if !backing_off {
+                    self.node.went_away("a lease call failed or timed out");
+                }
                 false
             }
         }
@@ -262,6 +273,7 @@ impl Core {
         let reply = self.client.eval_sha(&QUOTA, &[&name[..]], &args).await;
         *self.key_buf.borrow_mut() = name;
         let now = crate::policy::run::mono_ms(Instant::now());
+        let backing_off = backing_off(&reply);
         let granted = reply.ok().and_then(|v| v.as_array()?.first()?.as_int());
         match granted {
             Some(granted) => {
@@ -274,8 +286,10 @@ impl Core {
             None => {
                 counters.lease_errors.fetch_add(1, Relaxed);
                 q.rates.lease_failed(key);
-                self.node
-                    .went_away("a quota lease call failed or timed out");
+                if !backing_off {
+                    self.node
+                        .went_away("a quota lease call failed or timed out");
+                }
                 false
             }
         }
@@ -293,14 +307,15 @@ impl Core {
             (ends_in + q.period_ms).to_string(),
         ];
         let args: Vec<&[u8]> = args.iter().map(|a| a.as_bytes()).collect();
-        if self
+        let reply = self
             .client
             .eval_sha(&QUOTA_BYTES, &[&name[..]], &args)
-            .await
-            .is_err()
-        {
+            .await;
+        if reply.is_err() {
             self.node.counters.lease_errors.fetch_add(1, Relaxed);
-            self.node.went_away("counting quota bytes failed");
+            if !backing_off(&reply) {
+                self.node.went_away("counting quota bytes failed");
+            }
         }
     }
 
