@@ -448,42 +448,38 @@ impl Router {
                 },
             );
         }
-        // An offline revision is answered 404 by the gateway, under the revision's own path
-        // (where the API's own routes, or a version set's default, would otherwise take it).
-        let mut offline: Vec<(String, String, u32, Vec<HostPattern>)> = Vec::new();
+        // The gateway's own 404s under an API's place, each a prefix with a JSON body: an
+        // offline revision, under the revision's own path (where the API's own routes, or a
+        // version set's default, would otherwise take it); and a version set without a default,
+        // for a request that names no version (or one it does not have), listing its versions.
+        let mut answers: Vec<(String, &str, String, &[HostPattern], serde_json::Value)> =
+            Vec::new();
         for api in config.apis.iter().filter(|a| a.current) {
             for r in api.revisions.iter().filter(|r| !r.online) {
                 let path = format!("{};rev={}", api.path, r.revision);
-                if !offline.iter().any(|(p, ..)| *p == path) {
-                    offline.push((path, api.name.clone(), r.revision, api.hosts.clone()));
+                if !answers.iter().any(|(_, _, p, ..)| *p == path) {
+                    let message = format!("revision {} of API {} is offline", r.revision, api.name);
+                    answers.push((
+                        format!("{};rev={}/offline", api.name, r.revision),
+                        &api.name,
+                        path,
+                        &api.hosts,
+                        serde_json::json!({"statusCode": 404, "message": message}),
+                    ));
                 }
             }
         }
-        for (path, name, revision, hosts) in offline {
-            let body = serde_json::json!({
-                "statusCode": 404,
-                "message": format!("revision {revision} of API {name} is offline"),
-            });
-            routes.push(Route {
-                name: format!("{name};rev={revision}/offline"),
-                action: Action::Respond(DirectResponse {
-                    status: 404,
-                    headers: vec![("content-type".into(), "application/json".into())],
-                    body: Bytes::from(body.to_string()),
-                }),
-                request_headers: HeaderEdits::default(),
-                response_headers: HeaderEdits::default(),
-                rewrite: None,
-                pipeline: None,
-                api: name.as_str().into(),
-                operation: Box::default(),
-                params: None,
-                strip: None,
-                keys: None,
-                preflights_only: false,
-                access_log: true,
-                label: crate::control::labels::route(&name, ""),
-            });
+        for set in config.version_sets.iter().filter(|s| s.default.is_none()) {
+            answers.push((
+                format!("{}/versions", set.name),
+                &set.name,
+                set.path.clone(),
+                &set.hosts,
+                version_list(set),
+            ));
+        }
+        for (name, api, path, hosts, body) in answers {
+            routes.push(not_found_route(name, api, &body));
             let candidate = Candidate {
                 route: routes.len() - 1,
                 order: (order, 0),
@@ -496,30 +492,7 @@ impl Router {
             };
             order += 1;
             place(
-                &hosts,
-                candidate,
-                &mut exact_hosts,
-                &mut wildcard_hosts,
-                &mut any_host,
-            );
-        }
-        // A version set without a default answers a request that names no version (or one it
-        // does not have) with 404 and the list of its versions.
-        for set in config.version_sets.iter().filter(|s| s.default.is_none()) {
-            routes.push(version_list_route(set));
-            let candidate = Candidate {
-                route: routes.len() - 1,
-                order: (order, 0),
-                matcher: RouteMatch {
-                    path: PathMatch::Prefix(set.path.as_bytes().into()),
-                    method: None,
-                    headers: Vec::new(),
-                    query: Vec::new(),
-                },
-            };
-            order += 1;
-            place(
-                &set.hosts,
+                hosts,
                 candidate,
                 &mut exact_hosts,
                 &mut wildcard_hosts,
@@ -626,22 +599,25 @@ impl fmt::Debug for Router {
     }
 }
 
-/// Puts a candidate in the group of each of its hosts (or of any host, when it names none).
-/// The 404 of a version set without a default version, listing its versions.
-fn version_list_route(set: &crate::config::VersionSet) -> Route {
+/// The 404 body of a version set without a default version, listing its versions.
+fn version_list(set: &crate::config::VersionSet) -> serde_json::Value {
     let versions: Vec<&str> = set.versions.iter().map(|(v, _)| v.as_str()).collect();
     let how = match set.scheme {
         crate::config::VersionScheme::Path => format!("{}/VERSION/...", set.path),
         crate::config::VersionScheme::Header => format!("the {} header", set.header),
         crate::config::VersionScheme::Query => format!("?{}=VERSION", set.query),
     };
-    let body = serde_json::json!({
+    serde_json::json!({
         "statusCode": 404,
         "message": format!("API version required: name one of its versions with {how}"),
         "versions": versions,
-    });
+    })
+}
+
+/// A route the gateway answers itself: 404 with a JSON `body`, counted under `api`.
+fn not_found_route(name: String, api: &str, body: &serde_json::Value) -> Route {
     Route {
-        name: format!("{}/versions", set.name),
+        name,
         action: Action::Respond(DirectResponse {
             status: 404,
             headers: vec![("content-type".into(), "application/json".into())],
@@ -651,17 +627,18 @@ fn version_list_route(set: &crate::config::VersionSet) -> Route {
         response_headers: HeaderEdits::default(),
         rewrite: None,
         pipeline: None,
-        api: set.name.as_str().into(),
+        api: api.into(),
         operation: Box::default(),
         params: None,
         strip: None,
         keys: None,
         preflights_only: false,
         access_log: true,
-        label: crate::control::labels::route(&set.name, ""),
+        label: crate::control::labels::route(api, ""),
     }
 }
 
+/// Puts a candidate in the group of each of its hosts (or of any host, when it names none).
 fn place(
     hosts: &[HostPattern],
     candidate: Candidate,
