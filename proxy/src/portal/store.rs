@@ -450,36 +450,12 @@ fn subscription(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredSubscription> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cluster::redis::testing::TempDir;
 
-    fn store() -> (tempdir::Dir, Store) {
-        let dir = tempdir::Dir::new();
+    fn store() -> (TempDir, Store) {
+        let dir = TempDir::new("store");
         let s = Store::open(&dir.path().join("p.db")).unwrap();
         (dir, s)
-    }
-
-    mod tempdir {
-        pub struct Dir(std::path::PathBuf);
-        impl Dir {
-            pub fn new() -> Dir {
-                use std::sync::atomic::{AtomicU32, Ordering};
-                static N: AtomicU32 = AtomicU32::new(0);
-                let p = std::env::temp_dir().join(format!(
-                    "ringway-store-{}-{}",
-                    std::process::id(),
-                    N.fetch_add(1, Ordering::Relaxed)
-                ));
-                std::fs::create_dir_all(&p).unwrap();
-                Dir(p)
-            }
-            pub fn path(&self) -> &std::path::Path {
-                &self.0
-            }
-        }
-        impl Drop for Dir {
-            fn drop(&mut self) {
-                let _ = std::fs::remove_dir_all(&self.0);
-            }
-        }
     }
 
     #[test]
